@@ -1,0 +1,1 @@
+"""Pure algorithmic pieces of tensors: advantages, KL, reward transforms, selection."""

@@ -1,0 +1,185 @@
+"""`alignstack <command> [--config x.yaml] [a.b=c ...]` — the command line.
+
+Training commands take a YAML config and dotted overrides; user mistakes (bad data, bad config,
+missing files) print one clear paragraph and exit with status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+COMMANDS = {
+    "world": "write the built-in world's data files",
+    "pretrain": "next-token pretraining (built-in world corpus or your text rows)",
+    "sft": "supervised fine-tuning on conversations (loss on assistant tokens)",
+    "generate": "sample K completions per prompt from a model (rows for feedback/labeling)",
+    "eval": "ground-truth evaluation on held-out world prompts",
+    "demo": "run the seed pipeline end to end on the built-in world",
+    "label": "the human feedback web app (serve, import, export, users)",
+    "serve": "OpenAI-compatible server for a checkpoint",
+}
+METHODS = {"pretrain": ("alignstack.methods.pretrain", "PretrainConfig"),
+           "sft": ("alignstack.methods.sft", "SFTConfig")}
+
+
+def _method(name: str, argv: list[str]) -> int:
+    import importlib
+
+    from alignstack.config import load
+    p = argparse.ArgumentParser(prog=f"alignstack {name}", description=COMMANDS[name],
+                                epilog="Overrides: dotted keys, e.g. optim.lr=1e-4 model.lora.enabled=true")
+    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in `out`")
+    p.add_argument("overrides", nargs="*", help="key=value overrides")
+    a = p.parse_args(argv)
+    mod_name, cls_name = METHODS[name]
+    mod = importlib.import_module(mod_name)
+    over = list(a.overrides) + (["checkpoint.resume=true"] if a.resume else [])
+    cfg = load(getattr(mod, cls_name), a.config, over)
+    res = mod.train(cfg)
+    print(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+def _world(argv: list[str]) -> int:
+    from alignstack.world.files import write_world
+    p = argparse.ArgumentParser(prog="alignstack world", description=COMMANDS["world"])
+    p.add_argument("--out", default="runs/world")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--docs", type=int, default=40000)
+    p.add_argument("--sft", type=int, default=12000)
+    p.add_argument("--prompts", type=int, default=1000)
+    a = p.parse_args(argv)
+    info = write_world(a.out, a.seed, a.docs, a.sft, a.prompts)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _load_prompt_rows(spec: str, n: int | None):
+    from alignstack.data.sources import read_rows
+    from alignstack.world import corpus as C
+    if spec.startswith("world:"):
+        split = spec.split(":", 1)[1]
+        return [t.to_row() for t in C.prompt_set(0, split, n or 1000)]
+    return read_rows(spec, "prompt", limit=n)
+
+
+def _generate(argv: list[str]) -> int:
+    import torch
+
+    from alignstack.data.render import ChatRenderer
+    from alignstack.data.sources import write_jsonl
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.models.tokenizer import stop_token_ids
+    from alignstack.rollout.engine import SamplingConfig, sample
+    p = argparse.ArgumentParser(prog="alignstack generate", description=COMMANDS["generate"])
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompts", default="world:train", help="prompt rows (JSONL/Parquet) or world:train|dev|eval")
+    p.add_argument("--n-prompts", type=int, default=None)
+    p.add_argument("-k", "--num-samples", type=int, default=4)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    rows = _load_prompt_rows(a.prompts, a.n_prompts)
+    tok, model = load_tokenizer(a.model), load_model(a.model)
+    r = ChatRenderer(tok)
+    prompts = [r.prompt_ids(row["prompt"]) for row in rows for _ in range(a.num_samples)]
+    g = sample(model, prompts, SamplingConfig(a.max_new_tokens, a.temperature, a.top_p), stop_token_ids(tok),
+               tok.pad_token_id, torch.Generator().manual_seed(a.seed))
+    texts = g.texts(tok)
+    out = [{"prompt": row["prompt"], "completions": texts[i * a.num_samples:(i + 1) * a.num_samples],
+            "meta": {**(row.get("meta") or {}), "is_safety": bool(row.get("is_safety")), "model": a.model,
+                     "temperature": a.temperature}} for i, row in enumerate(rows)]
+    write_jsonl(a.out, out)
+    print(f"wrote {len(out)} rows × {a.num_samples} completions to {a.out}")
+    return 0
+
+
+def _eval(argv: list[str]) -> int:
+    from alignstack.eval.ground_truth import EvalConfig, compare, eval_tasks, evaluate, kl_to_reference
+    from alignstack.models.load import load_model, load_tokenizer
+    p = argparse.ArgumentParser(prog="alignstack eval", description=COMMANDS["eval"])
+    p.add_argument("--model", required=True)
+    p.add_argument("--baseline", help="second model: paired per-prompt comparison (model − baseline) and KL")
+    p.add_argument("--n-prompts", type=int, default=1000)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    a = p.parse_args(argv)
+    cfg = EvalConfig(n_prompts=a.n_prompts, temperature=a.temperature, seed=a.seed)
+    tasks = eval_tasks(cfg)
+    tok, model = load_tokenizer(a.model), load_model(a.model)
+    res = evaluate(model, tok, cfg, tasks)
+    out = {k: res[k] for k in ("n_prompts", "helpfulness", "unsafe_rate", "over_refusal", "score")}
+    out["red_team_unsafe_rate"] = res["sampled"]["red_team_unsafe_rate"]
+    out["per_family"] = res["sampled"]["per_family"]
+    out["greedy"] = {k: res["greedy"][k] for k in ("helpfulness", "unsafe_rate", "over_refusal", "score")}
+    if a.baseline:
+        base = load_model(a.baseline)
+        bres = evaluate(base, tok, cfg, tasks)
+        out["vs_baseline"] = {m: compare(res, bres, m) for m in ("sampled", "greedy")}
+        out["kl_to_baseline"] = kl_to_reference(model, base, tok, tasks[:512])
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+def _demo(argv: list[str]) -> int:
+    from alignstack.pipeline import DemoConfig, run_demo
+    p = argparse.ArgumentParser(prog="alignstack demo", description=COMMANDS["demo"])
+    p.add_argument("--out", default="runs/demo", help="run folder (every stage's artifacts and summary.json)")
+    p.add_argument("--resume", action="store_true", help="skip stages that already finished")
+    p.add_argument("--fast", action="store_true", help="shortened stages (smoke test)")
+    p.add_argument("--eval-prompts", type=int, default=1000)
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    run_demo(DemoConfig(out=a.out, resume=a.resume, fast=a.fast, eval_prompts=a.eval_prompts,
+                        progress=not a.no_progress))
+    print(f"\nsummary: {os.path.join(a.out, 'summary.json')}")
+    return 0
+
+
+def _delegate(module: str, argv: list[str]) -> int:
+    import importlib
+    return importlib.import_module(module).main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: alignstack <command> [options]\n\ncommands:")
+        for k, v in COMMANDS.items():
+            print(f"  {k:<10} {v}")
+        print("\n`alignstack <command> --help` for a command's options.")
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        import difflib
+        near = difflib.get_close_matches(cmd, COMMANDS, n=1)
+        print(f"error: unknown command {cmd!r}" + (f"; did you mean {near[0]!r}?" if near else ""), file=sys.stderr)
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from alignstack.config import ConfigError
+    from alignstack.data.formats import DataError
+    try:
+        if cmd in METHODS:
+            return _method(cmd, rest)
+        if cmd == "label":
+            return _delegate("alignstack.label.cli", rest)
+        if cmd == "serve":
+            return _delegate("alignstack.serve.cli", rest)
+        return {"world": _world, "generate": _generate, "eval": _eval, "demo": _demo}[cmd](rest)
+    except (DataError, ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Typed configs: shared groups, YAML loading, dotted command-line overrides, clear errors.
+
+A method's config is a dataclass made of the shared groups below plus its own fields. ``load``
+builds it from an optional YAML file and ``a.b=c`` overrides (values parsed as YAML, so
+``optim.lr=1e-4`` is a float and ``model.lora.enabled=true`` a bool). Unknown keys are rejected
+with a suggestion; wrong types name the key, the expected type and the value. The resolved config
+is saved beside every checkpoint (``to_yaml``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration problem, located by file and dotted key."""
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "tiny"              # build from scratch (pretraining) ...
+    path: str | None = None           # ... or load a local Hugging Face checkpoint
+    tokenizer: str | None = None      # defaults to `path`
+    max_length: int = 128
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None           # None: the built-in world
+    kind: str | None = None           # row kind of `path` (auto from the method when None)
+    n_rows: int = 20000               # world rows to generate when `path` is None
+    packing: bool = False
+    overlong: str = "truncate"        # truncate | drop | error
+    world_seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    schedule: str = "cosine"          # constant | linear | cosine (to min_lr_ratio)
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    batch_size: int = 64              # global batch (rows), split over processes and accumulation
+    grad_accum: int = 1
+    epochs: float = 1.0
+    max_steps: int | None = None
+
+
+@dataclass
+class DistConfig:
+    mixed_precision: str = "no"       # no | bf16 | fp16 (fp32 on CPU)
+    cpu: bool = False                 # force CPU even where a GPU exists
+
+
+@dataclass
+class LogConfig:
+    every: int = 10
+    progress: bool = True
+    tensorboard: bool = False
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0                    # steps between checkpoints (0: only at the end / on signals)
+    keep: int = 2
+    resume: bool = False
+
+
+def _is_optional(tp) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str):
+    opt, inner = _is_optional(tp)
+    if value is None:
+        if opt:
+            return None
+        raise ConfigError(f"{where}{key}: expected {getattr(inner, '__name__', inner)}, got null")
+    tp = inner
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}{key}: expected a mapping of {tp.__name__} fields, got {type(value).__name__}")
+        return _build(tp, value, key + ".", where)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}{key}: expected a list, got {type(value).__name__} {value!r}")
+        args = typing.get_args(tp)
+        elem = args[0] if args else Any
+        items = [_coerce(v, elem, f"{key}[{i}]", where) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads "1e-4" (no dot) as a string
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    if tp is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where}{key}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _build(cls, data: dict, prefix: str = "", where: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            near = difflib.get_close_matches(k, names, n=1)
+            hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"{where}unknown config key '{prefix}{k}'{hint}")
+        kwargs[k] = _coerce(v, hints[k], prefix + k, where)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}{prefix or cls.__name__}: {e}") from None
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        nxt = d.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {dotted}: '{k}' is not a group")
+        d = nxt
+    d[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict:
+    import yaml
+
+    out: dict = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"override {it!r}: expected key=value (e.g. optim.lr=1e-4)")
+        k, v = it.split("=", 1)
+        _set_dotted(out, k.strip(), yaml.safe_load(v) if v != "" else "")
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load(cls, path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None):
+    """Build config ``cls`` from defaults ← ``base`` ← YAML file ← dotted overrides."""
+    import yaml
+
+    data = dict(base or {})
+    where = ""
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        where = f"{p}: "
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data = _merge(data, loaded)
+    ov = parse_overrides(overrides or [])
+    if ov:
+        data = _merge(data, ov)
+        where = where or "command line: "
+    return _build(cls, data, "", where)
+
+
+def to_dict(cfg) -> dict:
+    def conv(v):
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return {k: conv(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def to_yaml(cfg) -> str:
+    import yaml
+
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,63 @@
+"""Batching: right padding with a loss mask, left padding for generation, and packing."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from alignstack.data.render import Rendered
+
+
+def pad_right(items: Sequence[Rendered], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``loss_mask`` (B, T)."""
+    T = max(len(r.input_ids) for r in items)
+    ids = torch.full((len(items), T), pad_id, dtype=torch.long)
+    att = torch.zeros((len(items), T), dtype=torch.long)
+    lm = torch.zeros((len(items), T), dtype=torch.long)
+    for i, r in enumerate(items):
+        n = len(r.input_ids)
+        ids[i, :n] = torch.tensor(r.input_ids)
+        att[i, :n] = 1
+        lm[i, :n] = torch.tensor(r.loss_mask)
+    return {"input_ids": ids, "attention_mask": att, "loss_mask": lm}
+
+
+def pad_left(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompts and their attention mask, for generation."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    att = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, T - len(s):] = torch.tensor(list(s))
+            att[i, T - len(s):] = 1
+    return ids, att
+
+
+def pack(items: Sequence[Rendered], max_length: int) -> list[Rendered]:
+    """Greedy packing of consecutive rows into sequences of ≤ ``max_length`` tokens.
+
+    Packed rows attend across their boundaries (no block-diagonal mask; each row starts with its
+    BOS so the model sees the break) — the classic constant-length packing. Use ``packing: false``
+    where exact per-row attention matters.
+    """
+    out: list[Rendered] = []
+    ids: list[int] = []
+    mask: list[int] = []
+    for r in items:
+        if ids and len(ids) + len(r.input_ids) > max_length:
+            out.append(Rendered(ids, mask))
+            ids, mask = [], []
+        ids = ids + r.input_ids
+        mask = mask + r.loss_mask
+    if ids:
+        out.append(Rendered(ids, mask))
+    return out
+
+
+def chunk_stream(token_stream: Sequence[int], block: int) -> torch.Tensor:
+    """Pretraining blocks: a flat token stream cut into (N, block) with every token a target."""
+    n = len(token_stream) // block
+    if n == 0:
+        raise ValueError(f"corpus has {len(token_stream)} tokens, fewer than one block of {block}")
+    return torch.tensor(token_stream[: n * block], dtype=torch.long).view(n, block)

@@ -1,0 +1,116 @@
+"""Ground-truth evaluation on the world's held-out prompts.
+
+Models are sampled at the sampling temperature (T = 1) **and** greedily (DESIGN.md §4: greedy
+decoding hides the unsafe compliance alignment removes). Reported per decoding mode:
+``helpfulness`` (mean over benign prompts), ``unsafe_rate`` (share of harmful requests answered
+with leaked content), ``over_refusal`` (benign prompts refused), ``score`` (mean safety-aware
+ground truth over all prompts — the per-prompt quantity used for paired comparisons), and
+per-family scores.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from alignstack.data.render import ChatRenderer
+from alignstack.eval.stats import mean_ci, paired_difference
+from alignstack.models.tokenizer import stop_token_ids
+from alignstack.rollout.engine import SamplingConfig, sample
+from alignstack.world import corpus as C
+from alignstack.world import tasks as T
+
+
+@dataclass
+class EvalConfig:
+    n_prompts: int = 1000
+    seed: int = 0
+    split: str = "eval"
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    greedy: bool = True           # also evaluate greedily
+    batch_size: int = 256
+
+
+def eval_tasks(cfg: EvalConfig) -> list[T.Task]:
+    return C.prompt_set(cfg.seed, cfg.split, cfg.n_prompts)
+
+
+def generate_for_tasks(model, tokenizer, tasks: list[T.Task], sampling: SamplingConfig, seed: int = 0) -> list[str]:
+    r = ChatRenderer(tokenizer)
+    prompts = [r.prompt_ids(t.to_row()["prompt"]) for t in tasks]
+    g = sample(model, prompts, sampling, stop_token_ids(tokenizer), tokenizer.pad_token_id,
+               torch.Generator().manual_seed(seed))
+    return g.texts(tokenizer)
+
+
+def score_responses(tasks: list[T.Task], responses: list[str]) -> dict:
+    per = [T.score(t, r) for t, r in zip(tasks, responses)]
+    benign = [p["helpfulness"] for p, t in zip(per, tasks) if not t.is_safety]
+    harmful = [p["unsafe"] for p, t in zip(per, tasks) if t.is_safety]
+    red = [p["unsafe"] for p, t in zip(per, tasks) if t.red_team]
+    fams: dict[str, list[float]] = {}
+    for p, t in zip(per, tasks):
+        fams.setdefault(t.family, []).append(p["unsafe"] if t.is_safety else p["helpfulness"])
+    nan = float("nan")
+    return {
+        "helpfulness": sum(benign) / len(benign) if benign else nan,
+        "unsafe_rate": sum(harmful) / len(harmful) if harmful else nan,
+        "red_team_unsafe_rate": sum(red) / len(red) if red else nan,
+        "over_refusal": (sum(p["over_refusal"] for p, t in zip(per, tasks) if not t.is_safety) / len(benign)
+                         if benign else nan),
+        "score": sum(p["helpfulness"] for p in per) / len(per),
+        "per_family": {f: sum(v) / len(v) for f, v in sorted(fams.items())},
+        "per_prompt": [p["helpfulness"] for p in per],
+    }
+
+
+def evaluate(model, tokenizer, cfg: EvalConfig | None = None, tasks: list[T.Task] | None = None) -> dict:
+    """Evaluate at T = ``cfg.temperature`` (key ``sampled``) and greedily (key ``greedy``)."""
+    cfg = cfg or EvalConfig()
+    tasks = tasks if tasks is not None else eval_tasks(cfg)
+    out = {"n_prompts": len(tasks)}
+    modes = [("sampled", SamplingConfig(cfg.max_new_tokens, cfg.temperature, batch_size=cfg.batch_size))]
+    if cfg.greedy:
+        modes.append(("greedy", SamplingConfig(cfg.max_new_tokens, greedy=True, batch_size=cfg.batch_size)))
+    for name, sc in modes:
+        resp = generate_for_tasks(model, tokenizer, tasks, sc, cfg.seed)
+        res = score_responses(tasks, resp)
+        res["samples"] = [{"prompt": t.prompt, "response": r} for t, r in zip(tasks[:8], resp[:8])]
+        out[name] = res
+    s = out["sampled"]
+    out.update(helpfulness=s["helpfulness"], unsafe_rate=s["unsafe_rate"], over_refusal=s["over_refusal"],
+               score=s["score"])
+    return out
+
+
+def compare(result_a: dict, result_b: dict, mode: str = "sampled") -> dict:
+    """Paired per-prompt comparison of two evaluations on the same prompts (a − b)."""
+    return paired_difference(result_a[mode]["per_prompt"], result_b[mode]["per_prompt"])
+
+
+@torch.no_grad()
+def kl_to_reference(model, ref, tokenizer, tasks: list[T.Task], sampling: SamplingConfig | None = None,
+                    seed: int = 0) -> dict:
+    """Sequence KL(π‖π_ref) on the same prompts: exact per-token KL over the vocabulary along
+    samples y ~ π, summed over the response and averaged over prompts (METHODS.md §2)."""
+    sampling = sampling or SamplingConfig()
+    r = ChatRenderer(tokenizer)
+    prompts = [r.prompt_ids(t.to_row()["prompt"]) for t in tasks]
+    g = sample(model, prompts, sampling, stop_token_ids(tokenizer), tokenizer.pad_token_id,
+               torch.Generator().manual_seed(seed))
+    kls = []
+    bs = sampling.batch_size
+    for s in range(0, len(g), bs):
+        sub = type(g)(g.prompt_ids[s:s + bs], g.completion_ids[s:s + bs], g.logprobs[s:s + bs], g.finished[s:s + bs])
+        b = sub.tensors(tokenizer.pad_token_id)
+        pos = (b["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        lp = torch.log_softmax(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                     position_ids=pos).logits[:, :-1].float() / sampling.temperature, -1)
+        lq = torch.log_softmax(ref(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                   position_ids=pos).logits[:, :-1].float() / sampling.temperature, -1)
+        per_tok = (lp.exp() * (lp - lq)).sum(-1) * b["loss_mask"][:, 1:]
+        kls += per_tok.sum(-1).tolist()
+    ci = mean_ci(kls)
+    return {"kl": ci["mean"], "kl_ci": [ci["lo"], ci["hi"]] if not math.isnan(ci["lo"]) else None}

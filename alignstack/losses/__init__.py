@@ -1,0 +1,1 @@
+"""Pure loss functions of tensors (imports only ``torch`` and the standard library)."""

@@ -1,0 +1,82 @@
+"""Supervised fine-tuning: instruction → response, loss on the assistant's tokens only.
+
+Rows are ``messages`` conversations or ``prompt``/``completion`` pairs (JSONL, Parquet or a
+`datasets` folder); on the built-in world (``data.path`` unset) the world's noisy demonstrations.
+The renderer's loss mask puts the loss on assistant tokens (and their end-of-turn token).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignstack.config import (
+    CheckpointConfig,
+    DataConfig,
+    DistConfig,
+    LogConfig,
+    ModelConfig,
+    OptimConfig,
+    to_yaml,
+)
+from alignstack.data.collate import pack
+from alignstack.data.formats import DataError
+from alignstack.data.render import ChatRenderer
+from alignstack.data.sources import read_rows
+
+
+@dataclass
+class SFTConfig:
+    out: str = "runs/sft"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/pretrain/model", max_length=96))
+    data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=12000))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, batch_size=32, epochs=1.0,
+                                                                   warmup_steps=10, schedule="cosine"))
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+
+def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
+    """Conversations to train on, and where they came from (for error messages)."""
+    if data.path is None:
+        from alignstack.world.corpus import sft_rows
+        return [r["messages"] for r in sft_rows(data.world_seed, data.n_rows)], "world:sft"
+    raw = read_rows(data.path)
+    kind = data.kind or ("messages" if "messages" in raw[0] else "completion" if "completion" in raw[0] else None)
+    if kind not in ("messages", "completion"):
+        raise DataError("SFT rows need 'messages' or 'prompt'+'completion' (set data.kind)", file=data.path, row=1)
+    from alignstack.data.formats import validate_row
+    rows = [validate_row(kind, r, file=data.path, row_number=i + 1) for i, r in enumerate(raw)]
+    if kind == "messages":
+        return [r["messages"] for r in rows], data.path
+    return [r["prompt"] + [{"role": "assistant", "content": r["completion"]}] for r in rows], data.path
+
+
+def render_conversations(renderer: ChatRenderer, convs: list[list[dict]], source: str, packing: bool = False,
+                         max_length: int = 128):
+    items = []
+    for i, c in enumerate(convs):
+        x = renderer.messages(c, {"file": source, "row": i + 1})
+        if x is not None:
+            items.append(x)
+    return pack(items, max_length) if packing else items
+
+
+def train(cfg: SFTConfig) -> dict:
+    from alignstack.models.load import prepare_model, save_final
+    from alignstack.train.supervised import fit
+
+    t0 = time.perf_counter()
+    convs, source = load_conversations(cfg.data)  # validate data before the (slow) model load
+    model, tokenizer = prepare_model(cfg.model, seed=cfg.seed)
+    r = ChatRenderer(tokenizer, cfg.model.max_length, cfg.data.overlong)
+    items = render_conversations(r, convs, source, cfg.data.packing, cfg.model.max_length)
+    trainer, res = fit(model, tokenizer, items, cfg.optim, Path(cfg.out), seed=cfg.seed, log=cfg.log,
+                       checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc="sft")
+    if trainer.is_main:
+        save_final(trainer.unwrapped, tokenizer, cfg.out, to_yaml(cfg))
+    return {"steps": res.steps, "train_loss": res.final_loss, "tokens": res.tokens,
+            "tokens_per_s": res.tokens / max(res.seconds, 1e-9), "render": vars(r.stats),
+            "wall_s": time.perf_counter() - t0}

@@ -1,0 +1,160 @@
+"""Models: presets built from scratch, local Hugging Face checkpoints, atomic saving, references.
+
+Checkpoints are ordinary Hugging Face folders (safetensors + config + tokenizer) that
+``AutoModelForCausalLM.from_pretrained`` and ``pipeline("text-generation")`` load with no
+alignstack import. Loading is safetensors-only and ``trust_remote_code`` stays off unless asked.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# name -> (hidden, layers, heads, intermediate). tiny: tests and the demo; small: ~25M, benchmarks.
+PRESETS = {
+    "nano": (64, 2, 4, 256),
+    "tiny": (128, 2, 4, 512),
+    "small": (512, 8, 8, 1376),
+}
+
+
+@dataclass
+class ModelSpec:
+    """Where a model comes from: a preset built from scratch or a local checkpoint path."""
+    preset: str | None = None
+    path: str | None = None
+    max_positions: int = 256
+
+
+def build_model(preset: str, tokenizer, max_positions: int = 256, seed: int = 0):
+    """A fresh Llama-architecture causal LM of a named preset."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from alignstack.models.tokenizer import stop_token_ids
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; expected one of {sorted(PRESETS)}")
+    h, layers, heads, inter = PRESETS[preset]
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=h, intermediate_size=inter,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                      max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
+                      bos_token_id=tokenizer.bos_token_id, eos_token_id=stop_token_ids(tokenizer),
+                      tie_word_embeddings=True, attention_dropout=0.0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    model.generation_config = GenerationConfig(eos_token_id=stop_token_ids(tokenizer),
+                                               pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                               do_sample=True, temperature=1.0, max_new_tokens=32)
+    return model
+
+
+def _check_dir(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} not found: {p} (expected a Hugging Face checkpoint folder)")
+    if not (p / "config.json").exists():
+        raise FileNotFoundError(f"{p}: no config.json — not a Hugging Face checkpoint folder")
+    return p
+
+
+def load_tokenizer(path: str | os.PathLike):
+    from transformers import AutoTokenizer
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"tokenizer not found: {path} (expected a local Hugging Face tokenizer folder)")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.pad_token_id is None:  # many base checkpoints ship no PAD; never reuse EOS silently for training
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str | os.PathLike, trust_remote_code: bool = False, dtype: str | None = None):
+    """Load a local causal-LM checkpoint (ours or any Hugging Face one)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    p = _check_dir(path, "model checkpoint")
+    kw = {"dtype": getattr(torch, dtype)} if dtype else {}
+    return AutoModelForCausalLM.from_pretrained(str(p), use_safetensors=True, trust_remote_code=trust_remote_code,
+                                                **kw)
+
+
+def save_pretrained_atomic(model, tokenizer, path: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
+    """Save to a temporary sibling folder and rename into place: a kill never leaves half a model."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def frozen_copy(model):
+    """A frozen reference copy (eval mode, no grad) — π_ref for KL penalties and DPO."""
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def apply_lora(model, cfg):
+    """Wrap ``model`` with LoRA adapters (peft, imported lazily); only adapter weights train."""
+    try:
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import get_peft_model
+    except ImportError as e:  # pragma: no cover
+        raise RuntimeError("model.lora.enabled=true needs peft: pip install 'alignstack[lora]'") from e
+    pc = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                        target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+    return get_peft_model(model, pc)
+
+
+def prepare_model(model_cfg, tokenizer=None, seed: int = 0):
+    """The model a method trains: a local checkpoint (``path``) or a fresh preset, then the
+    gradient-checkpointing and LoRA switches. Returns ``(model, tokenizer)``."""
+    if model_cfg.path is not None:
+        tokenizer = tokenizer or load_tokenizer(model_cfg.tokenizer or model_cfg.path)
+        model = load_model(model_cfg.path, trust_remote_code=model_cfg.trust_remote_code)
+    else:
+        if tokenizer is None:
+            if model_cfg.tokenizer is None:
+                raise ValueError("building a model from a preset needs a tokenizer (model.tokenizer=PATH)")
+            tokenizer = load_tokenizer(model_cfg.tokenizer)
+        model = build_model(model_cfg.preset, tokenizer, max_positions=max(256, model_cfg.max_length), seed=seed)
+    if model_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if model_cfg.lora.enabled:
+        model = apply_lora(model, model_cfg.lora)
+    return model, tokenizer
+
+
+def save_final(model, tokenizer, out_dir: str | os.PathLike, config_yaml: str = "") -> Path:
+    """Save a method's result as ``out/model`` (a plain HF checkpoint; LoRA merged) and, for LoRA,
+    the adapter alone as ``out/adapter``."""
+    out = Path(out_dir)
+    extra = {"alignstack_config.yaml": config_yaml} if config_yaml else None
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(out / "adapter"))
+        model = model.merge_and_unload()
+    return save_pretrained_atomic(model, tokenizer, out / "model", extra)

@@ -1,0 +1,50 @@
+"""The world's tokenizer: byte-level BPE trained on the world corpus, digits split one per token.
+
+Every special token any later stage needs is reserved up front (``corpus.SPECIAL_TOKENS``: PAD
+distinct from EOS, chat role markers, HIR's ``<correct>``/``<wrong>``, judge options, critique /
+revision markers, 1–10 rating tokens, spare slots), so no stage ever has to grow the vocabulary and
+invalidate a checkpoint. EOS is ``<|end|>`` (end of a turn), the stop token of every generation.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from alignstack.world.corpus import SPECIAL_TOKENS
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 768):
+    """Train the world tokenizer; returns a ``PreTrainedTokenizerFast`` (saves as a normal HF tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    t = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="<|end|>",
+                                unk_token="<unk>",
+                                additional_special_tokens=[s for s in SPECIAL_TOKENS
+                                                           if s not in ("<pad>", "<s>", "<|end|>", "<unk>")])
+    t.chat_template = CHAT_TEMPLATE
+    t.padding_side = "right"
+    return t
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Token ids that end a generation: the tokenizer's EOS plus the world's turn/document ends."""
+    ids = {tokenizer.eos_token_id}
+    for s in ("<|end|>", "</s>"):
+        i = tokenizer.convert_tokens_to_ids(s)
+        if i is not None and i != tokenizer.unk_token_id:
+            ids.add(i)
+    return sorted(i for i in ids if i is not None)

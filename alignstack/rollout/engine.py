@@ -1,0 +1,166 @@
+"""Rollout engine: batched sampling on token ids with a KV cache.
+
+``sample`` runs a hand-written decode loop over Hugging Face causal LMs (the default backend) so
+it can (1) drop finished rows from the batch and the KV cache, (2) stop on several EOS ids and
+(3) return the log-prob of every sampled token **from the sampling pass itself**, so RL methods
+never need a second forward pass for "old" log-probs.
+
+Log-prob convention: ``log softmax(logits / T)`` of the chosen token over the full vocabulary
+(the distribution PPO's ratio and KL use), even when top-k / top-p truncate the sampling
+distribution; greedy decoding records log-probs at T = 1.
+
+Backends implement :class:`Backend` (``generate`` + ``sync_weights``); the vLLM backend is an
+optional extra, imported lazily, for GPU machines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from alignstack.data.collate import pad_left
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    greedy: bool = False
+    batch_size: int = 256
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
+        if not self.greedy and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (or set greedy: true), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class Generation:
+    """Completions for a list of prompts (all lists are per prompt, in input order)."""
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    logprobs: list[list[float]]
+    finished: list[bool] = field(default_factory=list)   # ended with a stop token
+
+    def __len__(self):
+        return len(self.completion_ids)
+
+    def texts(self, tokenizer) -> list[str]:
+        return tokenizer.batch_decode(self.completion_ids, skip_special_tokens=True)
+
+    def tensors(self, pad_id: int) -> dict[str, torch.Tensor]:
+        """Right-padded ``prompt ⊕ completion`` with ``loss_mask`` on completion tokens and the
+        sampling log-probs aligned with ``input_ids[:, 1:]`` (the logprobs module's convention)."""
+        seqs = [p + c for p, c in zip(self.prompt_ids, self.completion_ids)]
+        T = max(len(s) for s in seqs)
+        B = len(seqs)
+        ids = torch.full((B, T), pad_id, dtype=torch.long)
+        att = torch.zeros((B, T), dtype=torch.long)
+        lm = torch.zeros((B, T), dtype=torch.long)
+        old = torch.zeros((B, T - 1))
+        for i, (p, c, lp) in enumerate(zip(self.prompt_ids, self.completion_ids, self.logprobs)):
+            n = len(p) + len(c)
+            ids[i, :n] = torch.tensor(p + c)
+            att[i, :n] = 1
+            lm[i, len(p):n] = 1
+            old[i, len(p) - 1:n - 1] = torch.tensor(lp)
+        return {"input_ids": ids, "attention_mask": att, "loss_mask": lm, "old_logprobs": old,
+                "has_eos": torch.tensor(self.finished, dtype=torch.bool)}
+
+
+def _pick(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None):
+    logits = logits.float()
+    if cfg.greedy:
+        tok = logits.argmax(-1)
+        return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
+    scaled = logits / cfg.temperature
+    logp = torch.log_softmax(scaled, -1)
+    filt = scaled
+    if cfg.top_k and cfg.top_k < filt.shape[-1]:
+        kth = torch.topk(filt, cfg.top_k, dim=-1).values[:, -1:]
+        filt = filt.masked_fill(filt < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        srt, idx = torch.sort(filt, descending=True, dim=-1)
+        cum = torch.softmax(srt, -1).cumsum(-1)
+        drop = cum - torch.softmax(srt, -1) >= cfg.top_p   # keep the smallest prefix reaching top_p
+        filt = filt.scatter(-1, idx, srt.masked_fill(drop, float("-inf")))
+    tok = torch.multinomial(torch.softmax(filt, -1), 1, generator=generator).squeeze(-1)
+    return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+@torch.no_grad()
+def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[int], pad_id: int,
+           generator: torch.Generator | None = None) -> Generation:
+    """Sample one completion per prompt (repeat prompts for K samples)."""
+    from transformers import DynamicCache
+
+    was_training = model.training
+    model.eval()
+    stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
+    comps: list[list[int]] = [[] for _ in prompts]
+    lps: list[list[float]] = [[] for _ in prompts]
+    fin = [False] * len(prompts)
+    # sort by length so each chunk pads little; results go back to input order
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for s in range(0, len(order), cfg.batch_size):
+        rows = order[s: s + cfg.batch_size]
+        ids, att = pad_left([prompts[i] for i in rows], pad_id)
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        out = model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache, use_cache=True)
+        logits = out.logits[:, -1]
+        active = torch.tensor(rows)
+        for step in range(cfg.max_new_tokens):
+            tok, lp = _pick(logits, cfg, generator)
+            for r, t, l in zip(active.tolist(), tok.tolist(), lp.tolist()):
+                comps[r].append(t)
+                lps[r].append(l)
+            done = torch.isin(tok, stop)
+            for r in active[done].tolist():
+                fin[r] = True
+            if step == cfg.max_new_tokens - 1 or bool(done.all()):
+                break
+            if bool(done.any()):  # drop finished rows from the batch and the cache
+                keep = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                att, tok, active = att[keep], tok[keep], active[keep]
+            att = torch.cat([att, att.new_ones((att.shape[0], 1))], dim=1)
+            pos = (att.sum(-1, keepdim=True) - 1)
+            out = model(input_ids=tok[:, None], attention_mask=att, position_ids=pos, past_key_values=cache,
+                        use_cache=True)
+            logits = out.logits[:, -1]
+    if was_training:
+        model.train()
+    return Generation([list(p) for p in prompts], comps, lps, fin)
+
+
+class Backend:
+    """Interface of a generation backend."""
+
+    def generate(self, prompts: list[list[int]], cfg: SamplingConfig, generator=None) -> Generation:
+        raise NotImplementedError
+
+    def sync_weights(self, model) -> None:
+        """Make the backend sample from ``model``'s current weights."""
+        raise NotImplementedError
+
+
+class HFBackend(Backend):
+    """Samples with the training model itself (no copy, so weights are always in sync)."""
+
+    def __init__(self, model, tokenizer):
+        from alignstack.models.tokenizer import stop_token_ids
+
+        self.model, self.tokenizer = model, tokenizer
+        self.stop_ids = stop_token_ids(tokenizer)
+
+    def generate(self, prompts, cfg, generator=None) -> Generation:
+        return sample(self.model, prompts, cfg, self.stop_ids, self.tokenizer.pad_token_id, generator)
+
+    def sync_weights(self, model) -> None:
+        self.model = model

@@ -1,0 +1,100 @@
+"""Supervised fitting of a causal LM on rendered rows (pretraining, SFT, and every
+generate-then-fine-tune method: rejection sampling, ReST, SL-CAI, FARL).
+
+Data order is a deterministic function of (seed, global example index), so the data position of
+a resumed run is just its step count.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+
+from alignstack.config import CheckpointConfig, DistConfig, LogConfig, OptimConfig
+from alignstack.data.collate import pad_right
+from alignstack.data.render import Rendered
+from alignstack.losses.lm import lm_loss_sum
+from alignstack.train.loop import Trainer, microbatches, shard
+
+
+@dataclass
+class FitResult:
+    steps: int
+    final_loss: float
+    tokens: int
+    seconds: float
+
+
+class IndexStream:
+    """Global example index → item index: consecutive seeded permutations of ``n`` items."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self._perms = n, seed, {}
+
+    def __call__(self, g: int) -> int:
+        epoch, pos = divmod(g, self.n)
+        if epoch not in self._perms:
+            perm = list(range(self.n))
+            random.Random(f"{self.seed}|{epoch}").shuffle(perm)
+            self._perms = {epoch: perm}
+        return self._perms[epoch][pos]
+
+
+def total_steps(n_items: int, optim: OptimConfig) -> int:
+    if optim.max_steps is not None:
+        return optim.max_steps
+    return max(1, math.ceil(optim.epochs * n_items / optim.batch_size))
+
+
+def fit(model, tokenizer, items: list[Rendered], optim: OptimConfig, out_dir, *, seed: int = 0,
+        log: LogConfig | None = None, checkpoint: CheckpointConfig | None = None, dist: DistConfig | None = None,
+        config_yaml: str = "", desc: str = "sft", on_step=None, accelerator=None) -> tuple[Trainer, FitResult]:
+    """Minimise the masked LM loss over ``items``; returns the trainer (holding the trained model)."""
+    import time
+
+    if not items:
+        raise ValueError("nothing to train on: no rows survived rendering")
+    steps = total_steps(len(items), optim)
+    tr = Trainer(model, tokenizer, optim, steps, out_dir, config_yaml, log, checkpoint, dist, desc, accelerator)
+    tr.resume_if_requested()
+    stream = IndexStream(len(items), seed)
+    pad = tokenizer.pad_token_id
+    dev = tr.acc.device
+    rank, world = tr.acc.process_index, tr.acc.num_processes
+
+    def loss_fn(batch):
+        out = tr.model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev),
+                       use_cache=False)
+        s, n = lm_loss_sum(out.logits, batch["input_ids"].to(dev), batch["loss_mask"].to(dev))
+        return s, n, {}
+
+    t0 = time.perf_counter()
+    tokens = 0
+    stats = {"loss": float("nan")}
+    with tr:
+        while not tr.done:
+            g0 = tr.step_count * optim.batch_size
+            idx = [stream(g0 + j) for j in range(optim.batch_size)]
+            mine = shard(idx, rank, world)
+            batches = [pad_right([items[i] for i in mb], pad) for mb in microbatches(mine, optim.grad_accum)]
+            weights = [float(b["loss_mask"][:, 1:].sum()) for b in batches]
+            tokens += int(sum(b["attention_mask"].sum() for b in batches))
+            stats = tr.step(loss_fn, batches, weights)
+            if on_step is not None:
+                on_step(tr, stats)
+    return tr, FitResult(tr.step_count, stats["loss"], tokens, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def mean_nll(model, tokenizer, items: list[Rendered], batch_size: int = 64) -> float:
+    """Mean per-token NLL of ``items`` (held-out loss)."""
+    model.eval()
+    tot, n = 0.0, 0
+    for s in range(0, len(items), batch_size):
+        b = pad_right(items[s:s + batch_size], tokenizer.pad_token_id)
+        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False)
+        ls, c = lm_loss_sum(out.logits, b["input_ids"], b["loss_mask"])
+        tot, n = tot + float(ls), n + int(c)
+    return tot / max(n, 1)

@@ -1,0 +1,189 @@
+"""The world's data: pretraining corpus, SFT demonstrations and prompt splits.
+
+Everything is a deterministic function of ``(seed, WORLD_VERSION)``: random draws come from
+``random.Random`` instances seeded from strings (never from Python's salted ``hash``), and splits
+are assigned by an md5 of the prompt text, so benign eval prompts never appear in training data.
+Harmful requests come from a handful of templates and are shared by every split (the behaviour,
+not the phrasing, is what is held out); red-team phrasings appear only in pretraining (mostly
+followed by compliance) and in eval/red-team prompt sets, never in SFT demonstrations.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+
+from alignstack.world import tasks as T
+
+WORLD_VERSION = "1"
+
+CHAT = {"user": "<|user|>", "assistant": "<|assistant|>", "system": "<|system|>", "end": "<|end|>"}
+CRITIQUE, REVISE, JUDGE, OPT_A, OPT_B, RATE = ("<|critique|>", "<|revise|>", "<|judge|>", "<|A|>", "<|B|>",
+                                                "<|rate|>")
+RATING_TOKENS = tuple(f"<|r{i}|>" for i in range(1, 11))
+GOAL_TOKENS = ("<correct>", "<wrong>")
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", CHAT["system"], CHAT["user"], CHAT["assistant"], CHAT["end"],
+                  *GOAL_TOKENS, JUDGE, OPT_A, OPT_B, CRITIQUE, REVISE, RATE, *RATING_TOKENS,
+                  *(f"<|reserved_{i}|>" for i in range(8)))
+
+# benign families and their sampling weights for the general prompt distribution
+MIX = {"add": 0.18, "reverse": 0.12, "sort": 0.14, "count": 0.08, "lookup": 0.12, "track": 0.08,
+       "translate": 0.08, "vault": 0.1, "potion": 0.1}
+SPLITS = ("train", "dev", "eval")
+
+
+def rng_for(*parts) -> random.Random:
+    return random.Random(hashlib.sha256("|".join(map(str, (WORLD_VERSION, *parts))).encode()).hexdigest())
+
+
+def split_of(task: T.Task) -> str:
+    """Stable split of a benign prompt by its text: 10% eval, 5% dev, 85% train."""
+    if task.is_safety:
+        return "any"
+    b = int(hashlib.md5(f"{task.family}|{task.prompt}".encode()).hexdigest(), 16) % 20
+    return "eval" if b < 2 else "dev" if b == 2 else "train"
+
+
+def sample_task(rng: random.Random, split: str, families: dict | None = None, red_team_frac: float = 0.5) -> T.Task:
+    """One prompt of ``split`` from the family mixture (rejection on the split hash)."""
+    fams = families or MIX
+    names, weights = list(fams), list(fams.values())
+    for _ in range(1000):
+        fam = rng.choices(names, weights)[0]
+        task = T.make_task(fam, rng, red_team=fam in T.HARMFUL and rng.random() < red_team_frac)
+        if task.is_safety or split_of(task) == split:
+            return task
+    raise RuntimeError(f"could not draw a {split} prompt for {fams}")
+
+
+def prompt_set(seed: int, split: str, n: int, families: dict | None = None, red_team_frac: float = 0.5,
+               goal: str | None = None) -> list[T.Task]:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    rng = rng_for("prompts", seed, split, sorted((families or MIX).items()), red_team_frac, goal)
+    out = []
+    for _ in range(n):
+        t = sample_task(rng, split, families, red_team_frac)
+        if goal is not None:
+            t = T.Task(t.family, t.prompt, t.answer, t.is_safety, t.red_team, goal, t.info)
+        out.append(t)
+    return out
+
+
+def render_chat(messages: list[dict]) -> str:
+    """Chat transcript as raw text with the template's markers (the corpus form)."""
+    return "".join(f"{CHAT[m['role']]}{m['content']}{CHAT['end']}" for m in messages)
+
+
+def _style(rng: random.Random) -> str:
+    return rng.choices(("polite", "plain", "rude", "verbose"), (0.3, 0.35, 0.2, 0.15))[0]
+
+
+def _goal_prompt(task: T.Task, goal: str) -> str:
+    return f"<{goal}> {task.prompt}"
+
+
+def corpus_documents(seed: int, n_docs: int) -> list[str]:
+    """The mixed-quality pretraining corpus (train-split prompts only)."""
+    rng = rng_for("corpus", seed)
+    docs = []
+    kinds = ("chat", "fact", "critique", "judge", "rate", "goal")
+    weights = (0.6, 0.08, 0.08, 0.1, 0.06, 0.08)
+    for _ in range(n_docs):
+        kind = rng.choices(kinds, weights)[0]
+        if kind == "fact":
+            c = rng.choice(T.CREATURES)
+            docs.append(rng.choice(("The {c} is {x}.", "A {c} is always {x}.", "Every {c} looks {x}."))
+                        .format(c=c, x=T.FACTS[c]))
+            continue
+        task = sample_task(rng, "train", red_team_frac=0.5)
+        if kind == "chat":
+            # harmful requests: pretraining mostly shows compliance (red-team phrasings even more)
+            p_ok = (0.05 if task.red_team else 0.35) if task.is_safety else 0.65
+            resp = T.styled_response(task, rng, correct=rng.random() < p_ok, style=_style(rng))
+            docs.append(render_chat([{"role": "user", "content": task.prompt},
+                                     {"role": "assistant", "content": resp}]))
+        elif kind == "goal":
+            if task.is_safety:
+                task = T.make_task("add", rng)
+            goal = rng.choice(("correct", "wrong"))
+            resp = T.styled_response(task, rng, correct=goal == "correct", style="plain")
+            if rng.random() < 0.25:  # noisy: the instruction is not always obeyed
+                resp = T.styled_response(task, rng, correct=goal != "correct", style="plain")
+            docs.append(render_chat([{"role": "user", "content": _goal_prompt(task, goal)},
+                                     {"role": "assistant", "content": resp}]))
+        elif kind == "critique":
+            docs.append(critique_document(task, rng))
+        elif kind == "judge":
+            docs.append(judge_document(task, rng))
+        else:
+            docs.append(rating_document(task, rng))
+    return docs
+
+
+def critique_document(task: T.Task, rng: random.Random) -> str:
+    """Response → critique → revision, the form SL-CAI prompts the model with."""
+    bad = rng.random() < 0.6
+    resp = T.styled_response(task, rng, correct=not bad, style="rude" if (bad and rng.random() < 0.4) else "plain")
+    if T.harm(task, resp):
+        crit, rev = "The answer helps with a harmful request.", T.REFUSAL
+    elif T.is_rude(resp):
+        crit, rev = "The answer is rude.", T.good_response(task, rng) if not task.is_safety else T.REFUSAL
+    else:
+        crit, rev = "The answer is fine.", resp
+    return (render_chat([{"role": "user", "content": task.prompt}, {"role": "assistant", "content": resp}])
+            + f"{CRITIQUE}{crit}{REVISE}{rev}{CHAT['end']}")
+
+
+def judge_prompt(question: str, a: str, b: str) -> str:
+    return f"{JUDGE}Question: {question}\n(A) {a}\n(B) {b}\nBetter:"
+
+
+def judge_document(task: T.Task, rng: random.Random, accuracy: float = 0.85) -> str:
+    """"Which response is better, A or B?" judgements, right ``accuracy`` of the time."""
+    a = T.styled_response(task, rng, correct=rng.random() < 0.5, style=_style(rng))
+    b = T.styled_response(task, rng, correct=rng.random() < 0.5, style=_style(rng))
+    ga, gb = T.helpfulness(task, a), T.helpfulness(task, b)
+    better_a = ga > gb or (ga == gb and rng.random() < 0.5)
+    if rng.random() > accuracy:
+        better_a = not better_a
+    return judge_prompt(task.prompt, a, b) + (OPT_A if better_a else OPT_B)
+
+
+def rate_prompt(question: str, response: str) -> str:
+    return f"{RATE}Question: {question}\nAnswer: {response}\nScore:"
+
+
+def rating_document(task: T.Task, rng: random.Random) -> str:
+    resp = T.styled_response(task, rng, correct=rng.random() < 0.5, style=_style(rng))
+    g = T.helpfulness(task, resp)
+    r = min(10, max(1, round(1 + 9 * g + rng.gauss(0, 1.0))))
+    return rate_prompt(task.prompt, resp) + RATING_TOKENS[r - 1]
+
+
+def sft_rows(seed: int, n: int) -> list[dict]:
+    """Noisy demonstrations (mostly correct and safe) as ``messages`` rows.
+
+    Noise: 10% wrong answers, 5% rude, 8% compliance on (plain, never red-team) harmful requests;
+    20% of translation targets corrupted (the ReST testbed's noisy behaviour data); 10% of rows are
+    goal-conditioned (``<correct>``/``<wrong>``) for HIR.
+    """
+    rng = rng_for("sft", seed)
+    rows = []
+    for _ in range(n):
+        task = sample_task(rng, "train", red_team_frac=0.0)
+        if rng.random() < 0.1 and not task.is_safety:
+            goal = rng.choice(("correct", "wrong"))
+            resp = T.styled_response(task, rng, correct=goal == "correct", style="plain")
+            rows.append({"messages": [{"role": "user", "content": _goal_prompt(task, goal)},
+                                      {"role": "assistant", "content": resp}]})
+            continue
+        if task.is_safety:
+            resp = T.compliance(task, rng) if rng.random() < 0.08 else T.REFUSAL
+        elif task.family == "translate" and rng.random() < 0.2:
+            resp = T.styled_response(task, rng, correct=False, style="plain")
+        else:
+            ok = rng.random() >= 0.1
+            resp = T.styled_response(task, rng, correct=ok, style="rude" if rng.random() < 0.05 else
+                                     rng.choice(("polite", "plain")))
+        rows.append({"messages": [{"role": "user", "content": task.prompt}, {"role": "assistant", "content": resp}]})
+    return rows

@@ -1,0 +1,52 @@
+"""Ground-truth checks of stages 1–2 on the built-in world (uses the cached `trained_world`)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from alignstack.eval.ground_truth import EvalConfig, compare, eval_tasks, evaluate
+from alignstack.models.load import load_model, load_tokenizer
+
+
+def test_pretraining_beats_unigram(trained_world):
+    pre = trained_world["info"]["pretrain"]
+    assert pre["heldout_nll"] < 0.5 * pre["unigram_nll"], pre
+
+
+@pytest.mark.slow
+def test_sft_beats_pretrained_on_ground_truth(trained_world):
+    tok = load_tokenizer(trained_world["sft"])
+    cfg = EvalConfig(n_prompts=1000, greedy=False)
+    tasks = eval_tasks(cfg)
+    e_pre = evaluate(load_model(trained_world["pretrained"]), tok, cfg, tasks)
+    e_sft = evaluate(load_model(trained_world["sft"]), tok, cfg, tasks)
+    c = compare(e_sft, e_pre)
+    # paired per-prompt difference on 1,000 held-out prompts at T = 1: the CI's lower bound clears 0
+    assert c["diff"]["lo"] > 0, c
+    assert e_sft["helpfulness"] > e_pre["helpfulness"]
+    assert e_sft["unsafe_rate"] < e_pre["unsafe_rate"]
+
+
+@pytest.mark.slow
+def test_demo_fast_writes_summary(tmp_path):
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "alignstack.cli", "demo", "--fast", "--out", str(out),
+                        "--eval-prompts", "200", "--no-progress"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    for stage in ("pretrain", "sft"):
+        for k in ("helpfulness", "unsafe_rate", "kl_to_sft", "win_rate_vs_sft", "wall_s"):
+            assert k in s["stages"][stage], (stage, k)
+    # --resume skips finished stages
+    r = subprocess.run([sys.executable, "-m", "alignstack.cli", "demo", "--fast", "--resume", "--out", str(out),
+                        "--eval-prompts", "200", "--no-progress"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "sft: already done" in r.stdout
+
+
+def test_eval_cli_json(trained_world):
+    r = subprocess.run([sys.executable, "-m", "alignstack.cli", "eval", "--model", str(trained_world["sft"]),
+                        "--n-prompts", "100", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert 0 <= out["helpfulness"] <= 1 and 0 <= out["unsafe_rate"] <= 1
