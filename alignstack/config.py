@@ -133,9 +133,16 @@ def _coerce(value: Any, tp: Any, key: str, where: str):
 
 def _build(cls, data: dict, prefix: str = "", where: str = ""):
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     kwargs = {}
     for k, v in data.items():
+        f = fields.get(k)
+        if f is not None and isinstance(v, dict) and f.default_factory is not dataclasses.MISSING:
+            # a partial group overrides the *method's* defaults for it, not the group class's
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):
+                v = _merge(to_dict(default), v)
         if k not in names:
             near = difflib.get_close_matches(k, names, n=1)
             hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"

@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=25, help="requests per client")
     ap.add_argument("--max-tokens", type=int, default=16)
-    ap.add_argument("--max-concurrency", type=int, default=4)
+    ap.add_argument("--max-concurrency", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1, help="the server's torch threads (0: torch default)")
     ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args(argv)
 
@@ -67,7 +68,8 @@ def main(argv=None) -> int:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "alignstack.serve.cli", "--model", str(model), "--port", str(port),
-                             "--max-concurrency", str(args.max_concurrency), "--max-queue", "1000"], env=env)
+                             "--max-concurrency", str(args.max_concurrency), "--max-queue", "1000"]
+                            + (["--threads", str(args.threads)] if args.threads else []), env=env)
     try:
         deadline = time.time() + 120
         while True:
@@ -113,6 +115,7 @@ def main(argv=None) -> int:
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        stats = httpx.get(url + "/v1/stats").json()
     finally:
         proc.terminate()
         proc.wait(30)
@@ -123,7 +126,10 @@ def main(argv=None) -> int:
            "requests_per_s": round(len(lat) / wall, 2), "completion_tokens_per_s": round(tokens[0] / wall, 1),
            "latency_p50_ms": round(1000 * percentile(lat, 0.5), 1),
            "latency_p95_ms": round(1000 * percentile(lat, 0.95), 1),
-           "latency_mean_ms": round(1000 * statistics.fmean(lat), 1), "cpu_count": os.cpu_count()}
+           "latency_mean_ms": round(1000 * statistics.fmean(lat), 1),
+           "mean_batch": round(stats["batched_requests"] / max(1, stats["batches"]), 2),
+           "server_threads": args.threads or "default", "cpu_count": os.cpu_count(),
+           "load_avg_1m": round(os.getloadavg()[0], 2)}
     print(json.dumps(res, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

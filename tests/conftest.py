@@ -29,6 +29,7 @@ def trained_world():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     key = hashlib.sha256(json.dumps([WORLD_VERSION, FIXTURE_OVERRIDES,
                                      (ROOT / "alignstack/methods/pretrain.py").read_text(),
+                                     (ROOT / "alignstack/config.py").read_text(),
                                      (ROOT / "alignstack/methods/sft.py").read_text()]).encode()).hexdigest()[:12]
     base = Path(os.environ.get("ALIGNSTACK_FIXTURE_DIR", ROOT / ".cache" / "fixtures")) / key
     done = base / "done.json"

@@ -10,13 +10,22 @@ from alignstack.methods.pretrain import PretrainConfig
 from alignstack.methods.sft import SFTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-METHOD_OF = {"pretrain": PretrainConfig, "sft": SFTConfig, "sft_lora": SFTConfig}
+
+
+def config_class(path: Path):
+    """configs/<method>[_variant].yaml → the method's config class (the CLI's METHODS map)."""
+    import importlib
+
+    from alignstack.cli import METHODS
+    name = max((m for m in METHODS if path.stem == m or path.stem.startswith(m + "_")), key=len, default=None)
+    assert name is not None, f"{path.name}: no method named by the file (expected <method>[_variant].yaml)"
+    mod, cls = METHODS[name]
+    return getattr(importlib.import_module(mod), cls)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
-    cls = METHOD_OF[path.stem]
-    cfg = load(cls, path)
+    cfg = load(config_class(path), path)
     assert cfg.out
 
 
@@ -61,3 +70,9 @@ def test_every_command_has_help():
         r = subprocess.run([sys.executable, "-m", "alignstack.cli", cmd, "--help"], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode == 0 and "usage" in r.stdout.lower(), (cmd, r.stderr[-500:])
+
+
+def test_partial_group_override_keeps_method_defaults():
+    cfg = load(PretrainConfig, overrides=["data.n_rows=5", "optim.max_steps=3"])
+    assert cfg.data.packing is True and cfg.data.n_rows == 5          # PretrainConfig's own data defaults
+    assert cfg.optim.lr == 3e-3 and cfg.optim.max_steps == 3

@@ -335,7 +335,8 @@ class HTTPJudgeBackend(JudgeBackend):
     from the first answer token's top log-probs (tokens compared after stripping spaces and
     brackets, so ``" A"`` counts for ``A``); if the server gives no log-probs or none of the options
     is among them, the answer text is parsed (``A``/``B``, ``1``/``2``, a number) into a one-hot
-    distribution; unparseable answers count in ``stats["unparsed"]`` and give a uniform one.
+    distribution; unparseable answers count in ``stats["unparsed"]`` and give a uniform one
+    (``on_unparsed="error"`` raises :class:`JudgeError` instead).
 
     Requests time out after ``timeout`` s and are retried up to ``max_retries`` times with
     exponential backoff (``backoff·2^attempt``, capped at 30 s) on timeouts, connection errors,
@@ -348,9 +349,13 @@ class HTTPJudgeBackend(JudgeBackend):
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 30.0,
                  max_retries: int = 5, backoff: float = 0.5, concurrency: int = 4,
                  cache_path: str | os.PathLike | None = None, endpoint: str = "chat", top_logprobs: int = 20,
-                 answer_tokens: int = 3, name: str | None = None, transport=None, seed: int | None = 0):
+                 answer_tokens: int = 3, name: str | None = None, transport=None, seed: int | None = 0,
+                 on_unparsed: str = "uniform"):
         if endpoint not in ("chat", "completions"):
             raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
+        if on_unparsed not in ("uniform", "error"):
+            raise ValueError(f"on_unparsed must be 'uniform' or 'error', got {on_unparsed!r}")
+        self.on_unparsed = on_unparsed
         import httpx
 
         self.base_url, self.model, self.endpoint = base_url.rstrip("/"), model, endpoint
@@ -475,9 +480,13 @@ class HTTPJudgeBackend(JudgeBackend):
             if z > 0:
                 self._count("from_logprobs")
                 return [m / z for m in mass]
-        i = parse_choice(self._text(data), options)
+        text = self._text(data)
+        i = parse_choice(text, options)
         if i is None:
             self._count("unparsed")
+            if self.on_unparsed == "error":
+                raise JudgeError(f"the judge's answer names none of the options {list(options)} and its "
+                                 f"top log-probs hold none of them: {text[:200]!r}")
             return [1.0 / len(options)] * len(options)
         self._count("from_text")
         return [1.0 if j == i else 0.0 for j in range(len(options))]
@@ -603,7 +612,7 @@ class PairwiseJudge:
         out = []
         for r, a, b, d in zip(rows, pa, pb, res):
             a_wins = d["p_a"] >= 0.5
-            meta = {**(r.get("meta") or {}), **{k: v for k, v in d.items()}, "a_is_chosen": a_wins,
+            meta = {**(r.get("meta") or {}), **d, "a_is_chosen": a_wins,
                     "both_orders": self.both_orders, "cot": self.cot, "template": self.template.name}
             out.append({"prompt": r["prompt"], "chosen": a if a_wins else b, "rejected": b if a_wins else a,
                         "soft_label": d["p_a"] if a_wins else 1.0 - d["p_a"], "annotator": f"judge:{self.name}",

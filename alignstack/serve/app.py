@@ -37,6 +37,7 @@ ROLES = ("system", "user", "assistant")
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
 MAX_STOP = 4
+MAX_PROMPTS = 64   # prompts in one /v1/completions request
 
 
 class APIError(Exception):
@@ -112,7 +113,7 @@ def _stop(body: dict) -> list[str]:
     return v
 
 
-def _model(body: dict, engine: ServeEngine) -> None:
+def _model(body: dict) -> None:
     m = body.get("model")
     if m is not None and not isinstance(m, str):
         raise APIError(400, f"'model' must be a string, got {_tname(m)}", "model", "invalid_type")
@@ -162,6 +163,15 @@ def parse_messages(body: dict) -> list[dict]:
 
 
 def parse_prompts(body: dict, engine: ServeEngine) -> list[list[int]]:
+    out = _parse_prompts(body, engine)
+    if len(out) > MAX_PROMPTS:
+        raise APIError(400, f"at most {MAX_PROMPTS} prompts per request, got {len(out)}", "prompt", "invalid_value")
+    if any(not p for p in out):
+        raise APIError(400, "the prompt is empty (it encodes to no tokens)", "prompt", "invalid_value")
+    return out
+
+
+def _parse_prompts(body: dict, engine: ServeEngine) -> list[list[int]]:
     if "prompt" not in body or body["prompt"] is None:
         raise APIError(400, "missing required parameter: 'prompt'", "prompt", "missing_required_parameter")
     p = body["prompt"]
@@ -183,7 +193,7 @@ def parse_prompts(body: dict, engine: ServeEngine) -> list[list[int]]:
 
 def parse_common(body: dict, engine: ServeEngine, prompt_lens: list[int], default_max: int | None,
                  prompt_param: str) -> GenParams:
-    _model(body, engine)
+    _model(body)
     longest = max(prompt_lens)
     if longest >= engine.context:
         raise APIError(400, f"the prompt has {longest} tokens but the model's context is {engine.context}",
@@ -266,7 +276,7 @@ class Gate:
             self.sem.release()
 
 
-def create_app(engine: ServeEngine, max_concurrency: int = 4, max_queue: int = 64, fault_rate: float = 0.0,
+def create_app(engine: ServeEngine, max_concurrency: int = 8, max_queue: int = 64, fault_rate: float = 0.0,
                fault_delay: float = 0.0, fault_seed: int = 0) -> FastAPI:
     app = FastAPI(title="alignstack serve", docs_url=None, redoc_url=None)
     gate = Gate(max_concurrency, max_queue)
@@ -306,7 +316,7 @@ def create_app(engine: ServeEngine, max_concurrency: int = 4, max_queue: int = 6
             raise APIError(400, f"the request body must be a JSON object, got {_tname(body)}", None, "invalid_type")
         return body
 
-    async def _maybe_fault(endpoint: str) -> None:
+    async def _maybe_fault() -> None:
         if fault_rate <= 0:
             return
         with fault_lock:
@@ -347,7 +357,7 @@ def create_app(engine: ServeEngine, max_concurrency: int = 4, max_queue: int = 6
     async def chat(request: Request):
         stats["requests"] += 1
         stats["requests_chat"] += 1
-        await _maybe_fault("chat")
+        await _maybe_fault()
         body = await _body(request)
         msgs = parse_messages(body)
         try:
@@ -406,7 +416,7 @@ def create_app(engine: ServeEngine, max_concurrency: int = 4, max_queue: int = 6
     async def completions(request: Request):
         stats["requests"] += 1
         stats["requests_completions"] += 1
-        await _maybe_fault("completions")
+        await _maybe_fault()
         body = await _body(request)
         prompts = parse_prompts(body, engine)
         lens = [len(p) for p in prompts]

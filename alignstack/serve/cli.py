@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--served-model-name", default=None, help="model id reported to clients (default: folder name)")
-    ap.add_argument("--max-concurrency", type=int, default=4, help="requests generating at once")
+    ap.add_argument("--max-concurrency", type=int, default=8,
+                    help="requests admitted at once (compatible ones share a batch)")
     ap.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot before 429s")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's choice; 1 is often best for small models "

@@ -92,6 +92,7 @@ class ServeEngine:
         self.batch_size = batch_size
         self.max_batch_rows = max_batch_rows
         self.lock = threading.Lock()
+        self.tok_lock = threading.RLock()   # fast tokenizers are not safe to share between threads
         self._cv = threading.Condition()
         self._pending: list[_Job] = []
         self._worker: threading.Thread | None = None
@@ -110,10 +111,12 @@ class ServeEngine:
     def chat_ids(self, messages: list[dict]) -> list[int]:
         from alignstack.data.render import ChatRenderer
 
-        return ChatRenderer(self.tokenizer, max_length=sys.maxsize).prompt_ids(messages)
+        with self.tok_lock:
+            return ChatRenderer(self.tokenizer, max_length=sys.maxsize).prompt_ids(messages)
 
     def text_ids(self, text: str) -> list[int]:
-        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        with self.tok_lock:
+            ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
         if self.add_bos and (not ids or ids[0] != self.tokenizer.bos_token_id):
             ids = [self.tokenizer.bos_token_id] + ids
         return ids
@@ -121,11 +124,15 @@ class ServeEngine:
     def token_text(self, token_id: int) -> str:
         s = self._tok_text.get(token_id)
         if s is None:
-            s = self._tok_text[token_id] = self.tokenizer.decode([token_id], skip_special_tokens=False)
+            with self.tok_lock:
+                s = self._tok_text[token_id] = self.tokenizer.decode([token_id], skip_special_tokens=False)
         return s
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False) if ids else ""
+        if not ids:
+            return ""
+        with self.tok_lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     # ---- generation ---------------------------------------------------------------------------
     def generate(self, prompts: list[list[int]], p: GenParams) -> list[list[Choice]]:
@@ -156,6 +163,10 @@ class ServeEngine:
             with self._cv:
                 while not self._pending:
                     self._cv.wait()
+                # requests whose client went away (future cancelled) are dropped here
+                self._pending = [j for j in self._pending if not j.future.cancelled()]
+                if not self._pending:
+                    continue
                 head = self._pending.pop(0)
                 batch, rows, keep = [head], len(head.prompts) * head.params.n, []
                 for j in self._pending:   # waiting requests with the same sampling settings join
@@ -166,6 +177,9 @@ class ServeEngine:
                     else:
                         keep.append(j)
                 self._pending = keep
+                batch = [j for j in batch if j.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 results = self._run(batch)
             except BaseException as e:  # noqa: BLE001 - hand any failure to the waiting requests

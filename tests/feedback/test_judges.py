@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -213,6 +215,14 @@ def test_principles_are_sampled_deterministically(tpl):
     assert len({r["principle"] for r in r1}) > 5
 
 
+def test_judges_module_is_light():
+    code = ("import sys, alignstack.feedback, alignstack.feedback.judges; "
+            "heavy = [m for m in ('torch', 'transformers', 'httpx', 'fastapi') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(REPO),
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
 # ---- HTTP backend against a mock transport --------------------------------------------------
 httpx = pytest.importorskip("httpx")
 
@@ -264,6 +274,8 @@ def test_http_logprobs_and_text_fallback():
     s3 = Script(lambda n, b: httpx.Response(200, json=_completion_response({"zz": -0.1}, text="no idea")))
     be3 = _backend(s3, endpoint="completions")
     assert be3.option_probs(["p"], ("A", "B")) == [[0.5, 0.5]] and be3.stats["unparsed"] == 1
+    with pytest.raises(J.JudgeError, match="none of the options"):
+        _backend(s3, endpoint="completions", on_unparsed="error").option_probs(["p"], ("A", "B"))
 
 
 def test_http_cache_hit_avoids_second_call(tmp_path):

@@ -16,7 +16,7 @@ from alignstack.feedback import judges as J  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def nano():
+def nano_judge():
     n = torch.get_num_threads()
     torch.set_num_threads(1)   # tiny model on a shared 2-core machine: one thread is faster
     yield _build()
@@ -40,8 +40,8 @@ def _manual(model, tok, text, options):
     return torch.softmax(logits[opt], -1).tolist()
 
 
-def test_option_probs_batched_equal_single(nano):
-    model, tok = nano
+def test_option_probs_batched_equal_single(nano_judge):
+    model, tok = nano_judge
     be = J.LocalJudgeBackend(model, tok, name="nano")
     from alignstack.world.corpus import judge_prompt
 
@@ -55,8 +55,8 @@ def test_option_probs_batched_equal_single(nano):
     assert be.default_pairwise_template == "pairwise_world"
 
 
-def test_pairwise_and_scoring_judges_on_world_templates(nano):
-    model, tok = nano
+def test_pairwise_and_scoring_judges_on_world_templates(nano_judge):
+    model, tok = nano_judge
     be = J.LocalJudgeBackend(model, tok, name="nano")
     judge = J.PairwiseJudge(be)
     res = judge.judge(["Add 2 and 3"], ["5."], ["6."])[0]
@@ -76,8 +76,8 @@ def test_pairwise_and_scoring_judges_on_world_templates(nano):
     assert 0.4 <= cot["p_a"] <= 0.6 and isinstance(cot["rationale"], str)
 
 
-def test_multi_token_option_is_rejected(nano):
-    model, tok = nano
+def test_multi_token_option_is_rejected(nano_judge):
+    model, tok = nano_judge
     be = J.LocalJudgeBackend(model, tok)
     with pytest.raises(ValueError, match="tokens for this tokenizer"):
         be.option_probs(["x"], ("Response A", "Response B"))

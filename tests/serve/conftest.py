@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,24 +57,33 @@ def make_world_model(path: Path, steps: int = 30, seed: int = 0) -> Path:
     return save_pretrained_atomic(model, tok, path)
 
 
-@pytest.fixture(scope="package", autouse=True)
-def _one_torch_thread():
+@contextmanager
+def torch_threads(n: int = 1):
     """One intra-op thread: on a small shared machine, two threads fighting other processes for two
-    cores run these tiny models ~10x slower. Restored after this package's tests."""
+    cores run these tiny models ~10x slower. The previous setting is restored afterwards."""
     import torch
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
+    old = torch.get_num_threads()
     torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
-@pytest.fixture(scope="package")
-def world_model_dir(_one_torch_thread, tmp_path_factory) -> Path:
-    return make_world_model(tmp_path_factory.mktemp("serve_model") / "nano")
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    with torch_threads(1):
+        yield
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
+def world_model_dir(tmp_path_factory) -> Path:
+    with torch_threads(1):
+        return make_world_model(tmp_path_factory.mktemp("serve_model") / "nano")
+
+
+@pytest.fixture(scope="session")
 def engine(world_model_dir):
     from alignstack.serve.engine import ServeEngine
 
@@ -115,7 +125,7 @@ class ServerThread:
         return httpx.get(self.url + "/v1/stats", timeout=10).json()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def server(engine):
     """A plain server (no faults) shared by the read-only tests."""
     from alignstack.serve.app import create_app

@@ -160,3 +160,15 @@ def test_concurrent_requests_are_batched(make_server, engine):
         assert r["usage"] == ref["usage"] and r["usage"]["completion_tokens"] <= bodies[i % len(bodies)]["max_tokens"]
         assert r["choices"][0]["logprobs"]["token_logprobs"] == pytest.approx(
             ref["choices"][0]["logprobs"]["token_logprobs"], abs=1e-4)
+
+
+def test_engine_drops_cancelled_requests(engine):
+    from alignstack.serve.engine import GenParams
+
+    ids = engine.text_ids("Add 2 and 3")
+    busy = engine.submit([ids], GenParams(max_tokens=64, n=8, temperature=1.0))
+    gone = engine.submit([ids], GenParams(max_tokens=4, seed=1))   # seeded: waits for its own batch
+    assert gone.cancel()
+    after = engine.submit([ids], GenParams(max_tokens=4, temperature=0))
+    assert len(after.result(timeout=60)[0]) == 1 and len(busy.result(timeout=60)[0]) == 8
+    assert gone.cancelled()

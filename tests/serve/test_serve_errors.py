@@ -53,6 +53,8 @@ COMPLETION_CASES = [
     ("logprobs bool", {"prompt": "a", "logprobs": True}, "logprobs"),
     ("echo", {"prompt": "a", "echo": True}, "echo"),
     ("too many tokens", {"prompt": "a", "max_tokens": 5000}, "max_tokens"),
+    ("too many prompts", {"prompt": ["a"] * 65}, "prompt"),
+    ("empty token list", {"prompt": []}, "prompt"),
 ]
 
 
