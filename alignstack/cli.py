@@ -16,12 +16,19 @@ COMMANDS = {
     "sft": "supervised fine-tuning on conversations (loss on assistant tokens)",
     "generate": "sample K completions per prompt from a model (rows for feedback/labeling)",
     "eval": "ground-truth evaluation on held-out world prompts",
+    "ppo": "PPO with a KL penalty to the SFT policy (and PPO-ptx) against any reward",
+    "grpo": "GRPO: group-normalised critic-free RL",
+    "rloo": "RLOO: leave-one-out REINFORCE",
     "demo": "run the seed pipeline end to end on the built-in world",
     "label": "the human feedback web app (serve, import, export, users)",
     "serve": "OpenAI-compatible server for a checkpoint",
 }
 METHODS = {"pretrain": ("alignstack.methods.pretrain", "PretrainConfig"),
-           "sft": ("alignstack.methods.sft", "SFTConfig")}
+           "sft": ("alignstack.methods.sft", "SFTConfig"),
+           "ppo": ("alignstack.methods.ppo", "PPOConfig"),
+           "grpo": ("alignstack.methods.grpo", "GRPOConfig"),
+           "rloo": ("alignstack.methods.grpo", "GRPOConfig")}
+METHOD_BASE = {"rloo": ["algorithm=rloo"]}
 
 
 def _method(name: str, argv: list[str]) -> int:
@@ -36,7 +43,7 @@ def _method(name: str, argv: list[str]) -> int:
     a = p.parse_args(argv)
     mod_name, cls_name = METHODS[name]
     mod = importlib.import_module(mod_name)
-    over = list(a.overrides) + (["checkpoint.resume=true"] if a.resume else [])
+    over = METHOD_BASE.get(name, []) + list(a.overrides) + (["checkpoint.resume=true"] if a.resume else [])
     cfg = load(getattr(mod, cls_name), a.config, over)
     res = mod.train(cfg)
     print(json.dumps(res, indent=2, default=str))

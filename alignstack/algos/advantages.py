@@ -51,10 +51,12 @@ def whiten(
     return torch.where(m, out, torch.zeros_like(out))
 
 
-def _check_right_padded(mask: torch.Tensor) -> None:
+def _check_contiguous(mask: torch.Tensor) -> None:
     m = mask.to(torch.int8)
-    if m.shape[-1] > 1 and bool((m[:, 1:] > m[:, :-1]).any()):
-        raise ValueError("gae expects right-padded masks (each row: ones, then zeros)")
+    starts = (m[:, 1:] > m[:, :-1]).sum(-1) + m[:, 0]
+    if bool((starts > 1).any()):
+        raise ValueError("gae expects one contiguous block of valid tokens per row (e.g. the response of a "
+                         "prompt ⊕ response sequence: zeros, ones, zeros)")
 
 
 def gae(
@@ -64,12 +66,13 @@ def gae(
     gamma: float = 1.0,
     lam: float = 0.95,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation (Schulman et al. 2016, Eq. 16) on right-padded (B, T).
+    """Generalised advantage estimation (Schulman et al. 2016, Eq. 16) on (B, T) rows whose valid
+    tokens form one contiguous block (the response, after prompt positions and before padding).
 
     δ_t = r_t + γ·V_{t+1} − V_t with V = 0 beyond the last valid token; A_t = δ_t + γλ·A_{t+1};
     returns = A + V. Both outputs are 0 at masked positions and carry no gradient.
     """
-    _check_right_padded(mask)
+    _check_contiguous(mask)
     with torch.no_grad():
         m = mask.bool()
         r = torch.where(m, rewards, torch.zeros_like(rewards))

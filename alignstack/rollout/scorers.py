@@ -52,3 +52,29 @@ def load_callable(spec: str) -> Callable:
     if not callable(fn):
         raise ValueError(f"{spec!r} is not callable")
     return fn
+
+
+def make_scorer(spec: str) -> Scorer:
+    """Build a scorer from a config string:
+
+    - ``world:helpfulness`` / ``world:correct`` / ``world:safety`` — ground truth (ablations; the
+      0/1 verifier ``world:correct`` is allowed for GRPO/RLOO/HIR),
+    - ``rm:PATH`` — a trained reward model,
+    - ``llama2:HELP_PATH,SAFETY_PATH`` — Llama 2's helpfulness + safety combination,
+    - ``import:package.module:function`` — any callable with the reward interface.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind == "world":
+        return GroundTruthScorer(arg or "helpfulness")
+    if kind == "import":
+        return load_callable(arg)
+    if kind in ("rm", "llama2"):
+        from alignstack.models import heads  # lazy: loads torch/transformers models
+        if kind == "rm":
+            return heads.RewardModelScorer(arg)
+        help_path, _, safety_path = arg.partition(",")
+        if not safety_path:
+            raise ValueError(f"llama2 reward needs 'llama2:HELP_PATH,SAFETY_PATH', got {spec!r}")
+        return heads.Llama2Scorer(help_path, safety_path)
+    raise ValueError(f"unknown reward {spec!r}; expected world:FIELD, rm:PATH, llama2:HELP,SAFETY or "
+                     "import:module:function")

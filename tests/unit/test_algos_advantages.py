@@ -115,14 +115,18 @@ def test_gae_gamma1_lambda1_is_reward_to_go_minus_value():
     assert torch.allclose(ret, to_go * mask)
 
 
-def test_gae_discount_and_left_padding_rejected():
+def test_gae_discount_and_gapped_masks_rejected():
     # γ = 0.5, λ = 0: A_t = δ_t ; δ0 = 0 + 0.5·2 − 1 = 0 ; δ1 = 1 − 2 = −1
     adv, _ = A.gae(
         torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 2.0]]), torch.ones(1, 2), gamma=0.5, lam=0.0
     )
     assert adv.tolist() == [[0.0, -1.0]]
-    with pytest.raises(ValueError, match="right-padded"):
-        A.gae(torch.zeros(1, 3), torch.zeros(1, 3), torch.tensor([[0, 1, 1]]))
+    # a response block after prompt positions is the same as the block alone
+    shifted, _ = A.gae(torch.tensor([[5.0, 0.0, 1.0]]), torch.tensor([[9.0, 1.0, 2.0]]), torch.tensor([[0, 1, 1]]),
+                       gamma=0.5, lam=0.0)
+    assert shifted.tolist() == [[0.0, 0.0, -1.0]]
+    with pytest.raises(ValueError, match="contiguous"):
+        A.gae(torch.zeros(1, 3), torch.zeros(1, 3), torch.tensor([[1, 0, 1]]))
 
 
 def test_group_advantages():

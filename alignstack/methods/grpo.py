@@ -1,0 +1,151 @@
+"""Critic-free group RL: GRPO (Shao et al. 2024, arXiv 2402.03300) and RLOO (Ahmadian et al.
+2024, arXiv 2402.14740), on the shared rollout engine and maths layer (METHODS.md §11, A.9).
+
+Each step: draw ``prompts_per_step`` prompts, sample ``num_generations`` completions each with the
+current policy (the sampling pass gives the old log-probs), score them through the one reward
+interface, then
+
+- GRPO: Â_i = (R_i − mean R)/(std R + 1e-4) per group; loss = clipped surrogate + β·k3 (KL in the
+  loss), aggregated per sequence (``aggregation`` is explicit; ``scale: null`` gives Dr. GRPO);
+- RLOO: r_i = R_i − β·Σ_t(log π_old − log π_ref) (detached, KL in the reward); A_i = r_i − mean_{j≠i} r_j;
+  loss = −A_i·log π_θ(y_i|x) (the whole completion is one action).
+
+Departures: GRPO here takes ``updates_per_batch`` optimizer steps per exploration stage (paper: 1);
+the share of zero-signal groups (all rewards equal) is logged as ``zero_signal``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from alignstack.config import CheckpointConfig, DistConfig, LogConfig, ModelConfig, OptimConfig, to_yaml
+
+
+@dataclass
+class GRPOConfig:
+    out: str = "runs/grpo"
+    seed: int = 0
+    algorithm: str = "grpo"                  # grpo | rloo
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
+    reward: str = "world:correct"            # see alignstack.rollout.scorers.make_scorer
+    prompts: str | None = None               # prompt rows file; None: world train prompts
+    families: list[str] = field(default_factory=lambda: ["add", "reverse", "sort", "count", "lookup", "track"])
+    steps: int = 60
+    prompts_per_step: int = 16
+    num_generations: int = 8
+    temperature: float = 1.0
+    max_new_tokens: int = 24
+    beta: float = 0.04                       # GRPO: k3 weight in the loss; RLOO: KL weight in the reward
+    clip_range: float = 0.2
+    aggregation: str = "sequence"            # sequence | token | sequence_sum
+    scale: str | None = "std"                # GRPO advantage scale: std | batch | null (Dr. GRPO)
+    missing_eos_penalty: float | None = None
+    updates_per_batch: int = 1
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5, schedule="constant", warmup_steps=0,
+                                                                   batch_size=1, grad_clip=1.0))
+    log: LogConfig = field(default_factory=lambda: LogConfig(every=5))
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    def __post_init__(self):
+        if self.algorithm not in ("grpo", "rloo"):
+            raise ValueError(f"algorithm must be grpo or rloo, got {self.algorithm!r}")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be ≥ 2 (group baselines need several samples per prompt)")
+
+
+def train(cfg: GRPOConfig) -> dict:
+    from alignstack.algos.advantages import group_advantages, rloo_advantages, zero_signal_fraction
+    from alignstack.algos.kl import rloo_kl_rewards
+    from alignstack.algos.rewards import apply_missing_eos_penalty
+    from alignstack.data.render import ChatRenderer
+    from alignstack.losses.policy import grpo_loss, reinforce_loss
+    from alignstack.losses.reduce import masked_mean, masked_sum
+    from alignstack.models.load import frozen_copy, prepare_model, save_final
+    from alignstack.rollout.engine import SamplingConfig
+    from alignstack.rollout.experience import (
+        PromptSource,
+        frozen_logprobs,
+        ground_truth,
+        policy_logprobs,
+        rollout,
+    )
+    from alignstack.rollout.scorers import make_scorer
+    from alignstack.train.loop import Trainer
+
+    t0 = time.perf_counter()
+    scorer = make_scorer(cfg.reward)
+    policy, tok = prepare_model(cfg.model, seed=cfg.seed)
+    lora = hasattr(policy, "peft_config")
+    ref = None if lora else frozen_copy(policy)
+    source = PromptSource(cfg.seed, cfg.families if cfg.prompts is None else None, cfg.prompts)
+    renderer = ChatRenderer(tok, cfg.model.max_length)
+    sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature)
+    total = cfg.steps * cfg.updates_per_batch
+    tr = Trainer(policy, tok, cfg.optim, total, Path(cfg.out), to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist,
+                 desc=cfg.algorithm)
+    tr.resume_if_requested()
+    rank, world = tr.acc.process_index, tr.acc.num_processes
+    G = cfg.num_generations
+    history = []
+
+    def ref_lp(batch):
+        if ref is not None:
+            return frozen_logprobs(ref, batch, cfg.temperature)
+        with tr.unwrapped.disable_adapter():
+            return frozen_logprobs(tr.unwrapped, batch, cfg.temperature)
+
+    with tr:
+        while not tr.done:
+            it = tr.step_count // cfg.updates_per_batch
+            prompts, tasks = source.batch(it, cfg.prompts_per_step)
+            prompts, tasks = prompts[rank::world], tasks[rank::world]          # this process's prompts
+            rep_p = [p for p in prompts for _ in range(G)]
+            rep_t = [t for t in tasks for _ in range(G)]
+            ro = rollout(tr.unwrapped, tok, rep_p, rep_t, sampling, seed=cfg.seed * 100003 + it * world + rank,
+                         renderer=renderer)
+            scores = torch.tensor(scorer(rep_p, ro.texts, tasks=rep_t, completion_ids=ro.gen.completion_ids),
+                                  dtype=torch.float32)
+            if cfg.missing_eos_penalty is not None:
+                scores = apply_missing_eos_penalty(scores, ro.batch["has_eos"], cfg.missing_eos_penalty)
+            mask = ro.mask
+            ref_logp = ref_lp(ro.batch) if (cfg.beta != 0 or cfg.algorithm == "rloo") else None
+            R = scores.view(-1, G)
+            if cfg.algorithm == "grpo":
+                adv = group_advantages(R, cfg.scale).flatten()
+            else:
+                r = rloo_kl_rewards(scores, ro.batch["old_logprobs"], ref_logp, mask, cfg.beta) if cfg.beta else scores
+                adv = rloo_advantages(r.view(-1, G)).flatten()
+            n = len(rep_p)
+
+            def loss_fn(_):
+                lp = policy_logprobs(tr.model, ro.batch, cfg.temperature)
+                if cfg.algorithm == "grpo":
+                    loss, st = grpo_loss(lp, ro.batch["old_logprobs"], ref_logp, adv, mask, cfg.clip_range, cfg.beta,
+                                         cfg.aggregation)
+                    return loss * n, n, {k: float(v) * n for k, v in st.items()}
+                return reinforce_loss(masked_sum(lp, mask, dim=-1), adv) * n, n, {}
+
+            for _ in range(cfg.updates_per_batch):
+                stats = tr.step(loss_fn, [None], [float(n)])
+            gt = ground_truth(ro)
+            row = {"step": tr.step_count, "reward": float(scores.mean()), "zero_signal": zero_signal_fraction(R),
+                   "length": float(mask.sum(-1).mean()), "loss": stats["loss"]}
+            if ref_logp is not None:
+                row["kl"] = float(masked_sum(ro.batch["old_logprobs"] - ref_logp, mask, dim=-1).mean())
+            if "clipfrac" in stats:
+                row["clipfrac"] = stats["clipfrac"]
+            if gt is not None:
+                row["gt"] = sum(gt) / len(gt)
+            row["entropy_proxy"] = float(-masked_mean(ro.batch["old_logprobs"], mask))
+            history.append(row)
+            tr.log(row)
+    if tr.is_main:
+        save_final(tr.unwrapped, tok, cfg.out, to_yaml(cfg))
+    last = history[-5:] if history else []
+    avg = lambda k: sum(h[k] for h in last if k in h) / max(1, sum(k in h for h in last))
+    return {"steps": tr.step_count, "final_reward": avg("reward"), "final_gt": avg("gt") if last else None,
+            "first_reward": history[0]["reward"] if history else None, "wall_s": time.perf_counter() - t0}
