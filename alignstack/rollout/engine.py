@@ -164,3 +164,45 @@ class HFBackend(Backend):
 
     def sync_weights(self, model) -> None:
         self.model = model
+
+
+class VLLMBackend(Backend):
+    """Generation with vLLM on GPU machines (optional extra ``alignstack[vllm]``, imported lazily).
+
+    Prompts go in as token ids and completions come back as token ids with the log-prob of each
+    sampled token (``logprobs=0`` asks vLLM for the chosen token's log-prob only), so the rest of
+    a method is unchanged. ``sync_weights`` pushes the training policy's weights into the vLLM
+    engine after each update (colocated mode); vLLM applies the temperature to its log-probs like
+    this engine does (``logprobs_mode`` of recent vLLM versions; check yours).
+    """
+
+    def __init__(self, model_path: str, stop_ids: list[int], gpu_memory_utilization: float = 0.5, **llm_kwargs):
+        try:
+            import vllm
+        except ImportError as e:
+            raise RuntimeError("the vLLM backend needs vLLM on a GPU machine: pip install 'alignstack[vllm]'") from e
+        self._vllm = vllm
+        self.stop_ids = list(stop_ids)
+        self.llm = vllm.LLM(model=str(model_path), gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
+
+    def _params(self, cfg: SamplingConfig, seed: int | None):
+        return self._vllm.SamplingParams(
+            temperature=0.0 if cfg.greedy else cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or -1,
+            max_tokens=cfg.max_new_tokens, stop_token_ids=self.stop_ids, logprobs=0, seed=seed)
+
+    def generate(self, prompts, cfg, generator=None) -> Generation:
+        seed = int(generator.initial_seed()) if generator is not None else None
+        outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], self._params(cfg, seed),
+                                 use_tqdm=False)
+        comps, lps, fin = [], [], []
+        for o in outs:
+            c = o.outputs[0]
+            ids = list(c.token_ids)
+            comps.append(ids)
+            lps.append([float(step[t].logprob) for step, t in zip(c.logprobs, ids)])
+            fin.append(bool(ids) and ids[-1] in self.stop_ids)
+        return Generation([list(p) for p in prompts], comps, lps, fin)
+
+    def sync_weights(self, model) -> None:
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+        runner.model.load_weights(model.state_dict().items())
