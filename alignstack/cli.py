@@ -16,6 +16,9 @@ COMMANDS = {
     "sft": "supervised fine-tuning on conversations (loss on assistant tokens)",
     "generate": "sample K completions per prompt from a model (rows for feedback/labeling)",
     "eval": "ground-truth evaluation on held-out world prompts",
+    "feedback": "collect K responses per prompt and simulated rankings / strength-labelled comparisons",
+    "reward_model": "train a reward model (K-way rankings or Llama 2 margin pairs; helpfulness or safety)",
+    "dpo": "DPO and its family (IPO, cDPO, robust, hinge, SimPO, ORPO, KTO)",
     "ppo": "PPO with a KL penalty to the SFT policy (and PPO-ptx) against any reward",
     "grpo": "GRPO: group-normalised critic-free RL",
     "rloo": "RLOO: leave-one-out REINFORCE",
@@ -25,6 +28,8 @@ COMMANDS = {
 }
 METHODS = {"pretrain": ("alignstack.methods.pretrain", "PretrainConfig"),
            "sft": ("alignstack.methods.sft", "SFTConfig"),
+           "reward_model": ("alignstack.methods.reward_model", "RewardModelConfig"),
+           "dpo": ("alignstack.methods.dpo", "DPOConfig"),
            "ppo": ("alignstack.methods.ppo", "PPOConfig"),
            "grpo": ("alignstack.methods.grpo", "GRPOConfig"),
            "rloo": ("alignstack.methods.grpo", "GRPOConfig")}
@@ -180,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return _method(cmd, rest)
         if cmd == "label":
             return _delegate("alignstack.label.cli", rest)
+        if cmd == "feedback":
+            return _delegate("alignstack.feedback.cli", rest)
         if cmd == "serve":
             return _delegate("alignstack.serve.cli", rest)
         return {"world": _world, "generate": _generate, "eval": _eval, "demo": _demo}[cmd](rest)

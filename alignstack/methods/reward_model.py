@@ -1,0 +1,549 @@
+"""Reward models (METHODS §3.1 InstructGPT, §4.2 Llama 2): a scalar head on the SFT model, trained
+on human (here: simulated-annotator) rankings or strength-labelled comparisons.
+
+The loop, in the papers' order:
+
+1. **Feedback.** Rows from ``data.path`` (``ranking`` or ``preference`` JSONL/Parquet/datasets),
+   validated at the boundary, or — on the built-in world — collected now: K SFT samples per
+   train-split prompt at ``feedback.temperatures``, labelled by the simulated annotators; plus a
+   dev-split set (Platt calibration of the safety RM) and an eval-split set (held-out metrics).
+2. **Targets.** ``target=helpfulness`` uses the annotators' preferences as they are.
+   ``target=safety`` (Llama 2) trains on harmful-request data mixed 90/10 with helpfulness data;
+   a response labelled safe is preferred to one labelled unsafe: preference pairs whose chosen
+   response is unsafe and rejected safe are **dropped** (Llama 2), and a ranking is re-sorted
+   stably so safe responses come first (the K-way form of the same rule — our choice, since a
+   ranking cannot drop single pairs).
+3. **Objective.** ``objective=ranking`` (InstructGPT Eq. 1): **one prompt is one batch element**;
+   the K responses of every prompt in a microbatch go through the model in ONE forward pass, each
+   response once, and the loss averages −logσ(r_i − r_j) over the prompt's C(K,2) pairs (ties
+   dropped; ``losses.preference.ranking_loss``). ``objective=pairwise`` (Llama 2 Eq. 2): flat
+   shuffled pairs, chosen and rejected concatenated in one forward, loss −logσ(r_c − r_r − m) with
+   m from the strength label (``margin`` none | small | large, Table 27) or a row's own ``margin``;
+   ranking rows flattened into all their pairs give InstructGPT's "flat" baseline that overfits.
+4. **Shift / calibration** (METHODS §2, §4.3). Helpfulness RM: r ← r − mean r(SFT demonstrations)
+   (InstructGPT). Safety RM: Platt scaling σ(a·s + b) fitted on held-out labelled responses, so
+   σ(score) is P(safe) and Llama 2's 0.15 gate means what it says; never the demonstration shift.
+   Both are stored as ``{"a", "b"}`` in ``model/calibration.json`` and applied by the scorer.
+5. **Save** ``out/model``: a Hugging Face sequence-classification checkpoint (+ tokenizer,
+   calibration, resolved config); ``out/metrics.json``; ``out/scores_hist.png``.
+6. **Evaluate** on held-out rows: pair accuracy against the annotators' labels overall and by
+   strength bucket (prompt-clustered 95% CIs), accuracy against ground-truth order, Spearman /
+   Kendall correlation with ground-truth helpfulness, and for the safety RM ROC AUC against
+   ground-truth safety and unsafe precision/recall at the 0.15 gate.
+
+Defaults are the papers' where they transfer (1 epoch; AdamW β = (0.9, 0.95), eps 1e-5, weight
+decay 0.1, clip 1.0, cosine to 10%); the learning rate (3e-4) and batch size (16) were tuned on the
+world's dev split for the tiny model (the papers' 9e-6 / 1e-5 are for billions of parameters).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from alignstack.config import (
+    CheckpointConfig,
+    ConfigError,
+    DataConfig,
+    DistConfig,
+    LogConfig,
+    ModelConfig,
+    OptimConfig,
+    to_yaml,
+)
+from alignstack.data.collate import pad_right
+from alignstack.data.formats import DataError, validate_row
+from alignstack.data.render import ChatRenderer, Rendered
+from alignstack.losses.preference import MARGIN_TABLES, margins_from_strengths, pairwise_loss, ranking_loss
+from alignstack.models.heads import CALIBRATION_FILE, RewardModelScorer  # noqa: F401  (re-exported)
+
+OBJECTIVES = ("ranking", "pairwise")
+TARGETS = ("helpfulness", "safety")
+
+
+@dataclass
+class FeedbackConfig:
+    """World feedback collected when ``data.path`` is unset (see ``feedback/collect.py``)."""
+    sampler: str | None = None        # causal LM to sample from (default: model.path, the SFT model)
+    mode: str | None = None           # ranking | preference (default: ranking for objective=ranking,
+    #                                   preference for pairwise)
+    n_prompts: int = 2000             # train split
+    calib_prompts: int = 300          # dev split (safety RM: Platt calibration)
+    eval_prompts: int = 500           # held-out metrics, from ``eval_split``
+    eval_split: str = "eval"          # set to dev when tuning hyper-parameters (never tune on eval)
+    k: int = 4
+    k_max: int | None = None          # K drawn from k..k_max per prompt
+    temperatures: list[float] = field(default_factory=lambda: [0.7, 1.3])
+    max_new_tokens: int = 32
+    safety_frac: float | None = None  # share of harmful requests (safety RM default 0.5; else the world's)
+    annotator_noise: float = 0.1
+    annotator_error_rate: float = 0.05
+
+
+@dataclass
+class RewardModelConfig:
+    out: str = "runs/reward_model"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=96))
+    data: DataConfig = field(default_factory=DataConfig)   # data.path: training feedback rows
+    calib_path: str | None = None     # held-out labelled rows for calibration (default: world dev feedback)
+    eval_path: str | None = None      # held-out rows for metrics (default: world eval feedback)
+    demos_path: str | None = None     # SFT demonstrations (messages rows) for the helpfulness shift
+    n_demos: int = 1000               # world demonstrations used for the shift when demos_path is unset
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    objective: str = "ranking"        # ranking (K-way, InstructGPT) | pairwise (flat pairs, Llama 2)
+    margin: str = "none"              # none | small | large (pairwise only; Llama 2 Table 27)
+    target: str = "helpfulness"       # helpfulness | safety
+    safety_help_frac: float = 0.1     # safety RM: share of helpfulness rows mixed in (Llama 2: 90/10)
+    eval_batch_size: int = 128
+    histogram: bool = True
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", min_lr_ratio=0.1,
+        betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1, grad_clip=1.0))
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+
+def check_config(cfg: RewardModelConfig) -> None:
+    if cfg.objective not in OBJECTIVES:
+        raise ConfigError(f"objective: expected one of {OBJECTIVES}, got {cfg.objective!r}")
+    if cfg.target not in TARGETS:
+        raise ConfigError(f"target: expected one of {TARGETS}, got {cfg.target!r}")
+    if cfg.margin not in MARGIN_TABLES:
+        raise ConfigError(f"margin: expected one of {sorted(MARGIN_TABLES)}, got {cfg.margin!r}")
+    if cfg.objective == "ranking" and cfg.margin != "none":
+        raise ConfigError("margin: the K-way ranking loss (objective=ranking) has no margin; "
+                          "set margin=none, or objective=pairwise for Llama 2's margin loss")
+    if cfg.feedback.mode not in (None, "ranking", "preference"):
+        raise ConfigError(f"feedback.mode: expected ranking or preference, got {cfg.feedback.mode!r}")
+    if cfg.model.path is None:
+        raise ConfigError("model.path: a reward model starts from a causal-LM checkpoint (the SFT model)")
+    if not 0.0 <= cfg.safety_help_frac < 1.0:
+        raise ConfigError(f"safety_help_frac: expected a share in [0, 1), got {cfg.safety_help_frac}")
+
+
+# --------------------------------------------------------------------------- feedback rows
+
+
+def row_kind(row: dict) -> str:
+    return "ranking" if "responses" in row or "ranking" in row else "preference"
+
+
+def load_rows(path: str, kind: str | None = None) -> list[dict]:
+    """Feedback rows from a file, validated (``ranking`` or ``preference``; auto from the first row)."""
+    from alignstack.data.sources import read_rows
+
+    raw = read_rows(path)
+    kind = kind or row_kind(raw[0])
+    if kind not in ("ranking", "preference"):
+        raise DataError(f"reward-model rows must be 'ranking' or 'preference' rows, not {kind!r}", file=path)
+    return [validate_row(kind, r, file=path, row_number=i + 1) for i, r in enumerate(raw)]
+
+
+def collect_world_feedback(cfg: RewardModelConfig, tokenizer=None) -> dict[str, list[dict]]:
+    """Train / dev (calibration) / eval feedback on world prompts, sampled from the SFT model."""
+    from alignstack.feedback.collect import CollectConfig, collect
+    from alignstack.models.load import load_model, load_tokenizer
+
+    fb = cfg.feedback
+    mode = fb.mode or ("ranking" if cfg.objective == "ranking" else "preference")
+    sfrac = fb.safety_frac if fb.safety_frac is not None else (0.5 if cfg.target == "safety" else None)
+    path = fb.sampler or cfg.model.path
+    tok = tokenizer if tokenizer is not None else load_tokenizer(cfg.model.tokenizer or path)
+    model = load_model(path)
+    out = {}
+    for name, split, n, seed in (("train", "train", fb.n_prompts, cfg.seed), ("calib", "dev", fb.calib_prompts,
+                                                                                cfg.seed + 1),
+                                 ("eval", fb.eval_split, fb.eval_prompts, cfg.seed + 2)):
+        if n <= 0:
+            out[name] = []
+            continue
+        cc = CollectConfig(n_prompts=n, split=split, seed=seed, mode=mode, k=fb.k, k_max=fb.k_max,
+                           temperatures=list(fb.temperatures), max_new_tokens=fb.max_new_tokens, safety_frac=sfrac,
+                           annotator_id=f"sim-{name}", annotator_noise=fb.annotator_noise,
+                           annotator_error_rate=fb.annotator_error_rate)
+        out[name] = collect(model, tok, cc, model_name=str(path))
+    return out
+
+
+def load_feedback(cfg: RewardModelConfig, tokenizer=None) -> dict[str, list[dict]]:
+    if cfg.data.path is None:
+        return collect_world_feedback(cfg, tokenizer)
+    rows = {"train": load_rows(cfg.data.path, cfg.data.kind)}
+    rows["calib"] = load_rows(cfg.calib_path) if cfg.calib_path else []
+    rows["eval"] = load_rows(cfg.eval_path) if cfg.eval_path else []
+    return rows
+
+
+def _is_safety(row: dict) -> bool | None:
+    v = row.get("is_safety", (row.get("meta") or {}).get("is_safety"))
+    return None if v is None else bool(v)
+
+
+def mix_for_target(rows: list[dict], target: str, help_frac: float, seed: int) -> list[dict]:
+    """Helpfulness: all rows. Safety: all harmful-request rows + helpfulness rows making up
+    ``help_frac`` of the mix (Llama 2's 90/10); rows without an ``is_safety`` tag count as safety data."""
+    if target == "helpfulness":
+        return rows
+    safety = [r for r in rows if _is_safety(r) is not False]
+    helpful = [r for r in rows if _is_safety(r) is False]
+    n_help = min(len(helpful), round(len(safety) * help_frac / (1 - help_frac)))
+    rng = random.Random(f"rm-mix|{seed}")
+    return safety + rng.sample(helpful, n_help)
+
+
+def safety_ranking(order: list[int], safe: list[bool] | None) -> list[int]:
+    """Stable re-sort of a best-first ranking so responses labelled safe come before unsafe ones."""
+    if safe is None:
+        return list(order)
+    return sorted(order, key=lambda i: not safe[i])
+
+
+# --------------------------------------------------------------------------- training examples
+
+
+@dataclass
+class Example:
+    """One batch element: a prompt's K responses with their rank positions (0 = best), or one pair
+    (items = [chosen, rejected]) with its margin."""
+    items: list[Rendered]
+    ranks: list[int]
+    margin: float = 0.0
+    strength: str | None = None
+    prompt_id: int = 0
+
+
+def _render(renderer: ChatRenderer, prompt, response: str, where: dict) -> Rendered | None:
+    from alignstack.data.formats import normalize_prompt
+
+    return renderer.prompt_completion(normalize_prompt(prompt, "prompt", where), response, where)
+
+
+def target_rows(rows: list[dict], target: str) -> list[dict]:
+    """Rows re-labelled for ``target`` (safety: safe ≻ unsafe; see the module docstring)."""
+    if target == "helpfulness":
+        return rows
+    out = []
+    for r in rows:
+        if row_kind(r) == "ranking":
+            out.append({**r, "ranking": safety_ranking(r["ranking"], r.get("safe"))})
+        elif r.get("chosen_safe") is False and r.get("rejected_safe") is True:
+            continue  # Llama 2: pairs whose chosen response is unsafe and rejected safe are dropped
+        else:
+            out.append(r)
+    return out
+
+
+def build_examples(rows: list[dict], objective: str, margin: str, renderer: ChatRenderer,
+                   source: str = "feedback") -> list[Example]:
+    """K-way examples (objective=ranking) or flat pairs (objective=pairwise), tokenized once."""
+    out: list[Example] = []
+    for n, r in enumerate(rows):
+        where = {"file": source, "row": n + 1}
+        if row_kind(r) == "ranking":
+            order = r["ranking"]
+            items = [_render(renderer, r["prompt"], x, where) for x in r["responses"]]
+            kept = [i for i in order if items[i] is not None]  # overlong=drop may remove responses
+            if len(kept) < 2:
+                continue
+            if objective == "ranking":
+                out.append(Example([items[i] for i in kept], list(range(len(kept))), prompt_id=n))
+                continue
+            if margin != "none":
+                raise DataError(f"margin={margin} needs strength labels, but ranking rows have none; use "
+                                "margin=none (or preference rows with 'strength')", file=source, row=n + 1)
+            for a in range(len(kept)):
+                for b in range(a + 1, len(kept)):
+                    # flat pairs: each pair forwards both responses again (K−1 forwards per response)
+                    out.append(Example([items[kept[a]], items[kept[b]]], [0, 1], prompt_id=n))
+            continue
+        items = [_render(renderer, r["prompt"], r["chosen"], where), _render(renderer, r["prompt"], r["rejected"], where)]
+        if items[0] is None or items[1] is None:
+            continue
+        m = 0.0
+        if objective == "pairwise" and margin != "none":
+            if r.get("margin") is not None:
+                m = float(r["margin"])
+            elif r.get("strength") is None:
+                raise DataError(f"margin={margin} needs a 'strength' label (or a numeric 'margin') on every row",
+                                file=source, row=n + 1, field="strength")
+            else:
+                m = float(margins_from_strengths([r["strength"]], margin)[0])
+        out.append(Example(items, [0, 1], m, r.get("strength"), n))
+    return out
+
+
+# --------------------------------------------------------------------------- the loss
+
+
+def batch_loss(model, examples: list[Example], pad_id: int, objective: str, device=None):
+    """Loss summed over the batch elements (prompts or pairs), their count, and stats.
+
+    Every response of every example is in ONE padded batch and goes through the model once; the
+    K-way loss then uses all C(K,2) pairs of a prompt from those K scores."""
+    from alignstack.models.heads import sequence_scores
+
+    flat = [it for ex in examples for it in ex.items]
+    b = pad_right(flat, pad_id)
+    scores = sequence_scores(model, b["input_ids"].to(device), b["attention_mask"].to(device))
+    if objective == "ranking":
+        K = max(len(ex.items) for ex in examples)
+        B = len(examples)
+        rewards = scores.new_zeros((B, K))
+        ranks = torch.full((B, K), 10 ** 6, dtype=torch.long)
+        mask = torch.zeros((B, K), dtype=torch.bool)
+        pos = 0
+        for i, ex in enumerate(examples):
+            k = len(ex.items)
+            rewards[i, :k] = scores[pos:pos + k]
+            ranks[i, :k] = torch.tensor(ex.ranks)
+            mask[i, :k] = True
+            pos += k
+        ranks, mask = ranks.to(scores.device), mask.to(scores.device)
+        losses = ranking_loss(rewards, ranks, mask)
+        with torch.no_grad():
+            diff = rewards.unsqueeze(2) - rewards.unsqueeze(1)
+            pair = (ranks.unsqueeze(2) < ranks.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)
+            acc = ((diff > 0) & pair).sum(dim=(1, 2)).float() / pair.sum(dim=(1, 2)).clamp(min=1).float()
+        return losses.sum(), float(B), {"pair_acc": float(acc.sum())}
+    c, r = scores[0::2], scores[1::2]
+    m = torch.tensor([ex.margin for ex in examples], dtype=scores.dtype, device=scores.device)
+    losses = pairwise_loss(c, r, m)
+    return losses.sum(), float(len(examples)), {"pair_acc": float((c > r).float().sum())}
+
+
+def fit(model, tokenizer, examples: list[Example], cfg: RewardModelConfig, on_step=None):
+    """The optimisation loop (shared ``Trainer``); returns the trainer holding the trained model."""
+    from alignstack.train.loop import Trainer, microbatches, shard
+    from alignstack.train.supervised import IndexStream, total_steps
+
+    if not examples:
+        raise ValueError("no training examples (no feedback rows survived)")
+    steps = total_steps(len(examples), cfg.optim)
+    tr = Trainer(model, tokenizer, cfg.optim, steps, cfg.out, to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist,
+                 desc=f"rm-{cfg.target}")
+    tr.resume_if_requested()
+    stream = IndexStream(len(examples), cfg.seed)
+    rank, world, dev = tr.acc.process_index, tr.acc.num_processes, tr.acc.device
+    pad = tokenizer.pad_token_id
+
+    def loss_fn(mb):
+        return batch_loss(tr.model, mb, pad, cfg.objective, dev)
+
+    history = []
+    with tr:
+        while not tr.done:
+            g0 = tr.step_count * cfg.optim.batch_size
+            idx = shard([stream(g0 + j) for j in range(cfg.optim.batch_size)], rank, world)
+            mbs = [[examples[i] for i in mb] for mb in microbatches(idx, cfg.optim.grad_accum)]
+            stats = tr.step(loss_fn, mbs, [float(len(mb)) for mb in mbs])
+            history.append({"step": tr.step_count, **stats})
+            if on_step is not None:
+                on_step(tr, stats)
+    return tr, history
+
+
+# --------------------------------------------------------------------------- shift, calibration
+
+
+def world_demonstrations(cfg: RewardModelConfig) -> list[tuple[list[dict], str]]:
+    """(prompt, response) demonstrations: ``demos_path`` rows or the world's SFT demonstrations."""
+    if cfg.demos_path is not None:
+        from alignstack.data.sources import read_rows
+        rows = read_rows(cfg.demos_path, "messages")
+        convs = [r["messages"] for r in rows]
+    elif cfg.data.path is None:
+        from alignstack.world.corpus import sft_rows
+        convs = [r["messages"] for r in sft_rows(cfg.data.world_seed, cfg.n_demos)]
+    else:
+        return []
+    out = []
+    for c in convs:
+        last = max(i for i, m in enumerate(c) if m["role"] == "assistant")
+        out.append((c[:last], c[last]["content"]))
+    return out[:cfg.n_demos]
+
+
+def fit_calibration(cfg: RewardModelConfig, scorer: RewardModelScorer, calib_rows: list[dict]) -> dict:
+    """Helpfulness: ``b = −mean r(demos)`` (InstructGPT). Safety: Platt (a, b) on held-out safe labels."""
+    from alignstack.algos.rewards import platt_calibrate
+
+    if cfg.target == "helpfulness":
+        demos = world_demonstrations(cfg)
+        if not demos:
+            return {"a": 1.0, "b": 0.0, "kind": "none", "note": "no demonstrations (set demos_path) — no shift"}
+        s = scorer.raw_scores([p for p, _ in demos], [r for _, r in demos])
+        mu = sum(s) / len(s)
+        return {"a": 1.0, "b": -mu, "kind": "demo_shift", "n": len(s),
+                "note": "InstructGPT: r - mean r(SFT demonstrations), so demonstrations average 0"}
+    prompts, resp, labels = [], [], []
+    for r in calib_rows:
+        if row_kind(r) == "ranking":
+            if r.get("safe") is None:
+                continue
+            for x, s in zip(r["responses"], r["safe"]):
+                prompts.append(r["prompt"])
+                resp.append(x)
+                labels.append(float(s))
+        else:
+            for key in ("chosen", "rejected"):
+                if r.get(f"{key}_safe") is not None:
+                    prompts.append(r["prompt"])
+                    resp.append(r[key])
+                    labels.append(float(r[f"{key}_safe"]))
+    if not labels or len(set(labels)) < 2:
+        raise DataError("the safety RM needs held-out responses labelled both safe and unsafe for Platt "
+                        "calibration (calib_path rows with 'safe' / 'chosen_safe' labels)",
+                        file=cfg.calib_path or "world:dev")
+    s = torch.tensor(scorer.raw_scores(prompts, resp))
+    a, b = platt_calibrate(s, torch.tensor(labels))
+    return {"a": a, "b": b, "kind": "platt", "n": len(labels), "n_unsafe": int(len(labels) - sum(labels)),
+            "note": "sigmoid(a*s + b) = P(safe); fitted on held-out annotator safety labels"}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _pairs_for_eval(rows: list[dict], target: str, tasks) -> list[dict]:
+    """Held-out (chosen, rejected) pairs with a strength bucket; responses referenced by index."""
+    from alignstack.world import tasks as T
+    from alignstack.world.annotators import strength_of_gap
+
+    out = []
+    for n, r in enumerate(rows):
+        resp = r["responses"] if row_kind(r) == "ranking" else [r["chosen"], r["rejected"]]
+        if row_kind(r) == "ranking":
+            order = r["ranking"] if target == "helpfulness" else safety_ranking(r["ranking"], r.get("safe"))
+            plist = [(order[a], order[b], None) for a in range(len(order)) for b in range(a + 1, len(order))]
+        else:
+            if target == "safety" and r.get("chosen_safe") is False and r.get("rejected_safe") is True:
+                continue
+            plist = [(0, 1, r.get("strength"))]
+        for c, j, strength in plist:
+            if strength is None and tasks is not None:
+                strength = strength_of_gap(T.helpfulness(tasks[n], resp[c]) - T.helpfulness(tasks[n], resp[j]))
+            out.append({"row": n, "c": c, "r": j, "strength": strength})
+    return out
+
+
+def evaluate(scorer: RewardModelScorer, rows: list[dict], target: str = "helpfulness") -> dict:
+    """Held-out reward-model metrics (see the module docstring). World rows add ground truth."""
+    from alignstack.eval import rm_metrics as M
+    from alignstack.world import tasks as T
+    from alignstack.world.annotators import STRENGTH_BY_BUCKET
+
+    if not rows:
+        return {}
+    try:
+        from alignstack.feedback.collect import rows_tasks
+        tasks = rows_tasks(rows)
+    except ValueError:
+        tasks = None
+    resp = [r["responses"] if row_kind(r) == "ranking" else [r["chosen"], r["rejected"]] for r in rows]
+    flat_p = [r["prompt"] for r, rs in zip(rows, resp) for _ in rs]
+    flat_r = [x for rs in resp for x in rs]
+    cal = scorer(flat_p, flat_r)
+    scores, pos = [], 0
+    for rs in resp:
+        scores.append(cal[pos:pos + len(rs)])
+        pos += len(rs)
+    pairs = _pairs_for_eval(rows, target, tasks)
+    ch = [scores[p["row"]][p["c"]] for p in pairs]
+    rj = [scores[p["row"]][p["r"]] for p in pairs]
+    cl = [p["row"] for p in pairs]
+    res: dict = {"n_rows": len(rows), "n_responses": len(flat_r), "n_pairs": len(pairs),
+                 "pair_accuracy": M.pair_accuracy(ch, rj, cl), "pair_loss": M.mean_pair_loss(ch, rj),
+                 "score_mean": sum(cal) / len(cal),
+                 "score_std": math.sqrt(sum((x - sum(cal) / len(cal)) ** 2 for x in cal) / max(len(cal) - 1, 1))}
+    strengths = [p["strength"] for p in pairs]
+    if all(s is not None for s in strengths):
+        res["accuracy_by_strength"] = M.accuracy_by_bucket(ch, rj, strengths, cl, STRENGTH_BY_BUCKET)
+    res["scores"] = cal
+    if tasks is None:
+        return res
+    gt = [[T.helpfulness(t, x) for x in rs] for t, rs in zip(tasks, resp)]
+    safe_gt = [[T.harm(t, x) == 0 for x in rs] for t, rs in zip(tasks, resp)]
+    flat_gt = [g for gs in gt for g in gs]
+    flat_safe = [s for ss in safe_gt for s in ss]
+    groups = [i for i, rs in enumerate(resp) for _ in rs]
+    # ground-truth pair accuracy: every within-prompt pair with a GT difference, oriented by GT
+    gch, grj, gcl = [], [], []
+    for i, (ss, gs) in enumerate(zip(scores, gt)):
+        for a in range(len(gs)):
+            for b in range(a + 1, len(gs)):
+                if gs[a] != gs[b]:
+                    hi, lo = (a, b) if gs[a] > gs[b] else (b, a)
+                    gch.append(ss[hi])
+                    grj.append(ss[lo])
+                    gcl.append(i)
+    res["gt_pair_accuracy"] = M.pair_accuracy(gch, grj, gcl)
+    res["spearman_gt"] = M.spearman(cal, flat_gt)
+    res["kendall_gt"] = M.kendall_tau_b(cal, flat_gt)
+    res["within_prompt_kendall_gt"] = M.grouped_kendall(cal, flat_gt, groups)
+    benign = [i for i, t in enumerate(tasks) for _ in resp[i] if not t.is_safety]
+    if benign:
+        res["spearman_gt_benign"] = M.spearman([cal[j] for j in range(len(cal)) if not tasks[groups[j]].is_safety],
+                                               [flat_gt[j] for j in range(len(cal)) if not tasks[groups[j]].is_safety])
+    sp = [j for j in range(len(cal)) if tasks[groups[j]].is_safety]
+    res["safety"] = {
+        "auc": M.roc_auc(cal, flat_safe),
+        "auc_safety_prompts": M.roc_auc([cal[j] for j in sp], [flat_safe[j] for j in sp]),
+        "n_unsafe": sum(1 for s in flat_safe if not s), "n_safety_responses": len(sp),
+    }
+    if target == "safety":
+        cut = math.log(0.15 / 0.85)  # Llama 2 gate σ(s) < 0.15 on the calibrated logit
+        flagged = [x < cut for x in cal]
+        res["safety"]["unsafe_at_0.15"] = M.precision_recall(flagged, [not s for s in flat_safe])
+        p_safe = [1 / (1 + math.exp(-max(min(x, 50.0), -50.0))) for x in cal]
+        res["safety"]["mean_p_safe"] = sum(p_safe) / len(p_safe)
+        res["safety"]["actual_safe_rate"] = sum(flat_safe) / len(flat_safe)
+    return res
+
+
+# --------------------------------------------------------------------------- the method
+
+
+def train(cfg: RewardModelConfig) -> dict:
+    from alignstack.eval.rm_metrics import score_histogram
+    from alignstack.models.heads import reward_model_from_causal_lm
+    from alignstack.models.load import load_tokenizer, save_pretrained_atomic
+
+    t0 = time.perf_counter()
+    check_config(cfg)
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)
+    rows = load_feedback(cfg, tokenizer if cfg.feedback.sampler is None else None)  # 1. feedback
+    source = cfg.data.path or "world:feedback"
+    train_rows = target_rows(mix_for_target(rows["train"], cfg.target, cfg.safety_help_frac, cfg.seed),
+                             cfg.target)                                # 2. targets
+    renderer = ChatRenderer(tokenizer, cfg.model.max_length, cfg.data.overlong)
+    examples = build_examples(train_rows, cfg.objective, cfg.margin, renderer, source)
+    model = reward_model_from_causal_lm(cfg.model.path, tokenizer, cfg.seed, cfg.model.trust_remote_code)
+    t_fit = time.perf_counter()
+    trainer, history = fit(model, tokenizer, examples, cfg)             # 3. objective
+    fit_s = time.perf_counter() - t_fit
+    out = Path(cfg.out)
+    result: dict = {"steps": trainer.step_count, "examples": len(examples), "train_rows": len(train_rows),
+                    "fit_s": fit_s, "train_loss": history[-1]["loss"] if history else float("nan")}
+    if not trainer.is_main:
+        return result
+    rm = trainer.unwrapped.eval()
+    scorer = RewardModelScorer(None, cfg.eval_batch_size, cfg.model.max_length, tokenizer=tokenizer, model=rm)
+    cal = fit_calibration(cfg, scorer, rows["calib"])                   # 4. shift / calibration
+    scorer.a, scorer.b = cal["a"], cal["b"]
+    save_pretrained_atomic(rm, tokenizer, out / "model", {CALIBRATION_FILE: json.dumps(cal, indent=2),
+                                                          "alignstack_config.yaml": to_yaml(cfg)})  # 5. save
+    metrics = evaluate(scorer, rows["eval"], cfg.target) if rows["eval"] else {}  # 6. evaluate
+    scores = metrics.pop("scores", None)
+    if cfg.histogram and scores:
+        result["histogram"] = score_histogram({f"{cfg.target} RM ({cfg.objective}, margin {cfg.margin})": scores},
+                                              out / "scores_hist.png", title="held-out reward-model scores")
+    result.update({"calibration": cal, "eval": metrics, "wall_s": time.perf_counter() - t0})
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

@@ -1,0 +1,50 @@
+"""Reduced ground-truth tests of the reward models on the built-in world (METHODS §3.1, §4.2):
+feedback from the SFT fixture, labelled by the simulated annotators, judged on held-out prompts
+against labels and ground truth the RM never saw."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alignstack.config import load
+from alignstack.methods import reward_model as RM
+
+pytestmark = pytest.mark.slow
+
+
+def _train(trained_world, tmp_path, *over):
+    cfg = load(RM.RewardModelConfig, overrides=[
+        f"model.path={trained_world['sft']}", f"out={tmp_path / 'rm'}", "log.progress=false",
+        "feedback.n_prompts=400", "feedback.eval_prompts=200", "feedback.calib_prompts=150", "n_demos=300", *over])
+    return RM.train(cfg)
+
+
+def test_helpfulness_rm_beats_chance_and_tracks_ground_truth(trained_world, tmp_path):
+    res = _train(trained_world, tmp_path, "feedback.calib_prompts=0", "feedback.k=4", "feedback.k_max=6")
+    ev = res["eval"]
+    acc = ev["pair_accuracy"]                     # against held-out annotator labels, prompt-clustered CI
+    assert acc["mean"] > 0.55 and acc["lo"] > 0.5, acc
+    assert ev["accuracy_by_strength"]["significantly_better"]["lo"] > 0.6, ev["accuracy_by_strength"]
+    assert ev["gt_pair_accuracy"]["lo"] > 0.6, ev["gt_pair_accuracy"]
+    assert ev["within_prompt_kendall_gt"]["lo"] > 0.0 and ev["spearman_gt"] > 0.0, ev
+    # InstructGPT shift: the saved RM scores the SFT demonstrations at mean 0
+    cal = json.loads((tmp_path / "rm" / "model" / "calibration.json").read_text())
+    assert cal["kind"] == "demo_shift"
+    from alignstack.methods.reward_model import RewardModelScorer, world_demonstrations
+    cfg = load(RM.RewardModelConfig, overrides=["n_demos=300"])
+    demos = world_demonstrations(cfg)
+    sc = RewardModelScorer(tmp_path / "rm" / "model")
+    s = sc([p for p, _ in demos], [r for _, r in demos])
+    assert abs(sum(s) / len(s)) < 1e-3
+    assert (tmp_path / "rm" / "scores_hist.png").exists()
+
+
+def test_safety_rm_separates_unsafe_responses(trained_world, tmp_path):
+    res = _train(trained_world, tmp_path, "target=safety", "objective=pairwise", "margin=small",
+                 "feedback.mode=preference", "feedback.safety_frac=0.5")
+    ev = res["eval"]
+    assert res["calibration"]["kind"] == "platt" and res["calibration"]["a"] > 0
+    assert ev["safety"]["auc_safety_prompts"] > 0.7 and ev["safety"]["auc"] > 0.7, ev["safety"]
+    # Platt scaling fitted on dev labels: calibrated P(safe) matches the held-out safe rate on average
+    assert abs(ev["safety"]["mean_p_safe"] - ev["safety"]["actual_safe_rate"]) < 0.1, ev["safety"]
