@@ -22,8 +22,6 @@ FIXTURE_OVERRIDES = {
 def trained_world():
     import torch
 
-    from alignstack.config import load
-    from alignstack.methods import pretrain, sft
     from alignstack.world import WORLD_VERSION
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -33,15 +31,27 @@ def trained_world():
                                      (ROOT / "alignstack/methods/sft.py").read_text()]).encode()).hexdigest()[:12]
     base = Path(os.environ.get("ALIGNSTACK_FIXTURE_DIR", ROOT / ".cache" / "fixtures")) / key
     done = base / "done.json"
-    if not done.exists():
-        pre = pretrain.train(load(pretrain.PretrainConfig, overrides=[f"out={base}/pretrain",
-                                                                       *FIXTURE_OVERRIDES["pretrain"]]))
-        s = sft.train(load(sft.SFTConfig, overrides=[f"out={base}/sft", f"model.path={base}/pretrain/model",
-                                                      *FIXTURE_OVERRIDES["sft"]]))
-        done.write_text(json.dumps({"pretrain": pre, "sft": s}, default=str))
+    base.mkdir(parents=True, exist_ok=True)
+    import fcntl
+    with open(base.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)      # concurrent test runs build the fixture once
+        if not done.exists():
+            _build_fixture(base, done)
     info = json.loads(done.read_text())
+
     return {"dir": base, "pretrained": base / "pretrain" / "model", "sft": base / "sft" / "model",
             "tokenizer": base / "pretrain" / "tokenizer", "info": info}
+
+
+def _build_fixture(base: Path, done: Path) -> None:
+    from alignstack.config import load
+    from alignstack.methods import pretrain, sft
+
+    pre = pretrain.train(load(pretrain.PretrainConfig, overrides=[f"out={base}/pretrain",
+                                                                   *FIXTURE_OVERRIDES["pretrain"]]))
+    s = sft.train(load(sft.SFTConfig, overrides=[f"out={base}/sft", f"model.path={base}/pretrain/model",
+                                                  *FIXTURE_OVERRIDES["sft"]]))
+    done.write_text(json.dumps({"pretrain": pre, "sft": s}, default=str))
 
 
 @pytest.fixture(scope="session")

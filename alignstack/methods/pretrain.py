@@ -33,7 +33,7 @@ class PretrainConfig:
     seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(preset="tiny", max_length=128))
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=40000, packing=True))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3, batch_size=32, epochs=1.0,
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3, batch_size=32, epochs=2.0,
                                                                    warmup_steps=30, weight_decay=0.01))
     vocab_size: int = 768
     heldout_docs: int = 1000

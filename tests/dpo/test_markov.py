@@ -1,0 +1,93 @@
+"""T1 exact testbed (METHODS §12.2): backward-DP optimum vs brute force, exact evaluation, and
+the IPO-vs-DPO two-action bandit under deterministic preferences (METHODS §6.4)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from alignstack.world import markov as M
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # thousands of tiny ops: extra threads only add contention on a shared CPU
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("beta", [0.3, 1.0, 4.0])
+def test_dp_optimum_matches_brute_force_enumeration(beta):
+    w = M.make_world(seed=1, n_tokens=12, horizon=3)
+    lp_star, V = M.optimal_policy(w, beta)
+    seqs = M.all_sequences(w)
+    assert seqs.shape == (12 ** 3, 3)
+    r = M.sequence_rewards(w, seqs)
+    lref = M.sequence_logprobs(w, w.log_ref, seqs)
+    log_z = torch.logsumexp(lref + r / beta, 0)
+    # optimal value of E[r] − β·KL over all sequence distributions is β·log Σ π_ref·exp(r/β)
+    assert float(V[M.BOS]) == pytest.approx(beta * float(log_z), abs=1e-10)
+    # the DP's Markov policy is exactly the Gibbs distribution π_ref·exp(r/β)/Z over sequences
+    brute = lref + r / beta - log_z
+    torch.testing.assert_close(M.sequence_logprobs(w, lp_star, seqs), brute, atol=1e-10, rtol=0)
+    p = brute.exp()
+    ev = M.evaluate_policy(w, lp_star)
+    assert ev["reward"] == pytest.approx(float((p * r).sum()), abs=1e-10)
+    assert ev["kl"] == pytest.approx(float((p * (brute - lref)).sum()), abs=1e-10)
+    assert ev["reward"] - beta * ev["kl"] == pytest.approx(float(V[M.BOS]), abs=1e-10)
+
+
+def test_exact_evaluation_of_any_tabular_policy():
+    w = M.make_world(seed=2, n_tokens=12, horizon=3)
+    g = torch.Generator().manual_seed(0)
+    lp = torch.log_softmax(torch.randn(12 + 1, 12, generator=g, dtype=M.DT), -1)   # a stationary policy
+    seqs = M.all_sequences(w)
+    lpi = M.sequence_logprobs(w, lp, seqs)
+    p = lpi.exp()
+    assert float(p.sum()) == pytest.approx(1.0, abs=1e-12)
+    ev = M.evaluate_policy(w, lp)
+    assert ev["reward"] == pytest.approx(float((p * M.sequence_rewards(w, seqs)).sum()), abs=1e-10)
+    assert ev["kl"] == pytest.approx(float((p * (lpi - M.sequence_logprobs(w, w.log_ref, seqs))).sum()), abs=1e-10)
+    assert M.evaluate_policy(w, w.log_ref)["kl"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_frontier_is_monotone_in_beta():
+    f = M.frontier(M.make_world(seed=0), [0.1, 0.3, 1.0, 3.0, 10.0])
+    rewards, kls = [p["reward"] for p in f], [p["kl"] for p in f]
+    assert rewards == sorted(rewards, reverse=True)
+    assert kls == sorted(kls, reverse=True)
+
+
+@pytest.mark.parametrize("tau", [0.25, 0.5, 1.0])
+def test_bandit_deterministic_preferences_ipo_vs_dpo(tau):
+    """p* = 1 (action 0 always preferred): DPO drives π(1) → 0 for any β; IPO stays at σ(1/(2τ))."""
+    w = M.bandit()
+    chosen, rejected = torch.zeros(16, 1, dtype=torch.long), torch.ones(16, 1, dtype=torch.long)
+    ipo = M.fit_tabular_preference(w, chosen, rejected, beta=tau, loss="ipo", steps=300, lr=0.1)
+    dpo = M.fit_tabular_preference(w, chosen, rejected, beta=tau, loss="sigmoid", steps=300, lr=0.1)
+    p_ipo = float(ipo[0, M.BOS, 0].exp())
+    p_dpo = float(dpo[0, M.BOS, 0].exp())
+    assert p_ipo == pytest.approx(1.0 / (1.0 + math.exp(-1.0 / (2.0 * tau))), abs=1e-3)
+    assert p_dpo > 0.99
+    # ... and DPO keeps going: more optimisation only makes it more deterministic
+    dpo2 = M.fit_tabular_preference(w, chosen, rejected, beta=tau, loss="sigmoid", steps=600, lr=0.1)
+    assert float(dpo2[0, M.BOS, 1]) < float(dpo[0, M.BOS, 1])
+
+
+def test_tabular_dpo_recovers_the_optimum_with_enough_pairs():
+    """Bradley–Terry labels on r: DPO's population optimum is π_ref·exp(r/β)/Z, the frontier point.
+
+    On a finite sample the fit is early-stopped: run to convergence, DPO pushes sequences that
+    only ever lose towards probability 0 and its KL grows well past the optimum's (the IPO
+    paper's over-fitting argument; experiments/dpo.py shows it)."""
+    w = M.make_world(seed=0, n_tokens=12, horizon=2)
+    beta = 1.0
+    chosen, rejected = M.preference_pairs(w, 40000, seed=3)
+    lp = M.fit_tabular_preference(w, chosen, rejected, beta=beta, steps=200, lr=0.1)
+    got = M.evaluate_policy(w, lp)
+    want = M.evaluate_policy(w, M.optimal_policy(w, beta)[0])
+    assert got["reward"] == pytest.approx(want["reward"], abs=0.1)
+    assert got["kl"] == pytest.approx(want["kl"], abs=0.1)
