@@ -128,3 +128,11 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
         raise ValueError("rloo_advantages needs K >= 2 samples per prompt")
     baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / (K - 1)
     return rewards - baseline
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 − Var[returns − values] / Var[returns] over unmasked entries (value-model diagnostic)."""
+    m = mask.bool()
+    r, v = returns[m].double(), values[m].double()
+    var_r = r.var(unbiased=False)
+    return float(1 - (r - v).var(unbiased=False) / var_r.clamp(min=1e-8))

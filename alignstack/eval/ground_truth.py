@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from alignstack.algos.kl import exact_kl, sequence_kl
 from alignstack.data.render import ChatRenderer
 from alignstack.eval.stats import mean_ci, paired_difference
 from alignstack.models.tokenizer import stop_token_ids
@@ -106,11 +107,10 @@ def kl_to_reference(model, ref, tokenizer, tasks: list[T.Task], sampling: Sampli
         sub = type(g)(g.prompt_ids[s:s + bs], g.completion_ids[s:s + bs], g.logprobs[s:s + bs], g.finished[s:s + bs])
         b = sub.tensors(tokenizer.pad_token_id)
         pos = (b["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        lp = torch.log_softmax(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                     position_ids=pos).logits[:, :-1].float() / sampling.temperature, -1)
-        lq = torch.log_softmax(ref(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                   position_ids=pos).logits[:, :-1].float() / sampling.temperature, -1)
-        per_tok = (lp.exp() * (lp - lq)).sum(-1) * b["loss_mask"][:, 1:]
-        kls += per_tok.sum(-1).tolist()
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=pos).logits
+        ref_logits = ref(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=pos).logits
+        m = b["loss_mask"][:, 1:]
+        per_tok = exact_kl(logits[:, :-1] / sampling.temperature, ref_logits[:, :-1] / sampling.temperature, m)
+        kls += sequence_kl(per_tok, m).tolist()
     ci = mean_ci(kls)
     return {"kl": ci["mean"], "kl_ci": [ci["lo"], ci["hi"]] if not math.isnan(ci["lo"]) else None}

@@ -123,14 +123,14 @@ def build_critic(policy, value_init: str | None):
 
 
 def train(cfg: PPOConfig) -> dict:
-    from alignstack.algos.advantages import gae, whiten
+    from alignstack.algos.advantages import explained_variance, gae, whiten
     from alignstack.algos.kl import AdaptiveKLController, FixedKLController, kl_shaped_rewards
     from alignstack.algos.rewards import apply_missing_eos_penalty
     from alignstack.data.collate import pad_right
     from alignstack.data.render import ChatRenderer
     from alignstack.losses.lm import lm_loss_sum
     from alignstack.losses.policy import ppo_policy_loss, value_loss
-    from alignstack.losses.reduce import masked_mean, masked_sum, masked_var
+    from alignstack.losses.reduce import masked_mean, masked_sum
     from alignstack.models.load import frozen_copy, prepare_model, save_final
     from alignstack.models.logprobs import token_entropy, token_logprobs
     from alignstack.rollout.engine import SamplingConfig
@@ -227,7 +227,7 @@ def train(cfg: PPOConfig) -> dict:
                     out = tr.step(loss_fn, [None], [1.0])
                     for k, v in out.items():
                         agg[k] = agg.get(k, 0.0) + v / updates
-            ev = 1 - float(masked_var(returns - old_v, mask) / masked_var(returns, mask).clamp(min=1e-8))
+            ev = explained_variance(old_v, returns, mask)
             row = {"iteration": it + 1, "reward": float(raw.mean()), "score": float(score.mean()), "kl": float(seq_kl.mean()),
                    "beta": beta, "explained_variance": ev, "length": float(mask.sum(-1).mean()), **agg}
             gt = ground_truth(ro)

@@ -184,3 +184,10 @@ def test_leave_one_out_baseline_is_unbiased():
     assert torch.allclose(_expected_grad(theta, f, K, "loo"), true, atol=1e-12)
     # contrast: the batch-mean baseline (own sample included) shrinks the gradient by (K−1)/K
     assert torch.allclose(_expected_grad(theta, f, K, "mean"), true * (K - 1) / K, atol=1e-12)
+
+
+def test_explained_variance_by_hand():
+    # returns [1, 3] (var 1), values [1, 2] → residuals [0, 1] (var 0.25) → 1 − 0.25 = 0.75; masked entry ignored
+    ev = A.explained_variance(torch.tensor([[1.0, 2.0, 9.0]]), torch.tensor([[1.0, 3.0, 0.0]]),
+                              torch.tensor([[1, 1, 0]]))
+    assert ev == pytest.approx(0.75)
