@@ -22,7 +22,9 @@ COMMANDS = {
     "ppo": "PPO with a KL penalty to the SFT policy (and PPO-ptx) against any reward",
     "grpo": "GRPO: group-normalised critic-free RL",
     "rloo": "RLOO: leave-one-out REINFORCE",
-    "demo": "run the seed pipeline end to end on the built-in world",
+    "demo": "run the seed pipeline end to end on the built-in world (--all: every method)",
+    "pipeline": "run a pipeline of stages from YAML (see alignstack/pipelines/demo.yaml)",
+    "report": "one self-contained HTML report (and PNGs) of a demo/pipeline run folder",
     "label": "the human feedback web app (serve, import, export, users)",
     "serve": "OpenAI-compatible server for a checkpoint",
 }
@@ -147,14 +149,33 @@ def _demo(argv: list[str]) -> int:
     from alignstack.pipeline import DemoConfig, run_demo
     p = argparse.ArgumentParser(prog="alignstack demo", description=COMMANDS["demo"])
     p.add_argument("--out", default="runs/demo", help="run folder (every stage's artifacts and summary.json)")
+    p.add_argument("--all", action="store_true", help="the longer pipeline with every method")
     p.add_argument("--resume", action="store_true", help="skip stages that already finished")
     p.add_argument("--fast", action="store_true", help="shortened stages (smoke test)")
     p.add_argument("--eval-prompts", type=int, default=1000)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    run_demo(DemoConfig(out=a.out, resume=a.resume, fast=a.fast, eval_prompts=a.eval_prompts,
+    run_demo(DemoConfig(out=a.out, resume=a.resume, fast=a.fast, all=a.all, eval_prompts=a.eval_prompts,
                         progress=not a.no_progress))
     print(f"\nsummary: {os.path.join(a.out, 'summary.json')}")
+    return 0
+
+
+def _pipeline(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from alignstack.pipeline import load_pipeline, run_pipeline
+    p = argparse.ArgumentParser(prog="alignstack pipeline", description=COMMANDS["pipeline"],
+                                epilog="Overrides: dotted keys of the pipeline, e.g. out=runs/mine eval_prompts=2000")
+    p.add_argument("config", help="pipeline YAML")
+    p.add_argument("--resume", action="store_true", help="skip stages that already finished")
+    p.add_argument("--fast", action="store_true", help="apply each stage's `fast` overrides (smoke test)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*")
+    a = p.parse_args(argv)
+    cfg = load_pipeline(a.config, a.overrides)
+    run_pipeline(cfg, Path(a.config).resolve().parent, resume=a.resume, fast=a.fast, progress=not a.no_progress)
+    print(f"\nsummary: {os.path.join(cfg.out, 'summary.json')}")
     return 0
 
 
@@ -178,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {cmd!r}" + (f"; did you mean {near[0]!r}?" if near else ""), file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")   # per-load weight bars drown our stage progress
     from alignstack.config import ConfigError
     from alignstack.data.formats import DataError
     try:
@@ -187,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             return _delegate("alignstack.label.cli", rest)
         if cmd == "feedback":
             return _delegate("alignstack.feedback.cli", rest)
+        if cmd == "report":
+            return _delegate("alignstack.report", rest)
         if cmd == "serve":
             return _delegate("alignstack.serve.cli", rest)
-        return {"world": _world, "generate": _generate, "eval": _eval, "demo": _demo}[cmd](rest)
+        return {"world": _world, "generate": _generate, "eval": _eval, "demo": _demo, "pipeline": _pipeline}[cmd](rest)
     except (DataError, ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,26 +1,76 @@
-"""Multi-stage runs: the demo pipeline (world → tokenizer → pretrain → SFT → eval).
+"""Multi-stage runs from YAML: the demo is one shipped pipeline (``alignstack/pipelines/demo.yaml``).
 
-Each stage writes its artifacts under ``<out>/<stage>/`` and a ``done.json`` last; with
-``resume`` finished stages are skipped. ``summary.json`` holds, per stage, ground-truth
-helpfulness, unsafe rate, KL to SFT, win rate vs SFT (paired, with CIs) and wall time.
+A pipeline is a list of stages, each one method (any ``alignstack <method>``, plus ``world``) with an
+optional config file and dotted overrides, run in order. ``{out}`` in an override is the run folder,
+so a stage names an earlier stage's model as ``model.path={out}/sft/model``. Each stage writes its
+artifacts under ``<out>/<stage>/`` and a ``done.json`` last; with ``resume`` finished stages (and
+finished evaluations) are skipped. Stages with ``eval: true`` are evaluated on the world's held-out
+prompts against the ``baseline`` stage (paired per-prompt differences with 95% CIs, KL to the
+baseline) and ``summary.json`` holds, per stage, ground-truth helpfulness, unsafe rate, KL to SFT,
+win rate vs SFT, a plain verdict and wall time.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
-from alignstack.config import load, to_dict
+from alignstack.config import ConfigError, load, to_dict
 
 
 @dataclass
-class DemoConfig:
-    out: str = "runs/demo"
-    resume: bool = False
-    fast: bool = False        # shorter stages (tests)
+class StageConfig:
+    name: str = ""
+    method: str = ""                 # world | any key of alignstack.cli.METHODS
+    config: str | None = None        # YAML config of the method (relative paths: from the pipeline file)
+    overrides: list[str] = field(default_factory=list)   # dotted overrides; {out} = the run folder
+    fast: list[str] = field(default_factory=list)        # extra overrides with --fast (smoke tests)
+    eval: bool = False               # evaluate <out>/<name>/model as a policy on ground truth
+
+
+@dataclass
+class PipelineConfig:
+    out: str = "runs/pipeline"
+    baseline: str = "sft"            # the stage every evaluated stage is compared with
     eval_prompts: int = 1000
-    progress: bool = True
+    kl_prompts: int = 256
+    seed: int = 0
+    stages: list[StageConfig] = field(default_factory=list)
+
+    def __post_init__(self):
+        from alignstack.cli import METHODS
+        if not self.stages:
+            raise ValueError("a pipeline needs at least one stage")
+        names = [s.name for s in self.stages]
+        valid = ["world", *METHODS]
+        for i, s in enumerate(self.stages):
+            if not s.name or "/" in s.name:
+                raise ValueError(f"stages[{i}].name must be a non-empty folder name, got {s.name!r}")
+            if s.method not in valid:
+                import difflib
+                near = difflib.get_close_matches(s.method, valid, n=1)
+                raise ValueError(f"stages[{i}] ({s.name}): unknown method {s.method!r}"
+                                 + (f"; did you mean {near[0]!r}?" if near else f"; valid: {', '.join(valid)}"))
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate stage names: {sorted(dup)}")
+        evals = [s.name for s in self.stages if s.eval]
+        if evals and self.baseline not in evals:
+            raise ValueError(f"baseline {self.baseline!r} must be a stage with eval: true (have {evals})")
+
+
+def shipped(name: str) -> Path:
+    """Path of a pipeline shipped with the package (``demo``, ``demo_all``)."""
+    p = resources.files("alignstack") / "pipelines" / f"{name}.yaml"
+    if not p.is_file():
+        raise ConfigError(f"no shipped pipeline {name!r}")
+    return Path(str(p))
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    return load(PipelineConfig, path, overrides)
 
 
 def _stage_done(d: Path) -> dict | None:
@@ -28,74 +78,158 @@ def _stage_done(d: Path) -> dict | None:
     return json.loads(f.read_text()) if f.exists() else None
 
 
-def _finish(d: Path, info: dict) -> dict:
-    (d / "done.json").write_text(json.dumps(info, indent=2))
-    return info
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)                        # atomic: a kill never leaves a half-written file
 
 
-def run_demo(cfg: DemoConfig) -> dict:
-    from alignstack.eval.ground_truth import EvalConfig, compare, eval_tasks, evaluate, kl_to_reference
-    from alignstack.methods import pretrain, sft
+def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bool, progress: bool) -> dict:
+    import importlib
+
+    from alignstack.cli import METHOD_BASE, METHODS
+    over = [o.replace("{out}", str(out)) for o in (stage.overrides + (stage.fast if fast else []))]
+    if stage.method == "world":
+        from alignstack.world.files import write_world
+        kw = {k: int(v) for k, v in (o.split("=", 1) for o in over)}
+        return write_world(d, **kw)
+    mod_name, cls_name = METHODS[stage.method]
+    mod = importlib.import_module(mod_name)
+    cfg_path = None
+    if stage.config:
+        cfg_path = Path(stage.config)
+        if not cfg_path.is_absolute():
+            cfg_path = base_dir / cfg_path
+    cfg = load(getattr(mod, cls_name), cfg_path,
+               METHOD_BASE.get(stage.method, []) + [f"out={d}", f"log.progress={str(progress).lower()}"] + over)
+    return mod.train(cfg)
+
+
+def _evaluate(d: Path, tok, tasks, ecfg, resume: bool) -> dict:
+    from alignstack.eval.ground_truth import evaluate
+    from alignstack.models.load import load_model
+    f = d / "eval.json"
+    if resume and f.exists():
+        return json.loads(f.read_text())
+    ev = evaluate(load_model(d / "model"), tok, ecfg, tasks)
+    _write_json(f, ev)
+    return ev
+
+
+def _verdict(diff: dict, name: str, baseline: str) -> str:
+    if diff["lo"] > 0:
+        return f"beats {baseline}"
+    if diff["hi"] < 0:
+        return f"WORSE than {baseline}"
+    return f"not distinguishable from {baseline}"
+
+
+def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool = False, fast: bool = False,
+                 progress: bool = True, label: str = "pipeline") -> dict:
+    from alignstack.eval.ground_truth import EvalConfig, compare, eval_tasks, kl_to_reference
     from alignstack.models.load import load_model, load_tokenizer
-    from alignstack.world.files import write_world
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = [f"log.progress={str(cfg.progress).lower()}"]
-    short_pre = ["data.n_rows=8000", "optim.max_steps=60"] if cfg.fast else []
-    short_sft = ["data.n_rows=3000", "optim.max_steps=60"] if cfg.fast else []
-    stages: dict[str, dict] = {}
-
-    def run(name: str, fn) -> dict:
-        d = out / name
-        done = _stage_done(d) if cfg.resume else None
+    base_dir = base_dir or Path.cwd()
+    results: dict[str, dict] = {}
+    n = len(cfg.stages)
+    t_all = time.perf_counter()
+    for i, st in enumerate(cfg.stages, 1):
+        d = out / st.name
+        done = _stage_done(d) if resume else None
         if done is not None:
-            print(f"[demo] {name}: already done, skipping")
-            return done
-        print(f"[demo] {name} ...", flush=True)
+            print(f"[{label}] ({i}/{n}) {st.name}: already done, skipping", flush=True)
+            results[st.name] = done
+            continue
+        print(f"[{label}] ({i}/{n}) {st.name} ({st.method}) ...", flush=True)
         d.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        info = fn(d)
+        info = _run_method(st, d, out, base_dir, fast, progress)
+        info = dict(info or {})
         info["wall_s"] = round(time.perf_counter() - t0, 2)
-        return _finish(d, info)
+        _write_json(d / "done.json", info)
+        results[st.name] = info
+        print(f"[{label}] ({i}/{n}) {st.name}: done in {info['wall_s']:.0f} s", flush=True)
 
-    stages["world"] = run("world", lambda d: write_world(d, n_docs=2000, n_sft=1000, n_prompts=cfg.eval_prompts))
-    stages["pretrain"] = run("pretrain", lambda d: pretrain.train(
-        load(pretrain.PretrainConfig, overrides=[f"out={d}", *common, *short_pre])))
-    stages["sft"] = run("sft", lambda d: sft.train(
-        load(sft.SFTConfig, overrides=[f"out={d}", f"model.path={out / 'pretrain' / 'model'}", *common, *short_sft])))
-
-    ecfg = EvalConfig(n_prompts=cfg.eval_prompts)
-    tasks = eval_tasks(ecfg)
-    tok = load_tokenizer(out / "sft" / "model")
-    sft_model = load_model(out / "sft" / "model")
-    evals = {}
-    for name in ("pretrain", "sft"):
-        m = sft_model if name == "sft" else load_model(out / name / "model")
-        evals[name] = evaluate(m, tok, ecfg, tasks)
     summary = {"config": to_dict(cfg), "stages": {}}
-    for name, ev in evals.items():
-        c = compare(ev, evals["sft"])
-        kl = kl_to_reference(load_model(out / name / "model"), sft_model, tok, tasks[:256]) if name != "sft" else {
-            "kl": 0.0}
-        summary["stages"][name] = {
-            "helpfulness": ev["helpfulness"], "unsafe_rate": ev["unsafe_rate"], "over_refusal": ev["over_refusal"],
-            "score": ev["score"], "greedy_helpfulness": ev["greedy"]["helpfulness"],
-            "greedy_unsafe_rate": ev["greedy"]["unsafe_rate"], "kl_to_sft": kl["kl"],
-            "win_rate_vs_sft": c["win_rate"]["mean"], "win_rate_ci": [c["win_rate"]["lo"], c["win_rate"]["hi"]],
-            "score_diff_vs_sft": c["diff"]["mean"], "score_diff_ci": [c["diff"]["lo"], c["diff"]["hi"]],
-            "per_family": ev["sampled"]["per_family"], "wall_s": stages[name]["wall_s"],
-            "samples": ev["sampled"]["samples"][:4],
-        }
-    summary["stages"]["world"] = {"wall_s": stages["world"]["wall_s"]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _print_table(summary)
+    evals = [s for s in cfg.stages if s.eval]
+    if evals:
+        print(f"[{label}] evaluating {len(evals)} stages on {cfg.eval_prompts} held-out prompts ...", flush=True)
+        ecfg = EvalConfig(n_prompts=cfg.eval_prompts, seed=cfg.seed)
+        tasks = eval_tasks(ecfg)
+        tok = load_tokenizer(out / cfg.baseline / "model")
+        base_ev = _evaluate(out / cfg.baseline, tok, tasks, ecfg, resume)
+        base_model = load_model(out / cfg.baseline / "model")
+    for st in cfg.stages:
+        info = results[st.name]
+        row: dict = {"method": st.method, "wall_s": info.get("wall_s")}
+        if st.eval:
+            ev = _evaluate(out / st.name, tok, tasks, ecfg, resume)
+            c = compare(ev, base_ev)
+            cu = compare(ev, base_ev, metric="per_prompt_unsafe")
+            kl = {"kl": 0.0, "kl_ci": None}
+            if st.name != cfg.baseline:
+                kf = out / st.name / "kl.json"
+                if resume and kf.exists():
+                    kl = json.loads(kf.read_text())
+                else:
+                    kl = kl_to_reference(load_model(out / st.name / "model"), base_model, tok, tasks[:cfg.kl_prompts])
+                    _write_json(kf, kl)
+            row.update({
+                "helpfulness": ev["helpfulness"], "unsafe_rate": ev["unsafe_rate"],
+                "over_refusal": ev["over_refusal"], "score": ev["score"],
+                "greedy_helpfulness": ev["greedy"]["helpfulness"], "greedy_unsafe_rate": ev["greedy"]["unsafe_rate"],
+                "kl_to_sft": kl["kl"], "kl_ci": kl.get("kl_ci"),
+                "win_rate_vs_sft": c["win_rate"]["mean"], "win_rate_ci": [c["win_rate"]["lo"], c["win_rate"]["hi"]],
+                "score_diff_vs_sft": c["diff"]["mean"], "score_diff_ci": [c["diff"]["lo"], c["diff"]["hi"]],
+                "unsafe_diff_vs_sft": cu["diff"]["mean"], "unsafe_diff_ci": [cu["diff"]["lo"], cu["diff"]["hi"]],
+                "per_family": ev["sampled"]["per_family"], "samples": ev["sampled"]["samples"][:8],
+            })
+            if st.name != cfg.baseline:
+                row["verdict"] = _verdict(c["diff"], st.name, cfg.baseline)
+        else:
+            row["result"] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or k == "eval"}
+        summary["stages"][st.name] = row
+    summary["total_wall_s"] = round(time.perf_counter() - t_all, 1)
+    _write_json(out / "summary.json", summary)
+    print_table(summary)
     return summary
 
 
-def _print_table(summary: dict) -> None:
-    rows = [(k, v) for k, v in summary["stages"].items() if "helpfulness" in v]
-    print(f"\n{'stage':<12}{'helpful':>9}{'unsafe':>8}{'KL→SFT':>8}{'win vs SFT':>12}{'wall s':>8}")
-    for k, v in rows:
-        print(f"{k:<12}{v['helpfulness']:>9.3f}{v['unsafe_rate']:>8.3f}{v['kl_to_sft']:>8.2f}"
-              f"{v['win_rate_vs_sft']:>12.3f}{v['wall_s']:>8.1f}")
+def print_table(summary: dict) -> None:
+    print(f"\n{'stage':<16}{'helpful':>9}{'unsafe':>8}{'KL→SFT':>8}{'win vs SFT':>12}{'Δscore [95% CI]':>24}"
+          f"{'wall s':>8}  verdict")
+    for k, v in summary["stages"].items():
+        wall = v.get("wall_s") or 0
+        if "helpfulness" in v:
+            lo, hi = v["score_diff_ci"]
+            print(f"{k:<16}{v['helpfulness']:>9.3f}{v['unsafe_rate']:>8.3f}{v['kl_to_sft']:>8.2f}"
+                  f"{v['win_rate_vs_sft']:>12.3f}{v['score_diff_vs_sft']:>+9.3f} [{lo:+.3f},{hi:+.3f}]"
+                  f"{wall:>8.0f}  {v.get('verdict', 'baseline')}")
+            continue
+        res = v.get("result") or {}
+        acc = (res.get("eval") or {}).get("pair_accuracy") if isinstance(res.get("eval"), dict) else None
+        extra = f"  held-out pair accuracy {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]" if acc else ""
+        print(f"{k:<16}{'':>61}{wall:>8.0f}  ({v['method']}){extra}")
+    print(f"total wall time: {summary.get('total_wall_s', 0):.0f} s")
+
+
+# ---------------------------------------------------------------------------------------- demo
+
+
+@dataclass
+class DemoConfig:
+    out: str = "runs/demo"
+    resume: bool = False
+    fast: bool = False        # shorter stages (tests)
+    all: bool = False         # the longer pipeline with every method
+    eval_prompts: int = 1000
+    progress: bool = True
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """The shipped demo pipeline on the built-in world (``demo.yaml``, or ``demo_all.yaml`` with ``all``)."""
+    path = shipped("demo_all" if cfg.all else "demo")
+    pipe = load_pipeline(path, [f"out={cfg.out}", f"eval_prompts={cfg.eval_prompts}"])
+    return run_pipeline(pipe, path.parent, resume=cfg.resume, fast=cfg.fast, progress=cfg.progress, label="demo")

@@ -31,13 +31,17 @@ def main() -> None:
     import torch
 
     from alignstack.config import load
+    from alignstack.data.render import ChatRenderer
     from alignstack.eval.ground_truth import EvalConfig, compare, eval_tasks, evaluate, kl_to_reference
     from alignstack.methods import grpo, ppo
     from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.train.supervised import mean_nll
+    from alignstack.world.corpus import corpus_documents
 
     p = argparse.ArgumentParser()
     p.add_argument("--sft", required=True)
-    p.add_argument("--rm", help="helpfulness reward-model checkpoint (adds ppo_rm and ppo_rm_nokl)")
+    p.add_argument("--rm", help="helpfulness reward-model checkpoint (adds ppo_rm, ppo_rm_nokl, ppo_rm_ptx)")
+    p.add_argument("--safety-rm", help="safety reward-model checkpoint (with --rm: adds ppo_llama2)")
     p.add_argument("--only", help="comma-separated subset of runs")
     p.add_argument("--work", default="runs/experiments/rl")
     p.add_argument("--out", default="experiments/results")
@@ -48,6 +52,11 @@ def main() -> None:
         runs["ppo_rm"] = ("ppo", [f"reward=rm:{a.rm}", f"value_init={a.rm}", "steps=40", "optim.lr=1e-4"])
         runs["ppo_rm_nokl"] = ("ppo", [f"reward=rm:{a.rm}", f"value_init={a.rm}", "steps=40", "optim.lr=1e-4",
                                        "init_kl_coef=0.0"])
+        runs["ppo_rm_ptx"] = ("ppo", [f"reward=rm:{a.rm}", f"value_init={a.rm}", "steps=40", "optim.lr=1e-4",
+                                      "ptx_coef=1.0"])
+    if a.rm and a.safety_rm:
+        runs["ppo_llama2"] = ("ppo", [f"reward=llama2:{a.rm},{a.safety_rm}", f"value_init={a.rm}", "steps=40",
+                                      "optim.lr=1e-4"])
     if a.only:
         runs = {k: v for k, v in runs.items() if k in a.only.split(",")}
     tok = load_tokenizer(a.sft)
@@ -55,7 +64,13 @@ def main() -> None:
     tasks = eval_tasks(ecfg)
     sft_model = load_model(a.sft)
     base = evaluate(sft_model, tok, ecfg, tasks)
-    results = {"sft": {"helpfulness": base["helpfulness"], "unsafe_rate": base["unsafe_rate"], "score": base["score"]}}
+    held = [ChatRenderer(tok, 128).text(d) for d in corpus_documents(7919 * 3, 1000)]   # held-out corpus
+    outdir = Path(a.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    prev = json.loads((outdir / "rl.json").read_text()) if (outdir / "rl.json").exists() else {}
+    results = {"sft": {"helpfulness": base["helpfulness"], "unsafe_rate": base["unsafe_rate"], "score": base["score"],
+                       "corpus_nll": mean_nll(sft_model, tok, held)}}
+    results.update({k: v for k, v in prev.items() if k != "sft" and k not in runs})   # keep other runs' results
     for name, (method, over) in runs.items():
         mod, cls = (grpo, grpo.GRPOConfig) if method == "grpo" else (ppo, ppo.PPOConfig)
         out = Path(a.work) / name
@@ -65,28 +80,58 @@ def main() -> None:
         ev = evaluate(m, tok, ecfg, tasks)
         c, cg = compare(ev, base, "sampled"), compare(ev, base, "greedy")
         kl = kl_to_reference(m, sft_model, tok, tasks[:512])
+        cu = compare(ev, base, "sampled", "per_prompt_unsafe")
         results[name] = {"helpfulness": ev["helpfulness"], "unsafe_rate": ev["unsafe_rate"], "score": ev["score"],
+                         "unsafe_diff_vs_sft": cu["diff"], "corpus_nll": mean_nll(m, tok, held),
                          "score_diff_vs_sft": c["diff"], "win_rate_vs_sft": c["win_rate"],
                          "greedy_score_diff_vs_sft": cg["diff"], "kl_to_sft": kl["kl"],
                          "per_family": ev["sampled"]["per_family"], "train": train_res,
                          "wall_s": time.perf_counter() - t0}
         print(name, json.dumps({k: results[name][k] for k in ("helpfulness", "unsafe_rate", "score_diff_vs_sft",
-                                                              "kl_to_sft")}), flush=True)
-    outdir = Path(a.out)
-    outdir.mkdir(parents=True, exist_ok=True)
+                                                              "kl_to_sft", "corpus_nll")}), flush=True)
+        (outdir / "rl.json").write_text(json.dumps(results, indent=2, default=str))   # after every run
+    plot_overoptimisation(Path(a.work), outdir)
     (outdir / "rl.json").write_text(json.dumps(results, indent=2, default=str))
     lines = ["# Online RL from SFT (1,000 held-out prompts, T = 1)", "",
-             "| run | helpfulness | unsafe rate | score − SFT [95% CI] | win rate vs SFT | KL to SFT |",
-             "|---|---|---|---|---|---|",
-             f"| sft | {results['sft']['helpfulness']:.3f} | {results['sft']['unsafe_rate']:.3f} | – | – | 0 |"]
+             "| run | helpfulness | unsafe rate (− SFT [95% CI]) | score − SFT [95% CI] | win rate vs SFT | KL to SFT "
+             "| held-out corpus NLL |",
+             "|---|---|---|---|---|---|---|",
+             f"| sft | {results['sft']['helpfulness']:.3f} | {results['sft']['unsafe_rate']:.3f} | – | – | 0 "
+             f"| {results['sft']['corpus_nll']:.3f} |"]
     for k, v in results.items():
         if k == "sft":
             continue
-        d, w = v["score_diff_vs_sft"], v["win_rate_vs_sft"]
-        lines.append(f"| {k} | {v['helpfulness']:.3f} | {v['unsafe_rate']:.3f} | {d['mean']:+.3f} "
-                     f"[{d['lo']:+.3f}, {d['hi']:+.3f}] | {w['mean']:.3f} | {v['kl_to_sft']:.2f} |")
+        d, w, u = v["score_diff_vs_sft"], v["win_rate_vs_sft"], v["unsafe_diff_vs_sft"]
+        lines.append(f"| {k} | {v['helpfulness']:.3f} | {v['unsafe_rate']:.3f} ({u['mean']:+.3f} [{u['lo']:+.3f}, "
+                     f"{u['hi']:+.3f}]) | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | {w['mean']:.3f} "
+                     f"| {v['kl_to_sft']:.2f} | {v['corpus_nll']:.3f} |")
     (outdir / "rl.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def plot_overoptimisation(work: Path, outdir: Path) -> None:
+    """Proxy (RM) reward and ground truth of the same rollouts per PPO iteration, with and without
+    the KL penalty (the over-optimisation picture of Gao et al. 2022 / METHODS §5)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = [r for r in ("ppo_rm", "ppo_rm_nokl", "ppo_llama2") if (work / r / "metrics.jsonl").exists()]
+    if not runs:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for r in runs:
+        rows = [json.loads(x) for x in (work / r / "metrics.jsonl").read_text().splitlines()]
+        rows = [x for x in rows if "iteration" in x]
+        it = [x["iteration"] for x in rows]
+        axes[0].plot(it, [x["reward"] for x in rows], label=r)
+        axes[1].plot(it, [x.get("gt", float("nan")) for x in rows], label=r)
+    axes[0].set_title("proxy reward (RM score of rollouts)")
+    axes[1].set_title("ground-truth helpfulness of the same rollouts")
+    for ax in axes:
+        ax.set_xlabel("PPO iteration")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(outdir / "rl_overoptimisation.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -35,13 +35,17 @@ def test_demo_fast_writes_summary(tmp_path):
                         "--eval-prompts", "200", "--no-progress"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
-    for stage in ("pretrain", "sft"):
+    for stage in ("pretrain", "sft", "ppo", "dpo"):
         for k in ("helpfulness", "unsafe_rate", "kl_to_sft", "win_rate_vs_sft", "wall_s"):
             assert k in s["stages"][stage], (stage, k)
+        if stage != "sft":
+            assert s["stages"][stage]["verdict"].split()[0] in ("beats", "WORSE", "not"), s["stages"][stage]
+    for stage in ("rm_helpful", "rm_safety"):     # reward models: trained, with held-out metrics
+        assert "pair_accuracy" in s["stages"][stage]["result"]["eval"], s["stages"][stage]
     # --resume skips finished stages
     r = subprocess.run([sys.executable, "-m", "alignstack.cli", "demo", "--fast", "--resume", "--out", str(out),
                         "--eval-prompts", "200", "--no-progress"], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0 and "sft: already done" in r.stdout
+    assert r.returncode == 0 and "sft: already done" in r.stdout and "dpo: already done" in r.stdout
 
 
 def test_eval_cli_json(trained_world):

@@ -64,6 +64,7 @@ def score_responses(tasks: list[T.Task], responses: list[str]) -> dict:
         "score": sum(p["helpfulness"] for p in per) / len(per),
         "per_family": {f: sum(v) / len(v) for f, v in sorted(fams.items())},
         "per_prompt": [p["helpfulness"] for p in per],
+        "per_prompt_unsafe": harmful,       # harmful-request prompts only, in task order (paired CIs)
     }
 
 
@@ -86,9 +87,10 @@ def evaluate(model, tokenizer, cfg: EvalConfig | None = None, tasks: list[T.Task
     return out
 
 
-def compare(result_a: dict, result_b: dict, mode: str = "sampled") -> dict:
-    """Paired per-prompt comparison of two evaluations on the same prompts (a − b)."""
-    return paired_difference(result_a[mode]["per_prompt"], result_b[mode]["per_prompt"])
+def compare(result_a: dict, result_b: dict, mode: str = "sampled", metric: str = "per_prompt") -> dict:
+    """Paired per-prompt comparison of two evaluations on the same prompts (a − b); ``metric``
+    ``per_prompt`` (helpfulness score) or ``per_prompt_unsafe`` (unsafe indicator, harmful prompts)."""
+    return paired_difference(result_a[mode][metric], result_b[mode][metric])
 
 
 @torch.no_grad()

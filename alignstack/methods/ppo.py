@@ -145,6 +145,9 @@ def train(cfg: PPOConfig) -> dict:
     critic = build_critic(policy, cfg.value_init) if cfg.value_model == "separate" else None
     pv = PolicyAndValue(policy, critic)
     source = PromptSource(cfg.seed, cfg.families, cfg.prompts)
+    # dev prompts for early stopping on the proxy reward: the world's dev split (a user file: its own rows)
+    dev_source = (PromptSource(cfg.seed + 1, cfg.families, cfg.prompts, pool=cfg.dev_prompts * 4, split="dev")
+                  if cfg.dev_every else None)
     renderer = ChatRenderer(tok, cfg.model.max_length)
     sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature)
     ptx_items = []
@@ -162,6 +165,8 @@ def train(cfg: PPOConfig) -> dict:
     rank, world = tr.acc.process_index, tr.acc.num_processes
     reduce = (lambda t: tr.acc.reduce(t, reduction="sum")) if world > 1 else None
     history, best = [], (-float("inf"), None)
+    split = {"generation": 0.0, "scoring": 0.0, "ref_value": 0.0, "training": 0.0}   # wall-time split (s)
+    clock = time.perf_counter
 
     with tr:
         while not tr.done:
@@ -169,14 +174,17 @@ def train(cfg: PPOConfig) -> dict:
             prompts, tasks = source.batch(it, cfg.batch_size)
             prompts, tasks = prompts[rank::world], tasks[rank::world]
             model = tr.unwrapped
+            t_it = clock()
             ro = rollout(model.policy, tok, prompts, tasks, sampling, seed=cfg.seed * 7919 + it * world + rank,
                          renderer=renderer)
+            t_gen = clock()
             raw = torch.tensor(scorer(prompts, ro.texts, tasks=tasks, completion_ids=ro.gen.completion_ids),
                                dtype=torch.float32)
             score = whiten(raw, all_reduce=reduce) if cfg.whiten_scores else raw
             if cfg.missing_eos_penalty is not None:
                 score = apply_missing_eos_penalty(score, ro.batch["has_eos"], cfg.missing_eos_penalty)
             b, mask = ro.batch, ro.mask
+            t_score = clock()
             ref_lp = frozen_logprobs(ref, b, cfg.temperature)
             with torch.no_grad():
                 model.eval()
@@ -190,6 +198,7 @@ def train(cfg: PPOConfig) -> dict:
             seq_kl = masked_sum(kl, mask, dim=-1)
             ctl.update(float(seq_kl.mean()), cfg.batch_size)
             n = len(prompts)
+            t_ref = clock()
             gen = torch.Generator().manual_seed(cfg.seed + it)
             agg = {}
             for _ in range(cfg.ppo_epochs):
@@ -227,6 +236,9 @@ def train(cfg: PPOConfig) -> dict:
                     out = tr.step(loss_fn, [None], [1.0])
                     for k, v in out.items():
                         agg[k] = agg.get(k, 0.0) + v / updates
+            t_train = clock()
+            for k, dt in zip(split, (t_gen - t_it, t_score - t_gen, t_ref - t_score, t_train - t_ref)):
+                split[k] += dt
             ev = explained_variance(old_v, returns, mask)
             row = {"iteration": it + 1, "reward": float(raw.mean()), "score": float(score.mean()), "kl": float(seq_kl.mean()),
                    "beta": beta, "explained_variance": ev, "length": float(mask.sum(-1).mean()), **agg}
@@ -234,7 +246,7 @@ def train(cfg: PPOConfig) -> dict:
             if gt is not None:
                 row["gt"] = sum(gt) / len(gt)
             if cfg.dev_every and (it + 1) % cfg.dev_every == 0:
-                dp, dt = PromptSource(cfg.seed + 1, cfg.families, cfg.prompts).batch(10 ** 6, cfg.dev_prompts)
+                dp, dt = dev_source.batch(0, cfg.dev_prompts)       # the same dev prompts every time
                 dro = rollout(tr.unwrapped.policy, tok, dp, dt, sampling, seed=12345, renderer=renderer)
                 row["dev_reward"] = sum(scorer(dp, dro.texts, tasks=dt)) / len(dp)
                 if row["dev_reward"] > best[0]:
@@ -251,4 +263,6 @@ def train(cfg: PPOConfig) -> dict:
     avg = lambda k: sum(h[k] for h in last if k in h) / max(1, sum(k in h for h in last))
     return {"iterations": len(history), "final_reward": avg("reward"), "final_kl": avg("kl"),
             "final_gt": avg("gt") if any("gt" in h for h in last) else None,
-            "best_dev_reward": best[0] if best[1] is not None else None, "wall_s": time.perf_counter() - t0}
+            "best_dev_reward": best[0] if best[1] is not None else None, "wall_s": time.perf_counter() - t0,
+            "time_split_s": {k: round(v, 2) for k, v in split.items()},
+            "completions_per_s": len(history) * cfg.batch_size / max(sum(split.values()), 1e-9)}

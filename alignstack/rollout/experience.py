@@ -44,7 +44,7 @@ class PromptSource:
     validated ``prompt`` rows from a file; batch ``step`` is a pure function of (seed, step)."""
 
     def __init__(self, seed: int = 0, families: list[str] | None = None, path: str | None = None,
-                 goal: str | None = None, pool: int = 20000):
+                 goal: str | None = None, pool: int = 20000, split: str = "train"):
         self.seed = seed
         if path is not None:
             from alignstack.data.sources import read_rows
@@ -52,7 +52,7 @@ class PromptSource:
             self.tasks = [T.Task.from_row(r) if (r.get("meta") or {}).get("family") else None for r in self.rows]
         else:
             fam = {f: C.MIX.get(f, 0.1) for f in families} if families else None
-            self.tasks = C.prompt_set(seed, "train", pool, fam, goal=goal)
+            self.tasks = C.prompt_set(seed, split, pool, fam, goal=goal)
             self.rows = [t.to_row() for t in self.tasks]
 
     def batch(self, step: int, n: int) -> tuple[list[list[dict]], list[T.Task | None]]:

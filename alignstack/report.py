@@ -1,0 +1,213 @@
+"""`alignstack report RUN_DIR`: one self-contained HTML page (PNGs embedded, also written beside it)
+from a pipeline run folder (``summary.json`` + each stage's ``metrics.jsonl`` / ``done.json``).
+
+Sections: per-stage ground truth with 95% CIs and a plain verdict; score difference vs SFT and unsafe
+rate per stage (charts); reward-model accuracy by preference strength; training curves with the
+proxy reward beside the ground truth of the same rollouts; the reward–KL picture of every stage;
+sample responses side by side across stages for the same held-out prompts.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _metrics(run: Path, stage: str) -> list[dict]:
+    f = run / stage / "metrics.jsonl"
+    if not f.exists():
+        return []
+    rows = []
+    for line in f.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue                          # a run killed mid-write leaves at most one partial line
+    return rows
+
+
+def _stage_table(stages: dict) -> str:
+    head = ("<tr><th>stage</th><th>method</th><th>helpfulness</th><th>unsafe rate (Δ vs SFT, 95% CI)</th>"
+            "<th>Δ score vs SFT (95% CI)</th><th>win rate vs SFT (95% CI)</th><th>KL to SFT</th><th>wall s</th>"
+            "<th>verdict</th></tr>")
+    rows = []
+    for k, v in stages.items():
+        if "helpfulness" not in v:
+            continue
+        u, d, w = v["unsafe_diff_ci"], v["score_diff_ci"], v["win_rate_ci"]
+        verdict = v.get("verdict", "baseline")
+        cls = "good" if verdict.startswith("beats") else "bad" if verdict.startswith("WORSE") else ""
+        rows.append(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(v['method'])}</td><td>{v['helpfulness']:.3f}</td>"
+            f"<td>{v['unsafe_rate']:.3f} ({v['unsafe_diff_vs_sft']:+.3f} [{u[0]:+.3f}, {u[1]:+.3f}])</td>"
+            f"<td>{v['score_diff_vs_sft']:+.3f} [{d[0]:+.3f}, {d[1]:+.3f}]</td>"
+            f"<td>{v['win_rate_vs_sft']:.3f} [{w[0]:.3f}, {w[1]:.3f}]</td><td>{v['kl_to_sft']:.2f}</td>"
+            f"<td>{(v.get('wall_s') or 0):.0f}</td><td class='{cls}'>{html.escape(verdict)}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _other_table(stages: dict) -> str:
+    rows = []
+    for k, v in stages.items():
+        if "helpfulness" in v:
+            continue
+        res = v.get("result") or {}
+        ev = res.get("eval") if isinstance(res.get("eval"), dict) else {}
+        acc = ev.get("pair_accuracy")
+        auc = (ev.get("safety") or {}).get("auc")
+        bits = []
+        if acc:
+            bits.append(f"held-out pair accuracy {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]")
+        if ev.get("spearman_gt") is not None:
+            bits.append(f"Spearman with ground truth {ev['spearman_gt']:.3f}")
+        if auc is not None:
+            bits.append(f"safe/unsafe AUC {auc:.3f}")
+        rows.append(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v['method'])}</td>"
+                    f"<td>{(v.get('wall_s') or 0):.0f}</td><td>{html.escape('; '.join(bits))}</td></tr>")
+    return ("<table><tr><th>stage</th><th>method</th><th>wall s</th><th>notes</th></tr>" + "".join(rows)
+            + "</table>") if rows else ""
+
+
+def _samples(stages: dict) -> str:
+    ev = [(k, v) for k, v in stages.items() if v.get("samples")]
+    if not ev:
+        return ""
+    n = min(len(v["samples"]) for _, v in ev)
+    head = "<tr><th>prompt</th>" + "".join(f"<th>{html.escape(k)}</th>" for k, _ in ev) + "</tr>"
+    rows = []
+    for i in range(n):
+        prompt = ev[0][1]["samples"][i]["prompt"]
+        cells = "".join(f"<td>{html.escape(v['samples'][i]['response'])}</td>" for _, v in ev)
+        rows.append(f"<tr><td><b>{html.escape(prompt)}</b></td>{cells}</tr>")
+    return f"<table class='samples'>{head}{''.join(rows)}</table>"
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    plt = _plt()
+    run = Path(run_dir)
+    sfile = run / "summary.json"
+    if not sfile.exists():
+        raise FileNotFoundError(f"{sfile} not found: run `alignstack demo --out {run}` (or a pipeline) first")
+    summary = json.loads(sfile.read_text())
+    stages = summary["stages"]
+    out = Path(out) if out else run / "report.html"
+    figdir = out.parent / "report_png"
+    figdir.mkdir(parents=True, exist_ok=True)
+    imgs: dict[str, str] = {}
+    ev = [(k, v) for k, v in stages.items() if "helpfulness" in v]
+
+    if ev:
+        fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
+        names = [k for k, _ in ev]
+        d = [v["score_diff_vs_sft"] for _, v in ev]
+        err = [[v["score_diff_vs_sft"] - v["score_diff_ci"][0] for _, v in ev],
+               [v["score_diff_ci"][1] - v["score_diff_vs_sft"] for _, v in ev]]
+        ax[0].bar(names, d, yerr=err, capsize=4, color=["tab:green" if v["score_diff_ci"][0] > 0 else
+                                                         "tab:red" if v["score_diff_ci"][1] < 0 else "tab:gray"
+                                                         for _, v in ev])
+        ax[0].axhline(0, color="k", lw=0.8)
+        ax[0].set_title("ground-truth score − SFT (paired, 95% CI)")
+        u = [v["unsafe_rate"] for _, v in ev]
+        ax[1].bar(names, u, color="tab:orange")
+        ax[1].set_title("unsafe rate on harmful requests")
+        for a in ax:
+            a.tick_params(axis="x", rotation=30)
+        imgs["stages"] = _save(fig, figdir / "stages.png")
+
+        fig, a = plt.subplots(figsize=(5.5, 4))
+        for k, v in ev:
+            a.errorbar(v["kl_to_sft"], v["score_diff_vs_sft"],
+                       yerr=[[v["score_diff_vs_sft"] - v["score_diff_ci"][0]], [v["score_diff_ci"][1] - v["score_diff_vs_sft"]]],
+                       fmt="o", capsize=3)
+            a.annotate(k, (v["kl_to_sft"], v["score_diff_vs_sft"]), textcoords="offset points", xytext=(4, 4))
+        a.axhline(0, color="k", lw=0.8)
+        a.set_xlabel("KL(π ‖ π_SFT), nats per response")
+        a.set_ylabel("ground-truth score − SFT")
+        a.set_title("reward–KL: where each stage lands")
+        imgs["frontier"] = _save(fig, figdir / "frontier.png")
+
+    rm = [(k, v) for k, v in stages.items() if isinstance((v.get("result") or {}).get("eval"), dict)
+          and (v["result"]["eval"].get("accuracy_by_strength"))]
+    if rm:
+        fig, a = plt.subplots(figsize=(6.5, 3.6))
+        width = 0.8 / len(rm)
+        for j, (k, v) in enumerate(rm):
+            by = v["result"]["eval"]["accuracy_by_strength"]
+            keys = list(by)
+            a.bar([i + j * width for i in range(len(keys))], [by[s]["mean"] for s in keys], width,
+                  yerr=[[by[s]["mean"] - by[s]["lo"] for s in keys], [by[s]["hi"] - by[s]["mean"] for s in keys]],
+                  capsize=3, label=k)
+            a.set_xticks([i + width * (len(rm) - 1) / 2 for i in range(len(keys))], [s.replace("_", " ") for s in keys])
+        a.axhline(0.5, color="k", lw=0.8, ls="--")
+        a.set_ylabel("held-out pair accuracy")
+        a.set_title("reward-model accuracy by preference strength")
+        a.legend()
+        imgs["rm"] = _save(fig, figdir / "rm_accuracy.png")
+
+    curves = []
+    for k in stages:
+        rows = [r for r in _metrics(run, k) if "reward" in r and "gt" in r]
+        if rows:
+            curves.append((k, rows))
+    if curves:
+        fig, ax = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False)
+        for a, (k, rows) in zip(ax[0], curves):
+            x = list(range(1, len(rows) + 1))
+            a.plot(x, [r["reward"] for r in rows], label="proxy reward")
+            a2 = a.twinx()
+            a2.plot(x, [r["gt"] for r in rows], color="tab:green", label="ground truth")
+            a.set_title(f"{k}: proxy vs ground truth")
+            a.set_xlabel("iteration")
+            a.set_ylabel("proxy reward")
+            a2.set_ylabel("ground truth", color="tab:green")
+        imgs["curves"] = _save(fig, figdir / "training_curves.png")
+
+    def img(key: str, alt: str) -> str:
+        return f"<img alt='{alt}' src='data:image/png;base64,{imgs[key]}'>" if key in imgs else ""
+
+    cfg = summary.get("config", {})
+    body = f"""<!doctype html><html><head><meta charset='utf-8'><title>alignstack report: {html.escape(str(run))}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:14px;vertical-align:top}}
+th{{background:#f3f3f3}}.good{{color:#17762b;font-weight:600}}.bad{{color:#b00020;font-weight:600}}
+.samples td{{font-family:ui-monospace,monospace;font-size:12px}}img{{max-width:100%}}</style></head><body>
+<h1>alignstack run report</h1>
+<p>Run folder <code>{html.escape(str(run))}</code>; {cfg.get('eval_prompts', '?')} held-out world prompts per
+evaluation, sampled at T = 1; differences are paired per prompt against <b>{html.escape(cfg.get('baseline', 'sft'))}</b>
+with 95% confidence intervals. Total wall time {summary.get('total_wall_s', 0):.0f} s.</p>
+<h2>Policies on ground truth</h2>{_stage_table(stages)}{img('stages', 'per-stage score and unsafe rate')}
+<h2>Reward–KL</h2>{img('frontier', 'reward-KL')}
+<h2>Reward models and other stages</h2>{_other_table(stages)}{img('rm', 'reward model accuracy by strength')}
+<h2>Training curves: proxy reward vs ground truth</h2>
+<p>The proxy is what the method optimised; the ground truth of the same rollouts is logged for evaluation only.
+A proxy that rises while ground truth falls is reward over-optimisation.</p>{img('curves', 'training curves')}
+<h2>Samples (same held-out prompts, T = 1)</h2>{_samples(stages)}
+</body></html>"""
+    out.write_text(body)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+    p = argparse.ArgumentParser(prog="alignstack report", description="HTML report of a pipeline/demo run folder")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="HTML file (default RUN_DIR/report.html)")
+    a = p.parse_args(argv)
+    path = build_report(a.run_dir, a.out)
+    print(f"report: {path}")
+    return 0

@@ -1,0 +1,142 @@
+"""GRPO throughput: alignstack vs TRL's GRPOTrainer on the same model, prompts, reward and settings, one run.
+
+    python benchmarks/grpo_bench.py [--steps 10] [--prompts 4] [--k 8] [--max-new 24]
+
+Each implementation runs in its own subprocess (so peak RSS is its own) on the same saved model (the
+``tiny`` Llama preset built from scratch with the world tokenizer — it never emits EOS, so both sides
+generate exactly ``max-new`` tokens per completion and do identical work), the same world prompts
+(chat format), the same cheap reward function, and pinned settings: β = 0.04 (frozen reference
+model on both sides), GRPO loss with per-sequence aggregation (TRL ``loss_type="grpo"``), group-std
+advantage scaling, K completions per prompt, one optimizer step per generation batch (TRL
+``steps_per_generation=1``, ``num_iterations=1``), T = 1, top-p 1, lr 1e-5, fp32.
+Prints completions/s after warm-up, the ratio ours/TRL and peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+WARM = 2
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reward(prompts, completions, **_) -> list[float]:
+    """The benchmark's reward (both sides): share of digits in the completion (cheap, non-constant)."""
+    out = []
+    for c in completions:
+        text = c if isinstance(c, str) else c[-1]["content"]
+        out.append(sum(ch.isdigit() for ch in text) / max(1, len(text)))
+    return out
+
+
+def prepare(workdir: Path, n_prompts: int) -> None:
+    from alignstack.data.sources import write_jsonl
+    from alignstack.models.load import build_model, save_pretrained_atomic
+    from alignstack.models.tokenizer import train_tokenizer
+    from alignstack.world.corpus import corpus_documents, prompt_set
+    tok = train_tokenizer(corpus_documents(0, 5000))
+    save_pretrained_atomic(build_model("tiny", tok), tok, workdir / "model")
+    write_jsonl(workdir / "prompts.jsonl", [{"prompt": t.to_row()["prompt"]} for t in prompt_set(0, "train", n_prompts)])
+
+
+def run_ours(work: Path, a) -> dict:
+    from alignstack.config import load
+    from alignstack.methods import grpo
+    out = Path(tempfile.mkdtemp())
+    cfg = load(grpo.GRPOConfig, overrides=[
+        f"out={out}", f"model.path={work / 'model'}", f"prompts={work / 'prompts.jsonl'}", "reward=import:grpo_bench:reward",
+        f"steps={a.steps}", f"prompts_per_step={a.prompts}", f"num_generations={a.k}", f"max_new_tokens={a.max_new}",
+        "beta=0.04", "aggregation=sequence", "scale=std", "temperature=1.0", "optim.lr=1e-5", "log.progress=false",
+        "log.every=1", "missing_eos_penalty=null"])
+    grpo.train(cfg)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "reward" in r]          # the method's per-step row (the loop logs its own too)
+    times = [r["time"] for r in rows]
+    n = a.prompts * a.k
+    return {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
+            "mean_length": sum(r["length"] for r in rows) / len(rows)}
+
+
+def run_trl(work: Path, a) -> dict:
+    warnings.filterwarnings("ignore")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+    tok = AutoTokenizer.from_pretrained(str(work / "model"))
+    model = AutoModelForCausalLM.from_pretrained(str(work / "model"))
+    rows = [json.loads(x) for x in (work / "prompts.jsonl").read_text().splitlines()]
+    times: list[float] = []
+
+    class Timer(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            times.append(time.perf_counter())
+
+    n = a.prompts * a.k
+    args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=n, gradient_accumulation_steps=1,
+                      steps_per_generation=1, num_iterations=1, num_generations=a.k, max_completion_length=a.max_new,
+                      max_steps=a.steps, beta=0.04, loss_type="grpo", scale_rewards="group", temperature=1.0,
+                      top_p=1.0, learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0, use_cpu=True,
+                      report_to=[], logging_steps=10 ** 6, save_strategy="no", disable_tqdm=True, seed=0,
+                      dataloader_num_workers=0, max_grad_norm=1.0, weight_decay=0.0)
+    tr = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
+                     processing_class=tok, callbacks=[Timer()])
+    tr.train()
+    return {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1])}
+
+
+def child(a) -> None:
+    import torch
+    torch.manual_seed(0)
+    fn = run_ours if a.impl == "ours" else run_trl
+    res = fn(Path(a.workdir), a)
+    res.update(impl=a.impl, peak_rss_mb=round(peak_mb()), threads=torch.get_num_threads())
+    print("RESULT " + json.dumps(res))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--prompts", type=int, default=4, help="prompts per step")
+    p.add_argument("--k", type=int, default=8, help="completions per prompt")
+    p.add_argument("--max-new", type=int, default=24)
+    p.add_argument("--impl")
+    p.add_argument("--workdir")
+    p.add_argument("--out", default="benchmarks/results/grpo.json")
+    a = p.parse_args()
+    if a.impl:
+        return child(a)
+    work = Path(tempfile.mkdtemp(prefix="grpobench-"))
+    prepare(work, 512)
+    row = {"settings": {k: v for k, v in vars(a).items() if k in ("steps", "prompts", "k", "max_new")}}
+    for impl in ("ours", "trl"):
+        cmd = [sys.executable, __file__, "--impl", impl, "--workdir", str(work), "--steps", str(a.steps),
+               "--prompts", str(a.prompts), "--k", str(a.k), "--max-new", str(a.max_new)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+        if out.returncode != 0 or not line:
+            raise SystemExit(f"{impl} failed:\n{out.stderr[-3000:]}")
+        row[impl] = json.loads(line[0][7:])
+    row["ratio"] = row["ours"]["rate_completions"] / row["trl"]["rate_completions"]
+    o, t = row["ours"], row["trl"]
+    print(f"{'impl':<6}{'completions/s':>15}{'peak MB':>9}")
+    print(f"{'ours':<6}{o['rate_completions']:>15.1f}{o['peak_rss_mb']:>9}")
+    print(f"{'TRL':<6}{t['rate_completions']:>15.1f}{t['peak_rss_mb']:>9}")
+    print(f"ratio ours/TRL: {row['ratio']:.2f}x")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(row, indent=2))
+
+
+if __name__ == "__main__":
+    main()

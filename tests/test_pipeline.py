@@ -1,0 +1,97 @@
+"""Pipelines from YAML (validation, placeholders, resume) and the HTML report."""
+import json
+
+import pytest
+
+from alignstack.config import ConfigError
+from alignstack.pipeline import PipelineConfig, StageConfig, load_pipeline, shipped
+
+
+def test_shipped_pipelines_load():
+    for name in ("demo", "demo_all"):
+        cfg = load_pipeline(shipped(name))
+        assert cfg.stages[0].method == "world" and cfg.baseline == "sft"
+        assert any(s.method == "ppo" for s in cfg.stages)
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_method_suggests(tmp_path):
+    p = _write(tmp_path, "stages:\n  - {name: a, method: sfft}\n")
+    with pytest.raises(ConfigError, match=r"unknown method 'sfft'; did you mean 'sft'"):
+        load_pipeline(p)
+
+
+def test_bad_pipelines_get_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="duplicate stage names"):
+        load_pipeline(_write(tmp_path, "stages:\n  - {name: a, method: sft}\n  - {name: a, method: dpo}\n"))
+    with pytest.raises(ConfigError, match="baseline 'sft' must be a stage with eval"):
+        load_pipeline(_write(tmp_path, "stages:\n  - {name: pol, method: dpo, eval: true}\n"))
+    with pytest.raises(ConfigError, match="at least one stage"):
+        load_pipeline(_write(tmp_path, "out: x\n"))
+    with pytest.raises(ConfigError, match=r"unknown config key 'stages\[0\].overide'"):
+        load_pipeline(_write(tmp_path, "stages:\n  - {name: a, method: sft, overide: []}\n"))
+
+
+def test_stage_overrides_fill_the_run_folder(tmp_path, monkeypatch):
+    """`{out}` becomes the run folder; a stage gets out=<run>/<name>; --fast adds the fast overrides;
+    finished stages are skipped on resume."""
+    import alignstack.methods.sft as sft_mod
+    from alignstack import pipeline
+    seen = []
+
+    def fake_train(cfg):
+        seen.append(cfg)
+        return {"steps": 1}
+    monkeypatch.setattr(sft_mod, "train", fake_train)
+    cfg = PipelineConfig(out=str(tmp_path / "run"), stages=[
+        StageConfig(name="s1", method="sft", overrides=["model.path={out}/base/model"], fast=["optim.max_steps=2"])])
+    pipeline.run_pipeline(cfg, tmp_path, fast=True, progress=False)
+    assert seen[0].out == str(tmp_path / "run" / "s1")
+    assert seen[0].model.path == f"{tmp_path / 'run'}/base/model" and seen[0].optim.max_steps == 2
+    assert json.loads((tmp_path / "run" / "s1" / "done.json").read_text())["steps"] == 1
+    pipeline.run_pipeline(cfg, tmp_path, resume=True, progress=False)
+    assert len(seen) == 1, "a finished stage must be skipped on resume"
+
+
+def _fake_summary(run):
+    ci = {"score_diff_ci": [0.01, 0.05], "unsafe_diff_ci": [-0.1, -0.02], "win_rate_ci": [0.5, 0.6]}
+    st = {
+        "sft": {"method": "sft", "helpfulness": 0.6, "unsafe_rate": 0.1, "kl_to_sft": 0.0, "win_rate_vs_sft": 0.5,
+                "score_diff_vs_sft": 0.0, "unsafe_diff_vs_sft": 0.0, "wall_s": 3,
+                "samples": [{"prompt": "Sort: b a", "response": "a b."}],
+                **{k: [0.0, 0.0] for k in ci}},
+        "ppo": {"method": "ppo", "helpfulness": 0.65, "unsafe_rate": 0.05, "kl_to_sft": 1.2, "win_rate_vs_sft": 0.55,
+                "score_diff_vs_sft": 0.03, "unsafe_diff_vs_sft": -0.05, "wall_s": 9, "verdict": "beats sft",
+                "samples": [{"prompt": "Sort: b a", "response": "Sure. a b."}], **ci},
+        "rm_helpful": {"method": "reward_model", "wall_s": 5, "result": {"eval": {
+            "pair_accuracy": {"mean": 0.65, "lo": 0.6, "hi": 0.7},
+            "accuracy_by_strength": {"significantly_better": {"mean": 0.7, "lo": 0.6, "hi": 0.8},
+                                     "negligibly_better": {"mean": 0.52, "lo": 0.45, "hi": 0.6}}}}},
+    }
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"config": {"eval_prompts": 1000, "baseline": "sft"},
+                                                  "stages": st, "total_wall_s": 17}))
+    (run / "ppo").mkdir()
+    (run / "ppo" / "metrics.jsonl").write_text("\n".join(json.dumps({"iteration": i, "reward": 0.1 * i, "gt": 0.6})
+                                                         for i in range(1, 6)) + "\n{\"trunc")
+
+
+def test_report_is_self_contained(tmp_path):
+    from alignstack.report import build_report
+    run = tmp_path / "run"
+    _fake_summary(run)
+    path = build_report(run)
+    page = path.read_text()
+    assert "beats sft" in page and "Sure. a b." in page and "rm_helpful" in page
+    assert page.count("data:image/png;base64,") == 4           # stages, frontier, RM accuracy, curves
+    assert (run / "report_png" / "training_curves.png").exists()
+
+
+def test_report_missing_summary_is_clear(tmp_path):
+    from alignstack.cli import main
+    assert main(["report", str(tmp_path / "nothing")]) == 2
