@@ -90,7 +90,8 @@ def save_pretrained_atomic(model, tokenizer, path: str | os.PathLike, extra_file
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        full = getattr(model, "_alignstack_full_state_dict", None)   # gathered FSDP weights (Trainer.__exit__)
+        model.save_pretrained(str(tmp), safe_serialization=True, **({"state_dict": full} if full else {}))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         for name, text in (extra_files or {}).items():

@@ -116,6 +116,12 @@ class Trainer:
             signal.signal(s, h)
         if self.logger:
             self.logger.close()
+        if exc[0] is None and self.acc.distributed_type == "FSDP":
+            # Sharded parameters: every rank must join the gather of the full weights; the main rank keeps
+            # them on the unwrapped model, where `save_pretrained_atomic` picks them up.
+            sd = self.acc.get_state_dict(self.model)
+            if self.is_main:
+                self.unwrapped._alignstack_full_state_dict = sd
         return False
 
     def _on_signal(self, signum, frame):
