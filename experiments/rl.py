@@ -1,13 +1,15 @@
 """Online RL from SFT on the built-in world: GRPO, RLOO and PPO against ground truth on 1,000
 held-out prompts (paired per-prompt differences vs SFT with 95% CIs, KL to SFT).
 
-    python experiments/rl.py --sft PATH_TO_SFT_MODEL [--rm RM_PATH] [--out experiments/results]
+    python experiments/rl.py --sft SFT_MODEL [--rm HELP_RM --safety-rm SAFETY_RM] [--only a,b] [--out DIR]
 
 Runs (each from the same SFT model):
 - grpo / rloo: the world's exact-match verifier as reward (allowed for these methods);
 - ppo_gt: PPO on the ground-truth helpfulness reward (an upper-bound ablation);
-- ppo_rm (with --rm): PPO on a learned reward model; ppo_rm_nokl: the same with β = 0, to show
-  proxy reward rising while ground truth falls (over-optimisation).
+- ppo_rm (with --rm): PPO on a learned helpfulness reward model (β = 0.2); ppo_rm_weak_kl (β = 0.05) and
+  ppo_rm_nokl (β = 0), to show proxy reward rising while ground truth falls (over-optimisation);
+  ppo_rm_ptx: the weak-KL run plus the pretraining loss (PPO-ptx), compared on held-out corpus NLL;
+- ppo_llama2 (with --rm and --safety-rm): Llama 2's combined helpfulness + safety reward.
 Writes ``rl.json`` and ``rl.md``; the per-iteration proxy/ground-truth curves come from each run's
 metrics.jsonl.
 """
@@ -49,14 +51,16 @@ def main() -> None:
     torch.set_num_threads(2)
     runs = dict(RUNS)
     if a.rm:
-        runs["ppo_rm"] = ("ppo", [f"reward=rm:{a.rm}", f"value_init={a.rm}", "steps=40", "optim.lr=1e-4"])
-        runs["ppo_rm_nokl"] = ("ppo", [f"reward=rm:{a.rm}", f"value_init={a.rm}", "steps=40", "optim.lr=1e-4",
-                                       "init_kl_coef=0.0"])
-        runs["ppo_rm_ptx"] = ("ppo", [f"reward=rm:{a.rm}", f"value_init={a.rm}", "steps=40", "optim.lr=1e-4",
-                                      "ptx_coef=1.0"])
+        # β = 0.2 and lr 3e-5: with β = 0.05 / lr 1e-4 the policy exploited the RM (proxy up, ground truth down;
+        # see rl.md) — a stronger KL penalty was the fix that worked here
+        rm = [f"reward=rm:{a.rm}", f"value_init={a.rm}", "steps=40", "optim.lr=3e-5"]
+        runs["ppo_rm"] = ("ppo", [*rm, "init_kl_coef=0.2"])
+        runs["ppo_rm_weak_kl"] = ("ppo", [*rm[:3], "optim.lr=1e-4", "init_kl_coef=0.05"])
+        runs["ppo_rm_nokl"] = ("ppo", [*rm[:3], "optim.lr=1e-4", "init_kl_coef=0.0"])
+        runs["ppo_rm_ptx"] = ("ppo", [*rm[:3], "optim.lr=1e-4", "init_kl_coef=0.05", "ptx_coef=1.0"])
     if a.rm and a.safety_rm:
         runs["ppo_llama2"] = ("ppo", [f"reward=llama2:{a.rm},{a.safety_rm}", f"value_init={a.rm}", "steps=40",
-                                      "optim.lr=1e-4"])
+                                      "optim.lr=3e-5", "init_kl_coef=0.2"])
     if a.only:
         runs = {k: v for k, v in runs.items() if k in a.only.split(",")}
     tok = load_tokenizer(a.sft)
@@ -115,7 +119,7 @@ def plot_overoptimisation(work: Path, outdir: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    runs = [r for r in ("ppo_rm", "ppo_rm_nokl", "ppo_llama2") if (work / r / "metrics.jsonl").exists()]
+    runs = [r for r in ("ppo_rm", "ppo_rm_weak_kl", "ppo_rm_nokl", "ppo_llama2") if (work / r / "metrics.jsonl").exists()]
     if not runs:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
