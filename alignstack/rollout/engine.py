@@ -99,6 +99,9 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     """Sample one completion per prompt (repeat prompts for K samples)."""
     from transformers import DynamicCache
 
+    from alignstack.rollout import llama_decode
+
+    fast = llama_decode.supports(model)
     was_training = model.training
     model.eval()
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
@@ -114,6 +117,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
         cache = DynamicCache()
         out = model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]
+        dec = llama_decode.LlamaDecoder(model, cache, att, cfg.max_new_tokens) if fast else None
         active = torch.tensor(rows)
         for step in range(cfg.max_new_tokens):
             tok, lp = _pick(logits, cfg, generator)
@@ -127,13 +131,19 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
                 break
             if bool(done.any()):  # drop finished rows from the batch and the cache
                 keep = (~done).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
+                if dec is not None:
+                    dec.select(keep)
+                else:
+                    cache.batch_select_indices(keep)
                 att, tok, active = att[keep], tok[keep], active[keep]
             att = torch.cat([att, att.new_ones((att.shape[0], 1))], dim=1)
             pos = (att.sum(-1, keepdim=True) - 1)
-            out = model(input_ids=tok[:, None], attention_mask=att, position_ids=pos, past_key_values=cache,
-                        use_cache=True)
-            logits = out.logits[:, -1]
+            if dec is not None:
+                logits = dec.step(tok, pos)
+            else:
+                out = model(input_ids=tok[:, None], attention_mask=att, position_ids=pos, past_key_values=cache,
+                            use_cache=True)
+                logits = out.logits[:, -1]
     if was_training:
         model.train()
     return Generation([list(p) for p in prompts], comps, lps, fin)
