@@ -65,6 +65,7 @@ class OptimConfig:
     grad_accum: int = 1
     epochs: float = 1.0
     max_steps: int | None = None
+    group_by_length: int = 0          # >0: batches drawn from mega-batches of this many batches sorted by length
 
 
 @dataclass

@@ -5,6 +5,8 @@
 Each (implementation, preset) runs in its own subprocess (so peak RSS is its own) on the same
 saved model (Llama preset built from scratch), the same world SFT conversations (prompt →
 completion, loss on the completion only), batch size, learning rate, fp32, no packing.
+Runs without and with length-grouped batches (ours: ``optim.group_by_length``; TRL:
+``train_sampling_strategy="group_by_length"``), always the same setting on both sides.
 Prints tokens/s (non-pad tokens per second after warm-up), the ratio ours/TRL, peak RSS, and model
 FLOPs utilisation (6·N·tokens/s over this machine's measured fp32 matmul peak).
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WARM = 3
+GROUP = 50      # batches per length-sorted mega-batch (the size transformers' LengthGroupedSampler uses)
 
 
 def peak_mb() -> float:
@@ -50,7 +53,7 @@ def prepare(workdir: Path, preset: str, n_rows: int) -> None:
     (workdir / "data.json").write_text(json.dumps(rows))
 
 
-def run_ours(model_dir: Path, rows: list, steps: int, bs: int) -> dict:
+def run_ours(model_dir: Path, rows: list, steps: int, bs: int, grouped: bool) -> dict:
     from alignstack.config import LogConfig, OptimConfig
     from alignstack.data.render import ChatRenderer
     from alignstack.models.load import load_model, load_tokenizer
@@ -59,18 +62,19 @@ def run_ours(model_dir: Path, rows: list, steps: int, bs: int) -> dict:
     r = ChatRenderer(tok, max_length=256)
     items = [r.prompt_completion(x["prompt"], x["completion"][0]["content"]) for x in rows]
     times: list[float] = []
-    fit(model, tok, items, OptimConfig(lr=1e-4, batch_size=bs, max_steps=steps, warmup_steps=0, schedule="constant",
-                                       grad_clip=1.0, weight_decay=0.0), tempfile.mkdtemp(),
+    optim = OptimConfig(lr=1e-4, batch_size=bs, max_steps=steps, warmup_steps=0, schedule="constant", grad_clip=1.0,
+                        weight_decay=0.0, group_by_length=GROUP if grouped else 0)
+    fit(model, tok, items, optim, tempfile.mkdtemp(),
         log=LogConfig(progress=False, every=10 ** 9), on_step=lambda tr, s: times.append(time.perf_counter()))
     # tokens per step: the same deterministic batches as the run
-    from alignstack.train.supervised import IndexStream
-    st = IndexStream(len(items), 0)
-    tok_steps = [sum(len(items[st(s * bs + j)].input_ids) for j in range(bs)) for s in range(steps)]
+    from alignstack.train.supervised import BatchPlan
+    plan = BatchPlan(len(items), 0, bs, [len(x.input_ids) for x in items], optim.group_by_length)
+    tok_steps = [sum(len(items[i].input_ids) for i in plan(s)) for s in range(steps)]
     return {"rate_tokens": sum(tok_steps[WARM:]) / (times[-1] - times[WARM - 1]),
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def run_trl(model_dir: Path, rows: list, steps: int, bs: int) -> dict:
+def run_trl(model_dir: Path, rows: list, steps: int, bs: int, grouped: bool) -> dict:
     warnings.filterwarnings("ignore")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -88,7 +92,8 @@ def run_trl(model_dir: Path, rows: list, steps: int, bs: int) -> dict:
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=bs, max_steps=steps, report_to=[],
                      logging_steps=10 ** 6, save_strategy="no", learning_rate=1e-4, lr_scheduler_type="constant",
                      warmup_steps=0, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0,
-                     max_length=256, packing=False, max_grad_norm=1.0, weight_decay=0.0)
+                     max_length=256, packing=False, max_grad_norm=1.0, weight_decay=0.0,
+                     train_sampling_strategy="group_by_length" if grouped else "random")
     tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()])
     orig = tr.training_step
 
@@ -106,9 +111,21 @@ def child(args) -> None:
     torch.manual_seed(0)
     rows = json.loads((Path(args.workdir) / "data.json").read_text())
     fn = run_ours if args.impl == "ours" else run_trl
-    res = fn(Path(args.workdir) / args.preset, rows, args.steps, args.batch)
-    res.update(impl=args.impl, preset=args.preset, peak_rss_mb=round(peak_mb()), threads=torch.get_num_threads())
+    res = fn(Path(args.workdir) / args.preset, rows, args.steps, args.batch, args.grouped)
+    res.update(impl=args.impl, preset=args.preset, grouped=args.grouped, peak_rss_mb=round(peak_mb()), threads=torch.get_num_threads())
     print("RESULT " + json.dumps(res))
+
+
+def run_child(impl: str, preset: str, work: Path, args, grouped: bool, peak: float) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--impl", impl, "--preset", preset, "--workdir", str(work),
+                          "--steps", str(args.steps), "--batch", str(args.batch)] + (["--grouped"] if grouped else []),
+                         capture_output=True, text=True)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if out.returncode != 0 or not line:
+        raise SystemExit(f"{impl}/{preset} failed:\n{out.stderr[-3000:]}")
+    res = json.loads(line[0][7:])
+    res["mfu"] = 6 * res["params"] * res["rate_tokens"] / peak
+    return res
 
 
 def main() -> None:
@@ -119,6 +136,8 @@ def main() -> None:
     p.add_argument("--impl")
     p.add_argument("--preset")
     p.add_argument("--workdir")
+    p.add_argument("--grouped", action="store_true", help="(child) length-grouped batches")
+    p.add_argument("--grouping", default="off,on", help="run without and/or with length-grouped batches")
     p.add_argument("--out", default="benchmarks/results/sft.json")
     args = p.parse_args()
     if args.impl:
@@ -127,26 +146,19 @@ def main() -> None:
     peak = matmul_peak_flops()
     results = []
     for preset in args.presets.split(","):
-        prepare(work, preset, args.steps * args.batch + 64)
-        row = {"preset": preset}
-        for impl in ("ours", "trl"):
-            out = subprocess.run([sys.executable, __file__, "--impl", impl, "--preset", preset, "--workdir", str(work),
-                                  "--steps", str(args.steps), "--batch", str(args.batch)],
-                                 capture_output=True, text=True)
-            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-            if out.returncode != 0 or not line:
-                raise SystemExit(f"{impl}/{preset} failed:\n{out.stderr[-3000:]}")
-            res = json.loads(line[0][7:])
-            res["mfu"] = 6 * res["params"] * res["rate_tokens"] / peak
-            row[impl] = res
-        row["ratio"] = row["ours"]["rate_tokens"] / row["trl"]["rate_tokens"]
-        results.append(row)
+        prepare(work, preset, args.steps * args.batch * 2)
+        for grouping in args.grouping.split(","):
+            row = {"preset": preset, "grouped": grouping == "on"}
+            for impl in ("ours", "trl"):
+                row[impl] = run_child(impl, preset, work, args, grouping == "on", peak)
+            row["ratio"] = row["ours"]["rate_tokens"] / row["trl"]["rate_tokens"]
+            results.append(row)
     print(f"\nmeasured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'preset':<8}{'params':>9}{'ours tok/s':>12}{'TRL tok/s':>11}{'ratio':>7}{'ours MB':>9}{'TRL MB':>8}"
+    print(f"{'preset':<8}{'grouped':>8}{'params':>9}{'ours tok/s':>12}{'TRL tok/s':>11}{'ratio':>7}{'ours MB':>9}{'TRL MB':>8}"
           f"{'ours MFU':>10}{'TRL MFU':>9}")
     for r in results:
         o, t = r["ours"], r["trl"]
-        print(f"{r['preset']:<8}{o['params'] / 1e6:>8.2f}M{o['rate_tokens']:>12.0f}{t['rate_tokens']:>11.0f}"
+        print(f"{r['preset']:<8}{str(r['grouped']):>8}{o['params'] / 1e6:>8.2f}M{o['rate_tokens']:>12.0f}{t['rate_tokens']:>11.0f}"
               f"{r['ratio']:>7.2f}{o['peak_rss_mb']:>9}{t['peak_rss_mb']:>8}{o['mfu']:>10.2%}{t['mfu']:>9.2%}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"matmul_peak_flops": peak, "results": results}, indent=2))

@@ -42,6 +42,33 @@ class IndexStream:
         return self._perms[epoch][pos]
 
 
+class BatchPlan:
+    """Item indices of each batch, a pure function of (seed, step) so a resumed run sees the same data.
+
+    With ``group`` > 0 (``optim.group_by_length``), ``group`` consecutive batches' worth of stream items
+    form a mega-batch that is sorted by length and cut into batches, served in a seeded random order:
+    rows of similar length share a batch (less padding, more real tokens per second) while every
+    item is still seen once per epoch.
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int, lengths: list[int] | None = None, group: int = 0):
+        self.stream, self.seed, self.bs = IndexStream(n, seed), seed, batch_size
+        self.lengths, self.group = lengths, group if lengths is not None else 0
+        self._mega: tuple[int, list[list[int]]] | None = None
+
+    def __call__(self, step: int) -> list[int]:
+        bs, G = self.bs, self.group
+        if not G:
+            return [self.stream(step * bs + j) for j in range(bs)]
+        m, r = divmod(step, G)
+        if self._mega is None or self._mega[0] != m:
+            items = sorted((self.stream(m * G * bs + j) for j in range(G * bs)), key=lambda i: self.lengths[i])
+            batches = [items[k * bs:(k + 1) * bs] for k in range(G)]
+            random.Random(f"{self.seed}|group|{m}").shuffle(batches)
+            self._mega = (m, batches)
+        return self._mega[1][r]
+
+
 def total_steps(n_items: int, optim: OptimConfig) -> int:
     if optim.max_steps is not None:
         return optim.max_steps
@@ -59,7 +86,7 @@ def fit(model, tokenizer, items: list[Rendered], optim: OptimConfig, out_dir, *,
     steps = total_steps(len(items), optim)
     tr = Trainer(model, tokenizer, optim, steps, out_dir, config_yaml, log, checkpoint, dist, desc, accelerator)
     tr.resume_if_requested()
-    stream = IndexStream(len(items), seed)
+    plan = BatchPlan(len(items), seed, optim.batch_size, [len(x.input_ids) for x in items], optim.group_by_length)
     pad = tokenizer.pad_token_id
     dev = tr.acc.device
     rank, world = tr.acc.process_index, tr.acc.num_processes
@@ -75,8 +102,7 @@ def fit(model, tokenizer, items: list[Rendered], optim: OptimConfig, out_dir, *,
     stats = {"loss": float("nan")}
     with tr:
         while not tr.done:
-            g0 = tr.step_count * optim.batch_size
-            idx = [stream(g0 + j) for j in range(optim.batch_size)]
+            idx = plan(tr.step_count)
             mine = shard(idx, rank, world)
             batches = [pad_right([items[i] for i in mb], pad) for mb in microbatches(mine, optim.grad_accum)]
             weights = [float(b["loss_mask"][:, 1:].sum()) for b in batches]
