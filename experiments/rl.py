@@ -113,6 +113,10 @@ def main() -> None:
     print("\n".join(lines))
 
 
+def _smooth(x: list[float], w: int = 5) -> list[float]:
+    return [sum(x[max(0, i - w + 1):i + 1]) / len(x[max(0, i - w + 1):i + 1]) for i in range(len(x))]
+
+
 def plot_overoptimisation(work: Path, outdir: Path) -> None:
     """Proxy (RM) reward and ground truth of the same rollouts per PPO iteration, with and without
     the KL penalty (the over-optimisation picture of Gao et al. 2022 / METHODS §5)."""
@@ -127,10 +131,10 @@ def plot_overoptimisation(work: Path, outdir: Path) -> None:
         rows = [json.loads(x) for x in (work / r / "metrics.jsonl").read_text().splitlines()]
         rows = [x for x in rows if "iteration" in x]
         it = [x["iteration"] for x in rows]
-        axes[0].plot(it, [x["reward"] for x in rows], label=r)
-        axes[1].plot(it, [x.get("gt", float("nan")) for x in rows], label=r)
-    axes[0].set_title("proxy reward (RM score of rollouts)")
-    axes[1].set_title("ground-truth helpfulness of the same rollouts")
+        axes[0].plot(it, _smooth([x["reward"] for x in rows]), label=r)
+        axes[1].plot(it, _smooth([x.get("gt", float("nan")) for x in rows]), label=r)
+    axes[0].set_title("proxy reward (RM score of rollouts, 5-iteration mean)")
+    axes[1].set_title("ground truth of the same rollouts (5-iteration mean)")
     for ax in axes:
         ax.set_xlabel("PPO iteration")
         ax.legend()
