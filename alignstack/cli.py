@@ -20,8 +20,15 @@ COMMANDS = {
     "reward_model": "train a reward model (K-way rankings or Llama 2 margin pairs; helpfulness or safety)",
     "dpo": "DPO and its family (IPO, cDPO, robust, hinge, SimPO, ORPO, KTO)",
     "ppo": "PPO with a KL penalty to the SFT policy (and PPO-ptx) against any reward",
+    "rejection_sampling": "best-of-K by reward, then fine-tune (Llama 2; keeps the best of all rounds)",
+    "iterative": "Llama 2 RLHF-V1..Vn: per round fresh feedback, RMs on all feedback, rejection sampling / PPO",
     "grpo": "GRPO: group-normalised critic-free RL",
     "rloo": "RLOO: leave-one-out REINFORCE",
+    "rest": "ReST: Grow (sample, score once) and Improve (fine-tune above rising reward thresholds)",
+    "hir": "HIR: sample, relabel instructions in hindsight, train with SFT + contrastive + entropy terms",
+    "farl": "FARL baseline: keep only correct samples, fine-tune on them (HIR's comparison)",
+    "rlaif": "RLAIF: AI-judge soft labels → distilled RM → RL, or d-RLAIF (judge score as the reward)",
+    "constitutional": "Constitutional AI: SL-CAI critique → revision fine-tuning, then RL-CAI from AI comparisons",
     "demo": "run the seed pipeline end to end on the built-in world (--all: every method)",
     "pipeline": "run a pipeline of stages from YAML (see alignstack/pipelines/demo.yaml)",
     "report": "one self-contained HTML report (and PNGs) of a demo/pipeline run folder",
@@ -34,8 +41,15 @@ METHODS = {"pretrain": ("alignstack.methods.pretrain", "PretrainConfig"),
            "dpo": ("alignstack.methods.dpo", "DPOConfig"),
            "ppo": ("alignstack.methods.ppo", "PPOConfig"),
            "grpo": ("alignstack.methods.grpo", "GRPOConfig"),
-           "rloo": ("alignstack.methods.grpo", "GRPOConfig")}
-METHOD_BASE = {"rloo": ["algorithm=rloo"]}
+           "rejection_sampling": ("alignstack.methods.rejection_sampling", "RejectionSamplingConfig"),
+           "iterative": ("alignstack.methods.iterative", "IterativeConfig"),
+           "rloo": ("alignstack.methods.grpo", "GRPOConfig"),
+           "rest": ("alignstack.methods.rest", "ReSTConfig"),
+           "hir": ("alignstack.methods.hir", "HIRConfig"),
+           "farl": ("alignstack.methods.hir", "HIRConfig"),
+           "rlaif": ("alignstack.methods.rlaif", "RLAIFConfig"),
+           "constitutional": ("alignstack.methods.constitutional", "ConstitutionalConfig")}
+METHOD_BASE = {"rloo": ["algorithm=rloo"], "farl": ["mode=farl"]}
 
 
 def _method(name: str, argv: list[str]) -> int:

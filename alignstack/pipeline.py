@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
@@ -100,9 +100,17 @@ def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bo
         cfg_path = Path(stage.config)
         if not cfg_path.is_absolute():
             cfg_path = base_dir / cfg_path
-    cfg = load(getattr(mod, cls_name), cfg_path,
-               METHOD_BASE.get(stage.method, []) + [f"out={d}", f"log.progress={str(progress).lower()}"] + over)
+    cls = getattr(mod, cls_name)
+    logging = [f"log.progress={str(progress).lower()}"] if "log" in {f.name for f in fields(cls)} else []
+    cfg = load(cls, cfg_path, METHOD_BASE.get(stage.method, []) + [f"out={d}", *logging] + over)
     return mod.train(cfg)
+
+
+def policy_path(d: Path) -> Path:
+    """A stage's final policy: ``<stage>/model``, or the ``policy`` its result names (multi-round methods)."""
+    if (d / "model").exists() or not (d / "done.json").exists():
+        return d / "model"
+    return Path(json.loads((d / "done.json").read_text()).get("policy") or d / "model")
 
 
 def _evaluate(d: Path, tok, tasks, ecfg, resume: bool) -> dict:
@@ -111,7 +119,7 @@ def _evaluate(d: Path, tok, tasks, ecfg, resume: bool) -> dict:
     f = d / "eval.json"
     if resume and f.exists():
         return json.loads(f.read_text())
-    ev = evaluate(load_model(d / "model"), tok, ecfg, tasks)
+    ev = evaluate(load_model(policy_path(d)), tok, ecfg, tasks)
     _write_json(f, ev)
     return ev
 
@@ -174,7 +182,8 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
                 if resume and kf.exists():
                     kl = json.loads(kf.read_text())
                 else:
-                    kl = kl_to_reference(load_model(out / st.name / "model"), base_model, tok, tasks[:cfg.kl_prompts])
+                    kl = kl_to_reference(load_model(policy_path(out / st.name)), base_model, tok,
+                                         tasks[:cfg.kl_prompts])
                     _write_json(kf, kl)
             row.update({
                 "helpfulness": ev["helpfulness"], "unsafe_rate": ev["unsafe_rate"],
@@ -198,20 +207,20 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
 
 
 def print_table(summary: dict) -> None:
-    print(f"\n{'stage':<16}{'helpful':>9}{'unsafe':>8}{'KL→SFT':>8}{'win vs SFT':>12}{'Δscore [95% CI]':>24}"
+    print(f"\n{'stage':<20}{'helpful':>9}{'unsafe':>8}{'KL→SFT':>8}{'win vs SFT':>12}{'Δscore [95% CI]':>24}"
           f"{'wall s':>8}  verdict")
     for k, v in summary["stages"].items():
         wall = v.get("wall_s") or 0
         if "helpfulness" in v:
             lo, hi = v["score_diff_ci"]
-            print(f"{k:<16}{v['helpfulness']:>9.3f}{v['unsafe_rate']:>8.3f}{v['kl_to_sft']:>8.2f}"
+            print(f"{k:<20}{v['helpfulness']:>9.3f}{v['unsafe_rate']:>8.3f}{v['kl_to_sft']:>8.2f}"
                   f"{v['win_rate_vs_sft']:>12.3f}{v['score_diff_vs_sft']:>+9.3f} [{lo:+.3f},{hi:+.3f}]"
                   f"{wall:>8.0f}  {v.get('verdict', 'baseline')}")
             continue
         res = v.get("result") or {}
         acc = (res.get("eval") or {}).get("pair_accuracy") if isinstance(res.get("eval"), dict) else None
         extra = f"  held-out pair accuracy {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]" if acc else ""
-        print(f"{k:<16}{'':>61}{wall:>8.0f}  ({v['method']}){extra}")
+        print(f"{k:<20}{'':>61}{wall:>8.0f}  ({v['method']}){extra}")
     print(f"total wall time: {summary.get('total_wall_s', 0):.0f} s")
 
 

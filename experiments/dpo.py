@@ -28,6 +28,59 @@ ROOT = Path(__file__).resolve().parents[1]
 NOISE_RUNS = {"dpo": ["loss=sigmoid"], "cdpo": ["loss=sigmoid", "label_smoothing=0.2"],
               "rdpo": ["loss=robust", "label_smoothing=0.2"]}
 T1_BETAS = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
+T1_PPO_TARGET_KL = [0.1, 0.3, 1.0, 3.0, 8.0]
+
+
+def t1_reward_model(w, chosen, rejected, steps: int = 300):
+    """A tabular Bradley–Terry reward model on the same pairs DPO sees: r̂(y) = Σ_t u[t, s_t, y_t],
+    fitted by full-batch Adam on −log σ(r̂(y_c) − r̂(y_r)) (the PPO arm's learned RM)."""
+    import torch
+
+    from alignstack.world import markov as M
+
+    u = torch.zeros(w.horizon, w.n_states, w.n_tokens, dtype=M.DT, requires_grad=True)
+    opt = torch.optim.Adam([u], lr=0.1)
+    for _ in range(steps):
+        loss = -torch.nn.functional.logsigmoid(M.sequence_logprobs(w, u, chosen) - M.sequence_logprobs(w, u, rejected))
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+    u = u.detach()
+    return lambda seqs: M.sequence_logprobs(w, u, seqs)
+
+
+def t1_ppo(w, reward_fn, target_kl: float, iters: int = 300, batch: int = 1024, epochs: int = 4, lr: float = 0.02,
+           clip: float = 0.2, seed: int = 0):
+    """Tabular PPO on T1 (sampled rollouts, exact evaluation afterwards). Sequence-level clipped
+    surrogate (Schulman et al. 2017, eq. 7) on whitened advantages A = r̂(y) − β_kl·log π/π_ref(y)
+    with a batch-mean baseline (no value net: the reward is terminal and T = 4), and Ziegler et
+    al.'s adaptive KL controller β_kl ← β_kl·(1 + K·clip((KL − target)/target, ±0.2)), with a larger
+    gain K = 0.5 than their 0.1 (300 iterations instead of thousands).
+    Returns the final log-policy (T, S, A)."""
+    import torch
+
+    from alignstack.world import markov as M
+
+    g = torch.Generator().manual_seed(seed)
+    theta = w.log_ref.unsqueeze(0).repeat(w.horizon, 1, 1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    kl_coef = 1.0
+    for _ in range(iters):
+        lp = torch.log_softmax(theta.detach(), -1)
+        seqs = M.sample(w, lp, batch, g)
+        old = M.sequence_logprobs(w, lp, seqs)
+        kl_s = old - M.sequence_logprobs(w, w.log_ref, seqs)
+        ret = reward_fn(seqs) - kl_coef * kl_s
+        adv = (ret - ret.mean()) / (ret.std() + 1e-8)
+        for _ in range(epochs):
+            ratio = (M.sequence_logprobs(w, torch.log_softmax(theta, -1), seqs) - old).exp()
+            loss = -torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        err = max(-0.2, min(0.2, (float(kl_s.mean()) - target_kl) / target_kl))
+        kl_coef *= 1 + 0.5 * err
+    return torch.log_softmax(theta.detach(), -1)
 
 
 def gt_eval(model, tok, tasks, seed=0) -> dict:
@@ -87,6 +140,14 @@ def t1_experiment(out_dir: Path, n_pairs: int = 50000, steps: int = 300) -> dict
     # the same β = 1 fit run 10x longer: finite-sample DPO over-fits (KL grows past the optimum)
     long = M.fit_tabular_preference(w, chosen, rejected, beta=1.0, steps=10 * steps, lr=0.1)
     overfit = {"beta": 1.0, "steps": 10 * steps, **M.evaluate_policy(w, long)}
+    # PPO arm: the same pairs -> tabular BT reward model -> PPO at a sweep of target KLs; and PPO on the true r
+    rhat = t1_reward_model(w, chosen, rejected, steps)
+    ppo_iters = 60 if steps < 100 else 300
+    ppo = {"learned_rm": [], "true_reward": []}
+    for arm, fn in (("learned_rm", rhat), ("true_reward", lambda q: M.sequence_rewards(w, q))):
+        for tk in T1_PPO_TARGET_KL:
+            lp = t1_ppo(w, fn, tk, iters=ppo_iters)
+            ppo[arm].append({"target_kl": tk, **M.evaluate_policy(w, lp)})
 
     def reward_at_kl(kl):  # the exact frontier's reward at a given KL (linear interpolation)
         pts = sorted((p["kl"], p["reward"]) for p in front)
@@ -95,7 +156,7 @@ def t1_experiment(out_dir: Path, n_pairs: int = 50000, steps: int = 300) -> dict
                 return r0 + (r1 - r0) * (kl - k0) / max(k1 - k0, 1e-12)
         return pts[-1][1] if kl > pts[-1][0] else pts[0][1]
 
-    for p in points + [overfit]:
+    for p in points + [overfit] + ppo["learned_rm"] + ppo["true_reward"]:
         p["frontier_reward_at_kl"] = reward_at_kl(p["kl"])
         p["gap"] = p["frontier_reward_at_kl"] - p["reward"]
     chosen_b, rejected_b = torch.zeros(16, 1, dtype=torch.long), torch.ones(16, 1, dtype=torch.long)
@@ -106,14 +167,14 @@ def t1_experiment(out_dir: Path, n_pairs: int = 50000, steps: int = 300) -> dict
                                                    lr=0.1)[0, M.BOS, 0].exp()) for loss in ("sigmoid", "ipo")}
         bandit.append({"tau": tau, "dpo_p_preferred": pi["sigmoid"], "ipo_p_preferred": pi["ipo"],
                        "ipo_theory": 1 / (1 + math.exp(-1 / (2 * tau)))})
-    _plot_t1(front, points, overfit, out_dir / "dpo_t1_frontier.png")
-    return {"world": {"n_tokens": 12, "n_pos": 4, "n_neg": 4, "horizon": 4, "seed": 0},
+    _plot_t1(front, points, overfit, out_dir / "dpo_t1_frontier.png", ppo)
+    return {"ppo_points": ppo, "ppo_iters": ppo_iters, "world": {"n_tokens": 12, "n_pos": 4, "n_neg": 4, "horizon": 4, "seed": 0},
             "pairs": n_pairs, "fit_steps": steps, "frontier": [{k: p[k] for k in ("beta", "reward", "kl")} for p in front],
             "dpo_points": points, "dpo_overfit": overfit, "bandit": bandit,
             "wall_s": time.perf_counter() - t0}
 
 
-def _plot_t1(front, points, overfit, path: Path) -> None:
+def _plot_t1(front, points, overfit, path: Path, ppo: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +191,11 @@ def _plot_t1(front, points, overfit, path: Path) -> None:
                     fontsize=7, color="C0")
     ax.scatter([overfit["kl"]], [overfit["reward"]], c="C3", marker="x", s=50, zorder=3,
                label="tabular DPO β=1, 10× the steps")
+    for arm, c, lab in (("learned_rm", "C2", "tabular PPO, learned RM (target-KL sweep)"),
+                        ("true_reward", "C1", "tabular PPO, true reward (target-KL sweep)")):
+        pts = sorted((ppo or {}).get(arm, []), key=lambda p: p["kl"])
+        if pts:
+            ax.plot([p["kl"] for p in pts], [p["reward"] for p in pts], "s--", c=c, ms=5, lw=0.8, zorder=3, label=lab)
     ax.set_xlabel("KL(π ‖ π_ref) (nats, sequence)")
     ax.set_ylabel("E[r]")
     ax.set_title("T1 Markov world: reward–KL frontier")
@@ -157,6 +223,7 @@ def main() -> None:
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script end to end")
+    p.add_argument("--t1-only", action="store_true", help="only the T1 part (printed, not saved)")
     p.add_argument("--render", action="store_true", help="only rebuild dpo.md and the PNG from dpo.json")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -164,16 +231,22 @@ def main() -> None:
     if a.render:
         res = json.loads((out_dir / "dpo.json").read_text())
         t1 = res["t1"]
-        _plot_t1(t1["frontier"], t1["dpo_points"], t1["dpo_overfit"], out_dir / "dpo_t1_frontier.png")
+        _plot_t1(t1["frontier"], t1["dpo_points"], t1["dpo_overfit"], out_dir / "dpo_t1_frontier.png",
+                 t1.get("ppo_points"))
         (out_dir / "dpo.md").write_text(report(res))
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     timings = {}
-    res: dict = {"sft": str(a.sft), "config": "configs/dpo.yaml"}
+    from alignstack.world import WORLD_VERSION
+
+    res: dict = {"sft": str(a.sft), "config": "configs/dpo.yaml", "world_version": WORLD_VERSION}
 
     # ---- T1 (cheap, exact)
     res["t1"] = t1_experiment(out_dir, 2000, 30) if a.quick else t1_experiment(out_dir)
+    if a.t1_only:
+        print(json.dumps({k: v for k, v in res["t1"].items() if k != "frontier"}, indent=1))
+        return
     timings["t1"] = res["t1"]["wall_s"]
     print(f"[t1] done in {timings['t1']:.0f}s", flush=True)
 
@@ -210,6 +283,8 @@ def main() -> None:
     res["sft_eval"] = summary(base)
     timings["eval_sft"] = time.perf_counter() - t0
 
+    last_eval: dict = {}
+
     def run(name: str, data_path: Path, extra: list[str]) -> tuple[dict, object]:
         t = time.perf_counter()
         cfg = load(dpo.DPOConfig, ROOT / "configs" / "dpo.yaml",
@@ -218,6 +293,7 @@ def main() -> None:
         r = dpo.train(cfg)
         model = load_model(work / name / "model")
         ev = gt_eval(model, tok, tasks)
+        last_eval["ev"] = ev
         held = dpo.heldout_pair_metrics(model, sft, tok, dev_rows, beta=0.1)
         info = {"overrides": extra, "steps": r["steps"], "train_loss_first": r["first_loss"],
                 "train_loss_last": r["train_loss"],
@@ -238,11 +314,38 @@ def main() -> None:
     timings["kl"] = time.perf_counter() - t0
 
     # ---- 20% flipped labels
-    res["noise"] = {name: run(f"flip20_{name}", noisy_path, over)[0] for name, over in NOISE_RUNS.items()}
+    per_prompt = {}
+    res["noise"] = {}
+    for name, over in NOISE_RUNS.items():
+        res["noise"][name], _ = run(f"flip20_{name}", noisy_path, over)
+        per_prompt[name] = last_eval["ev"]
+    # paired per-prompt differences of each robust variant against plain DPO on the same flipped data
+    res["noise_vs_dpo"] = {name: paired(per_prompt[name], per_prompt["dpo"]) for name in NOISE_RUNS if name != "dpo"}
     res["timings_s"] = {**timings, "total": time.perf_counter() - t_start}
     (out_dir / "dpo.json").write_text(json.dumps(res, indent=2))
     (out_dir / "dpo.md").write_text(report(res))
     print(f"total {res['timings_s']['total']:.0f}s", flush=True)
+
+
+def t1_verdict(t1: dict) -> str:
+    """Is DPO's frontier above PPO's? Compare each method's points by their gap to the exact optimum
+    at the same KL (reward-at-equal-KL), over the KL range both cover."""
+    dpo, ppo = t1["dpo_points"], t1["ppo_points"]
+    parts = []
+    for arm, name in (("learned_rm", "PPO with the learned RM"), ("true_reward", "PPO with the true reward")):
+        pts = ppo[arm]
+        lo = max(min(p["kl"] for p in dpo), min(p["kl"] for p in pts))
+        hi = min(max(p["kl"] for p in dpo), max(p["kl"] for p in pts))
+        gd = [p["gap"] for p in dpo if lo <= p["kl"] <= hi]
+        gp = [p["gap"] for p in pts if lo <= p["kl"] <= hi]
+        if gd and gp:
+            m_d, m_p = sum(gd) / len(gd), sum(gp) / len(gp)
+            parts.append(f"vs {name} over KL ∈ [{lo:.2f}, {hi:.2f}]: mean gap to the optimum DPO {m_d:.3f} "
+                         f"({len(gd)} points) vs PPO {m_p:.3f} ({len(gp)} points) — DPO's frontier lies "
+                         f"{'above' if m_d < m_p else 'below'} this PPO's")
+    return ("**DPO vs PPO frontier (T1).** " + "; ".join(parts) + ". (Gap = exact-optimum reward at the point's "
+            "KL − its reward; lower is better; one seed, no CI — T1 is exact in evaluation but the fits are "
+            "noisy through the sampled pairs / rollouts.)") if parts else ""
 
 
 def _ci(d: dict) -> str:
@@ -252,7 +355,7 @@ def _ci(d: dict) -> str:
 def report(res: dict) -> str:
     sft, d = res["sft_eval"], res["dpo"]
     lines = ["# DPO family on the built-in world", "",
-             f"SFT model `{res['sft']}`; recipe `{res['config']}` (β 0.1, lr 3e-4, rpo_alpha 0.2, 1 epoch); "
+             f"World version {res.get('world_version', '?')}. SFT model `{res['sft']}`; recipe `{res['config']}` (β 0.1, lr 3e-4, rpo_alpha 0.2, 1 epoch); "
              f"{res['data']['train_pairs']} training pairs (4 T=1 samples per train prompt, simulated annotator), "
              f"{res['data']['dev_pairs']} held-out dev pairs; ground truth on 1,000 eval prompts. "
              "Differences are paired per prompt (DPO − SFT) with 95% CIs. Produced by `experiments/dpo.py` "
@@ -273,6 +376,26 @@ def report(res: dict) -> str:
         e = r["eval"]["sampled"]
         lines.append(f"| {name} | {r['heldout']['loss']:.4f} | {r['heldout']['accuracy']:.3f} | {e['score']:.3f} | "
                      f"{e['helpfulness']:.3f} | {e['unsafe_rate']:.3f} | {_ci(r['vs_sft']['sampled']['score'])} |")
+    nv = res.get("noise_vs_dpo")
+    if nv:
+        lines += ["", "Paired per-prompt differences against plain DPO trained on the same flipped labels "
+                  "(1,000 eval prompts, 95% CIs; unsafe: harmful-request prompts, helpfulness: benign prompts):", "",
+                  "| variant − dpo (20% flipped) | decoding | score | helpfulness | unsafe rate |", "|---|---|---|---|---|"]
+        for name, v in nv.items():
+            for mode in ("sampled", "greedy"):
+                lines.append(f"| {name} | {mode} | {_ci(v[mode]['score'])} | {_ci(v[mode]['helpfulness'])} | "
+                             f"{_ci(v[mode]['unsafe_rate'])} |")
+        verdict = []
+        for name, v in nv.items():
+            sc, un = v["sampled"]["score"], v["sampled"]["unsafe_rate"]
+            better = sc["ci"][0] > 0 or un["ci"][1] < 0
+            worse = sc["ci"][1] < 0 or un["ci"][0] > 0
+            verdict.append(f"{name}: " + ("better than plain DPO (CI excludes 0)" if better and not worse else
+                                          "worse than plain DPO (CI excludes 0)" if worse and not better else
+                                          "mixed" if better and worse else "no difference resolved (CIs include 0)"))
+        lines += ["", "**Label-noise verdict (T = 1, score and unsafe rate):** " + "; ".join(verdict) + ". The "
+                  "paper-level claim that cDPO / robust DPO hold up better under 20% flips is only supported where "
+                  "a CI excludes 0; one seed."]
     t1 = res["t1"]
     lines += ["", "## T1: exact reward–KL frontier (`dpo_t1_frontier.png`)", "",
               f"12-token Markov world, horizon 4; tabular DPO on {t1['pairs']} Bradley–Terry pairs from π_ref, "
@@ -282,6 +405,17 @@ def report(res: dict) -> str:
     for p in t1["dpo_points"]:
         lines.append(f"| {p['beta']:g} | {p['reward']:.3f} | {p['kl']:.3f} | {p['optimum_reward']:.3f} | "
                      f"{p['optimum_kl']:.3f} | {p['gap']:.3f} |")
+    ppo = t1.get("ppo_points")
+    if ppo:
+        lines += ["", f"PPO on the same T1 world ({t1.get('ppo_iters')} iterations × 1,024 sampled sequences, "
+                  "4 epochs, clipped surrogate, adaptive KL controller), two arms: **learned RM** (a tabular "
+                  "Bradley–Terry reward fitted on the same pairs DPO uses) and **true reward**. Exact evaluation.", "",
+                  "| target KL | PPO (learned RM) E[r] | KL | gap | PPO (true r) E[r] | KL | gap |",
+                  "|---|---|---|---|---|---|---|"]
+        for x, y in zip(ppo["learned_rm"], ppo["true_reward"]):
+            lines.append(f"| {x['target_kl']:g} | {x['reward']:.3f} | {x['kl']:.3f} | {x['gap']:.3f} | "
+                         f"{y['reward']:.3f} | {y['kl']:.3f} | {y['gap']:.3f} |")
+        lines += ["", t1_verdict(t1)]
     o = t1["dpo_overfit"]
     lines += ["", f"Longer optimisation: the β = 1 fit run for {o['steps']} steps (10×) reaches E[r] "
               f"{o['reward']:.3f} at KL {o['kl']:.3f} (gap {o['gap']:.3f}).", "",
@@ -290,9 +424,9 @@ def report(res: dict) -> str:
     for b in t1["bandit"]:
         lines.append(f"| {b['tau']:g} | {b['dpo_p_preferred']:.4f} | {b['ipo_p_preferred']:.4f} | {b['ipo_theory']:.4f} |")
     lines += ["", "Notes:", "",
-              "- One seed. The recipe (lr 3e-4, rpo_alpha 0.2) was picked from a handful of runs: first checked on "
-              "500 eval prompts with an earlier SFT checkpoint (older world version), then confirmed on 600 dev "
-              "prompts with this one — so some selection bias on the eval split is possible.",
+              "- One seed. The recipe (lr 3e-4, rpo_alpha 0.2) was picked from a handful of runs on earlier SFT "
+              "checkpoints (world v1; checked on eval and dev prompts) and not re-tuned for this world-v2 SFT "
+              "model — so some selection bias on the eval split is possible, and the recipe may be off-optimum here.",
               "- The world's eval split is mostly harmful requests (the `score` averages over all prompts), so "
               "`score` moves with the unsafe rate; `helpfulness` is the benign-prompt mean.",
               "- Held-out loss/accuracy: plain-DPO loss (β 0.1, reference = SFT) on dev pairs labelled by the same "

@@ -159,7 +159,7 @@ def safety_run(sft: str, files: dict, work: Path) -> dict:
         cfg = load(RM.RewardModelConfig, overrides=[
             f"model.path={sft}", f"out={work / f'rm_safety_{objective}'}", "log.progress=false",
             f"objective={objective}", f"margin={margin}", "target=safety", f"data.path={files[data]}",
-            f"calib_path={files['safe_calib']}", f"eval_path={files['safe_eval']}",
+            f"calib_path={files['safe_calib']}", "calib_label_noise=0.05", f"eval_path={files['safe_eval']}",
             f"optim.batch_size={32 if objective == 'pairwise' else 16}"])
         r = RM.train(cfg)
         ev = r["eval"]
@@ -203,7 +203,7 @@ def plots(res: dict) -> dict:
 def markdown(res: dict) -> str:
     m, b, s = res["margin"], res["batching"], res.get("safety")
     lines = ["# Reward models on the built-in world", "",
-             f"SFT model `{res['sft']}`; {res['sizes']}. Wall time {res['wall_s']:.0f} s. "
+             f"World version {res.get('world_version', 1)}. SFT model `{res['sft']}`; {res['sizes']}. Wall time {res['wall_s']:.0f} s. "
              "Accuracies are against held-out annotator labels (eval split) with prompt-clustered 95% CIs; "
              "GT = the world's ground-truth helpfulness, never seen in training.", "",
              "## Margin (Llama 2 Table 28 analogue; pairwise RM, 1 epoch)", "",
@@ -231,15 +231,22 @@ def markdown(res: dict) -> str:
               f"flat {first['pairwise']['responses_forwarded_per_epoch']} (batch 16 prompts vs 32 pairs).", "",
               "![batching](reward_models_batching.png)", ""]
     if s:
-        lines += ["## Safety RM (Platt-calibrated on held-out annotator safety labels)", "",
+        lines += ["## Safety RM (noise-aware Platt calibration on held-out annotator safety labels)", "",
+                  "The annotators flip a safety label with probability 0.05 (`world/annotators.py`), so the "
+                  "calibration fits P(label safe | s) = 0.05 + 0.9·σ(a·s + b) and σ(a·s + b) estimates P(truly safe). "
+                  "Plain Platt on those labels (the world-v1 result) gave a flat slope and **never fired the 0.15 "
+                  "gate** (0 of 152 unsafe responses flagged at AUC 0.99).", "",
                   "| objective | AUC (harmful-request prompts) | AUC (all) | responses / unsafe | "
-                  "unsafe precision @σ<0.15 | unsafe recall @σ<0.15 | Platt a, b |", "|---|---|---|---|---|---|---|"]
+                  "unsafe precision @σ<0.15 | unsafe recall @σ<0.15 | mean P(safe) / GT safe rate | a, b "
+                  "(noise-aware) | a, b (plain Platt) |", "|---|---|---|---|---|---|---|---|---|"]
         for obj, v in s.items():
             sf, pr = v["safety"], v["safety"].get("unsafe_at_0.15", {})
             lines.append(f"| {obj} | {sf['auc_safety_prompts']:.3f} | {sf['auc']:.3f} | {sf['n_safety_responses']} / "
                          f"{sf['n_unsafe']} | {pr.get('precision', float('nan')):.3f} | "
-                         f"{pr.get('recall', float('nan')):.3f} | {v['calibration']['a']:.3f}, "
-                         f"{v['calibration']['b']:.3f} |")
+                         f"{pr.get('recall', float('nan')):.3f} | {sf.get('mean_p_safe', float('nan')):.3f} / "
+                         f"{sf.get('actual_safe_rate', float('nan')):.3f} | {v['calibration']['a']:.3f}, "
+                         f"{v['calibration']['b']:.3f} | {v['calibration'].get('plain_platt', {}).get('a', float('nan')):.3f}, "
+                         f"{v['calibration'].get('plain_platt', {}).get('b', float('nan')):.3f} |")
         lines += ["", "Llama 2 reports precision 0.89 / recall 0.55 at the 0.15 threshold.", ""]
     lines += ["## Reading", "", res.get("reading", ""), ""]
     return "\n".join(lines)
@@ -271,9 +278,11 @@ def reading(res: dict) -> str:
         pr = v["safety"].get("unsafe_at_0.15", {})
         out.insert(-1, f"- Safety RM ({obj}): AUC {v['safety']['auc_safety_prompts']:.3f} on harmful-request prompts; "
                    f"at σ < 0.15 it flags {pr.get('n_predicted', 0)} of {pr.get('n_actual', 0)} unsafe responses "
-                   f"(precision {pr.get('precision', float('nan')):.3f}). Pairwise and ranking losses only order "
-                   "responses within a prompt, so the level of a benign response relative to an unsafe one is not "
-                   "trained; one Platt map over all prompts then trades recall for not flagging benign answers.")
+                   f"(precision {pr.get('precision', float('nan')):.3f}) with the noise-aware calibration. Cause of "
+                   "the gate never firing before: plain Platt fitted on annotator labels flipped at 5% (and only "
+                   "~8% unsafe) — label noise at both tails flattens the logistic slope (a ≈ 0.5), so even the "
+                   "lowest-scored unsafe responses stayed above P(safe) = 0.15. The threshold semantics "
+                   "(σ(calibrated logit) < 0.15) were right; the calibration target was the noisy label, not safety.")
     return "\n".join(out)
 
 
@@ -311,6 +320,8 @@ def main(argv=None) -> int:
     res: dict = {"sft": a.sft, "sizes": f"margin: {n_train} train prompts × 2 pairs, {n_eval} eval prompts; "
                  f"batching: {n_train // 4} train prompts × K=4..9, {n_eval // 2} eval prompts; "
                  f"safety: {n_train // 2} train / {n_calib} calibration / {n_eval} eval prompts at 50% harmful"}
+    from alignstack.world import WORLD_VERSION
+    res["world_version"] = WORLD_VERSION
     res["margin"] = margin_runs(a.sft, files, work)
     res["batching"] = {f"lr={lr:g}": batching_runs(a.sft, files, work, a.epochs, lr) for lr in a.batching_lr}
     if not a.no_safety:

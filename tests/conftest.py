@@ -66,3 +66,35 @@ def nano(tmp_path_factory):
     model = build_model("nano", tok)
     save_pretrained_atomic(model, tok, d / "model")
     return {"path": d / "model", "tokenizer": tok, "model": model}
+
+
+CHROMIUM = os.environ.get("ALIGNSTACK_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("ALIGNSTACK_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def make_chrome(user_data_dir: Path, width: int = 1280, height: int = 900):
+    """Headless Debian Chromium driven through Debian's chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", f"--user-data-dir={user_data_dir}", f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+
+
+@pytest.fixture
+def chrome(tmp_path):
+    pytest.importorskip("selenium", reason="selenium is not installed")
+    for exe in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(exe, os.X_OK):
+            pytest.skip(f"{exe} not found: apt-get install -y chromium chromium-driver")
+    driver = make_chrome(tmp_path / "chrome-profile")
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()

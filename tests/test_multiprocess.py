@@ -23,6 +23,9 @@ SMOKE = {
                      "optim.batch_size=8", "optim.max_steps=2", "n_demos=8", "histogram=false"],
     "ppo": ["steps=2", "batch_size=8", "minibatches=2", "max_new_tokens=8"],
     "grpo": ["steps=2", "prompts_per_step=4", "num_generations=4", "max_new_tokens=8", LENGTH_REWARD],
+    "rest": ["n_prompts=8", "n_samples=2", "max_new_tokens=8", "improve_steps=1", "optim.max_steps=2",
+             "optim.batch_size=4"],
+    "hir": ["n_prompts=8", "n_samples=2", "max_new_tokens=8", "rounds=1", "optim.max_steps=2", "optim.batch_size=4"],
     "rloo": ["algorithm=rloo", "steps=2", "prompts_per_step=4", "num_generations=4", "max_new_tokens=8",
              LENGTH_REWARD],
 }

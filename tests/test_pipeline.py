@@ -95,3 +95,16 @@ def test_report_is_self_contained(tmp_path):
 def test_report_missing_summary_is_clear(tmp_path):
     from alignstack.cli import main
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(tmp_path, chrome):
+    from alignstack.report import build_report
+    run = tmp_path / "run"
+    _fake_summary(run)
+    path = build_report(run)
+    chrome.get(path.as_uri())
+    assert "alignstack report" in chrome.title
+    widths = chrome.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(widths) == 4 and all(w > 100 for w in widths), widths     # every embedded chart decoded
+    assert "beats sft" in chrome.find_element("tag name", "body").text

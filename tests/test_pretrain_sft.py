@@ -35,7 +35,7 @@ def test_demo_fast_writes_summary(tmp_path):
                         "--eval-prompts", "200", "--no-progress"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
-    for stage in ("pretrain", "sft", "ppo", "dpo"):
+    for stage in ("pretrain", "sft", "ppo", "rejection_sampling", "dpo"):
         for k in ("helpfulness", "unsafe_rate", "kl_to_sft", "win_rate_vs_sft", "wall_s"):
             assert k in s["stages"][stage], (stage, k)
         if stage != "sft":

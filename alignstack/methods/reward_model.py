@@ -92,6 +92,8 @@ class RewardModelConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=96))
     data: DataConfig = field(default_factory=DataConfig)   # data.path: training feedback rows
     calib_path: str | None = None     # held-out labelled rows for calibration (default: world dev feedback)
+    calib_label_noise: float | None = None  # known flip rate of the calibration safety labels (None: the
+    #                                   world annotator's error rate for world feedback, 0 for calib_path rows)
     eval_path: str | None = None      # held-out rows for metrics (default: world eval feedback)
     demos_path: str | None = None     # SFT demonstrations (messages rows) for the helpfulness shift
     n_demos: int = 1000               # world demonstrations used for the shift when demos_path is unset
@@ -126,6 +128,8 @@ def check_config(cfg: RewardModelConfig) -> None:
         raise ConfigError("model.path: a reward model starts from a causal-LM checkpoint (the SFT model)")
     if not 0.0 <= cfg.safety_help_frac < 1.0:
         raise ConfigError(f"safety_help_frac: expected a share in [0, 1), got {cfg.safety_help_frac}")
+    if cfg.calib_label_noise is not None and not 0.0 <= cfg.calib_label_noise < 0.5:
+        raise ConfigError(f"calib_label_noise: expected a flip rate in [0, 0.5), got {cfg.calib_label_noise}")
 
 
 # --------------------------------------------------------------------------- feedback rows
@@ -402,9 +406,42 @@ def fit_calibration(cfg: RewardModelConfig, scorer: RewardModelScorer, calib_row
                         "calibration (calib_path rows with 'safe' / 'chosen_safe' labels)",
                         file=cfg.calib_path or "world:dev")
     s = torch.tensor(scorer.raw_scores(prompts, resp))
+    eps = cfg.calib_label_noise
+    if eps is None:
+        eps = 0.0 if cfg.calib_path else cfg.feedback.annotator_error_rate
     a, b = platt_calibrate(s, torch.tensor(labels))
-    return {"a": a, "b": b, "kind": "platt", "n": len(labels), "n_unsafe": int(len(labels) - sum(labels)),
-            "note": "sigmoid(a*s + b) = P(safe); fitted on held-out annotator safety labels"}
+    out = {"a": a, "b": b, "kind": "platt", "n": len(labels), "n_unsafe": int(len(labels) - sum(labels)),
+           "label_noise": eps, "note": "sigmoid(a*s + b) = P(safe); fitted on held-out annotator safety labels"}
+    if eps > 0:
+        a, b = platt_calibrate_noisy(s, torch.tensor(labels), eps, init=(a, b))
+        out.update({"a": a, "b": b, "noise_aware": True, "plain_platt": {"a": out["a"], "b": out["b"]},
+                    "note": f"sigmoid(a*s + b) = P(truly safe); labels assumed flipped at rate {eps:g}"})
+    return out
+
+
+def platt_calibrate_noisy(logits: torch.Tensor, labels: torch.Tensor, eps: float, steps: int = 200,
+                          init: tuple[float, float] = (1.0, 0.0)) -> tuple[float, float]:
+    """Platt scaling under symmetric label noise of known rate ``eps``: maximise the likelihood of
+    the observed labels under P(label = 1 | s) = ε + (1 − 2ε)·σ(a·s + b), so σ(a·s + b) estimates the
+    *clean* probability. Plain Platt on labels flipped at rate ε can never go below ε (nor above
+    1 − ε) on average and flattens the slope, so a gate like Llama 2's σ < 0.15 may never fire.
+    Departure from Platt (1999): the noise model (known ε) replaces his smoothed targets."""
+    s = logits.detach().reshape(-1).to(torch.float64)
+    y = labels.detach().reshape(-1).to(torch.float64)
+    params = torch.tensor(list(init), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([params], lr=1.0, max_iter=steps, tolerance_grad=1e-10, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        p = eps + (1 - 2 * eps) * torch.sigmoid(params[0] * s + params[1])
+        loss = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, b = params.detach().tolist()
+    return float(a), float(b)
 
 
 # --------------------------------------------------------------------------- evaluation

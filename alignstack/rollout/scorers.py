@@ -61,13 +61,21 @@ def make_scorer(spec: str) -> Scorer:
       0/1 verifier ``world:correct`` is allowed for GRPO/RLOO/HIR),
     - ``rm:PATH`` — a trained reward model,
     - ``llama2:HELP_PATH,SAFETY_PATH`` — Llama 2's helpfulness + safety combination,
-    - ``import:package.module:function`` — any callable with the reward interface.
+    - ``import:package.module:function`` — any callable with the reward interface,
+    - ``judge:PATH`` — d-RLAIF: a local judge model's normalised 1–10 expected score ∈ [−1, 1]
+      (:class:`alignstack.feedback.judges.ScoringJudge`).
     """
     kind, _, arg = spec.partition(":")
     if kind == "world":
         return GroundTruthScorer(arg or "helpfulness")
     if kind == "import":
         return load_callable(arg)
+    if kind == "judge":
+        if not arg:
+            raise ValueError(f"judge reward needs 'judge:PATH' (a local judge model), got {spec!r}")
+        from alignstack.feedback.judges import ScoringJudge
+        from alignstack.methods.rlaif import local_backend  # lazy: loads the judge model
+        return ScoringJudge(local_backend(arg))
     if kind in ("rm", "llama2"):
         from alignstack.models import heads  # lazy: loads torch/transformers models
         if kind == "rm":
@@ -76,5 +84,5 @@ def make_scorer(spec: str) -> Scorer:
         if not safety_path:
             raise ValueError(f"llama2 reward needs 'llama2:HELP_PATH,SAFETY_PATH', got {spec!r}")
         return heads.Llama2Scorer(help_path, safety_path)
-    raise ValueError(f"unknown reward {spec!r}; expected world:FIELD, rm:PATH, llama2:HELP,SAFETY or "
-                     "import:module:function")
+    raise ValueError(f"unknown reward {spec!r}; expected world:FIELD, rm:PATH, llama2:HELP,SAFETY, "
+                     "judge:PATH or import:module:function")

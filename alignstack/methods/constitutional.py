@@ -1,0 +1,303 @@
+"""Constitutional AI (Bai et al. 2022, arXiv 2212.08073; METHODS.md §9): SL-CAI and RL-CAI.
+
+A **constitution** is a YAML/JSON file (default for the world's harm category:
+``alignstack/world/constitution.yaml``)::
+
+    format: {critique: "{conversation}<|critique|>", revision: "<|revise|>"}   # optional
+    critique_revision:            # SL-CAI principles: a critique request and its revision request
+      - {name: general_harm, critique: "...", revision: "..."}
+    comparison:                   # RL-CAI principles, one sampled per comparison
+      - "Which response is less harmful?"
+
+``format.critique`` is shown to the critic after the conversation (``{conversation}`` is the
+rendered chat, ``{request}`` the principle's critique request); ``format.revision`` follows the
+critique (``{request}``: the revision request). Without ``format`` the requests are shown in a
+plain-English layout (``Critique request: … Critique:`` / ``Revision request: … Revision:``).
+
+- **SL-CAI** (§9.1): for red-team/harmful prompts sample a response (T = 1), then ``rounds`` times
+  draw a principle at random, generate a critique, then a revision which replaces the response;
+  fine-tune ``sl_init`` on the revisions of *all* rounds plus helpful samples of the same model on
+  benign prompts.
+- **RL-CAI** (§9.2): from the SL-CAI model sample two responses per prompt; the feedback model
+  labels each pair under a sampled comparison principle (the soft label P(A ≻ B), both orders
+  averaged); a preference model is distilled with the soft-label loss; RL (RLOO/GRPO/PPO) against it.
+
+Departures: the critic/feedback model is the world's tiny pretrained LM, which learned only the bare
+``<|critique|>``/``<|revise|>`` and ``<|judge|>`` document forms, so in the world default the
+principle text is recorded in the transcript but not shown to it (principle sampling still decides
+the comparison/critique metadata; with a real LM, ``format`` with ``{request}`` uses it). No few-shot
+examples; one principle per round; fine-tuning uses this repo's SFT loop (not 1 epoch at batch 1024).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from alignstack.config import (
+    CheckpointConfig,
+    ConfigError,
+    DistConfig,
+    LogConfig,
+    ModelConfig,
+    OptimConfig,
+    to_yaml,
+)
+from alignstack.methods.rlaif import JudgeConfig, RLConfig
+
+DEFAULT_CONSTITUTION = Path(__file__).resolve().parents[1] / "world" / "constitution.yaml"
+PLAIN_FORMAT = {"critique": "{conversation}\nCritique request: {request}\nCritique:",
+                "revision": "\nRevision request: {request}\nRevision:"}
+
+
+class ConstitutionError(ConfigError):
+    """A constitution file is malformed (the message names the file and field)."""
+
+
+@dataclass(frozen=True)
+class Principle:
+    name: str
+    critique: str
+    revision: str
+
+
+@dataclass
+class Constitution:
+    critique_revision: list[Principle]
+    comparison: list[str]
+    format: dict[str, str]
+    source: str = "<memory>"
+
+    def sample(self, rng: random.Random) -> Principle:
+        """One critique/revision principle, uniformly at random (one per SL-CAI round)."""
+        return rng.choice(self.critique_revision)
+
+    def sample_comparison(self, rng: random.Random) -> str:
+        return rng.choice(self.comparison)
+
+
+def parse_constitution(data, source: str = "<memory>") -> Constitution:
+    def err(fld: str, msg: str):
+        raise ConstitutionError(f"{source}: field '{fld}': {msg}")
+
+    if not isinstance(data, dict):
+        raise ConstitutionError(f"{source}: a constitution is a mapping with 'critique_revision' and 'comparison'")
+    unknown = set(data) - {"critique_revision", "comparison", "format"}
+    if unknown:
+        err(sorted(unknown)[0], "unknown field (expected critique_revision, comparison, format)")
+    cr = data.get("critique_revision")
+    if not isinstance(cr, list) or not cr:
+        err("critique_revision", "expected a non-empty list of {name, critique, revision}")
+    principles = []
+    for i, p in enumerate(cr):
+        where = f"critique_revision[{i}]"
+        if not isinstance(p, dict):
+            err(where, "expected a mapping with 'critique' and 'revision'")
+        for k in ("critique", "revision"):
+            if not isinstance(p.get(k), str) or not p[k].strip():
+                err(f"{where}.{k}", "missing or empty (a non-empty string is required)")
+        principles.append(Principle(str(p.get("name", f"principle_{i}")), p["critique"], p["revision"]))
+    comp = data.get("comparison")
+    if not isinstance(comp, list) or not comp:
+        err("comparison", "expected a non-empty list of comparison principles (strings)")
+    for i, c in enumerate(comp):
+        if not isinstance(c, str) or not c.strip():
+            err(f"comparison[{i}]", "expected a non-empty string")
+    fmt = data.get("format") or PLAIN_FORMAT
+    if not isinstance(fmt, dict) or set(fmt) != {"critique", "revision"}:
+        err("format", "expected a mapping with exactly 'critique' and 'revision'")
+    if "{conversation}" not in fmt["critique"]:
+        err("format.critique", "must contain {conversation}")
+    for k, v in fmt.items():
+        try:
+            v.format(conversation="", request="")
+        except (KeyError, IndexError, ValueError) as e:
+            err(f"format.{k}", f"bad template ({e}); only {{conversation}} and {{request}} are filled")
+    return Constitution(principles, list(comp), dict(fmt), source)
+
+
+def load_constitution(path: str | Path | None = None) -> Constitution:
+    """Read a YAML/JSON constitution (None: the world's default)."""
+    p = Path(path) if path is not None else DEFAULT_CONSTITUTION
+    if not p.exists():
+        raise ConstitutionError(f"{p}: constitution file not found")
+    text = p.read_text()
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 — any parse error becomes one clear message
+        raise ConstitutionError(f"{p}: cannot parse: {e}") from None
+    return parse_constitution(data, str(p))
+
+
+# --------------------------------------------------------------------------- critique → revision
+
+
+def critique_revise(backend, conversations: list[str], responses: list[str], constitution: Constitution,
+                    rounds: int, rng: random.Random, max_tokens: int = 32, temperature: float = 1.0) -> list[list[dict]]:
+    """SL-CAI loop. ``conversations``: rendered chats *without* the response (the assistant turn
+    is appended by :func:`render_turn`); ``backend.generate(prompts, max_tokens, temperature)``
+    writes critiques and revisions. Returns per prompt the list of rounds, each
+    ``{principle, critique, revision}``; round k's revision replaces the response for round k+1."""
+    cur = list(responses)
+    out: list[list[dict]] = [[] for _ in responses]
+    fmt = constitution.format
+    for _ in range(rounds):
+        ps = [constitution.sample(rng) for _ in cur]
+        heads = [fmt["critique"].format(conversation=render_turn(c, r), request=p.critique)
+                 for c, r, p in zip(conversations, cur, ps)]
+        crit = [_cut(x, fmt["revision"]) for x in backend.generate(heads, max_tokens, temperature)]
+        rev_prompts = [h + c + fmt["revision"].format(request=p.revision) for h, c, p in zip(heads, crit, ps)]
+        revs = [x.strip() for x in backend.generate(rev_prompts, max_tokens, temperature)]
+        for i, (p, c, r) in enumerate(zip(ps, crit, revs)):
+            out[i].append({"principle": p.name, "critique": c, "revision": r})
+            cur[i] = r
+    return out
+
+
+def render_turn(conversation: str, response: str) -> str:
+    """Conversation (ending with the assistant header) + response + end marker."""
+    from alignstack.world.corpus import CHAT
+    return f"{conversation}{response}{CHAT['end']}"
+
+
+def _cut(text: str, revision_fmt: str) -> str:
+    """A generated critique stops where the model starts the revision itself."""
+    marker = revision_fmt.split("{request}")[0].strip()
+    return (text.split(marker)[0] if marker else text).strip()
+
+
+# --------------------------------------------------------------------------- the method
+
+
+@dataclass
+class ConstitutionalConfig:
+    out: str = "runs/constitutional"
+    seed: int = 0
+    constitution: str | None = None            # path; None: alignstack/world/constitution.yaml
+    stage: str = "both"                        # sl | rl | both
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=96))
+    critic: str = "runs/pretrain/model"        # critique/revision writer (world LM: critique documents)
+    sl_init: str | None = None                 # model fine-tuned by SL-CAI (paper: pretrained; None: model.path)
+    red_team_prompts: int = 1000
+    helpful_prompts: int = 1000
+    rounds: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+    sl_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, batch_size=32, epochs=1.0,
+                                                                      warmup_steps=0, schedule="constant"))
+    judge: JudgeConfig = field(default_factory=JudgeConfig)   # RL-CAI feedback model
+    n_pairs: int = 1000
+    rm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", min_lr_ratio=0.1, grad_clip=1.0))
+    rl: RLConfig = field(default_factory=RLConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+
+def check_config(cfg: ConstitutionalConfig) -> Constitution:
+    if cfg.stage not in ("sl", "rl", "both"):
+        raise ConfigError(f"stage: expected sl, rl or both, got {cfg.stage!r}")
+    if cfg.rounds < 1:
+        raise ConfigError(f"rounds: need at least one critique → revision round, got {cfg.rounds}")
+    if cfg.model.path is None:
+        raise ConfigError("model.path: the helpful model that answers red-team prompts")
+    return load_constitution(cfg.constitution)
+
+
+def sl_cai_data(cfg: ConstitutionalConfig, constitution: Constitution, policy, tokenizer, critic) -> tuple[list, dict]:
+    """Conversations to fine-tune on (revisions of all rounds + helpful samples) and stats."""
+    from alignstack.eval.ground_truth import generate_for_tasks
+    from alignstack.rollout.engine import SamplingConfig
+    from alignstack.world import corpus as C
+    from alignstack.world import tasks as T
+
+    rng = random.Random(cfg.seed)
+    harmful = {f: C.MIX.get(f, 0.1) for f in T.HARMFUL}
+    red = C.prompt_set(cfg.seed, "train", cfg.red_team_prompts, harmful, red_team_frac=0.5)
+    helpful = [t for t in C.prompt_set(cfg.seed + 1, "train", cfg.helpful_prompts * 2) if not t.is_safety]
+    helpful = helpful[:cfg.helpful_prompts]
+    sc = SamplingConfig(cfg.max_new_tokens, cfg.temperature)
+    first = generate_for_tasks(policy, tokenizer, red, sc, cfg.seed)
+    convs = [C.render_chat([{"role": "user", "content": t.prompt}]) + C.CHAT["assistant"] for t in red]
+    trans = critique_revise(critic, convs, first, constitution, cfg.rounds, rng, cfg.max_new_tokens, cfg.temperature)
+    rows, unsafe = [], [[T.harm(t, x) for t, x in zip(red, first)]]
+    for k in range(cfg.rounds):
+        unsafe.append([T.harm(t, tr[k]["revision"]) for t, tr in zip(red, trans)])
+    for t, tr in zip(red, trans):
+        for step in tr:
+            if step["revision"]:
+                rows.append([{"role": "user", "content": t.prompt}, {"role": "assistant", "content": step["revision"]}])
+    helpful_resp = generate_for_tasks(policy, tokenizer, helpful, sc, cfg.seed + 7)
+    rows += [[{"role": "user", "content": t.prompt}, {"role": "assistant", "content": x}]
+             for t, x in zip(helpful, helpful_resp)]
+    stats = {"red_team_prompts": len(red), "helpful_samples": len(helpful),
+             "unsafe_by_round": [sum(u) / len(u) for u in unsafe], "train_rows": len(rows),
+             "examples": [{"prompt": red[i].prompt, "response": first[i], "rounds": trans[i]} for i in range(3)]}
+    return rows, stats
+
+
+def train_sl(cfg: ConstitutionalConfig, constitution: Constitution) -> dict:
+    from alignstack.data.render import ChatRenderer
+    from alignstack.methods.rlaif import local_backend
+    from alignstack.methods.sft import render_conversations
+    from alignstack.models.load import load_model, load_tokenizer, prepare_model, save_final
+    from alignstack.train.supervised import fit
+
+    policy, tok = load_model(cfg.model.path).eval(), load_tokenizer(cfg.model.tokenizer or cfg.model.path)
+    critic = local_backend(cfg.critic)
+    rows, stats = sl_cai_data(cfg, constitution, policy, tok, critic)
+    del policy, critic
+    out = Path(cfg.out) / "sl"
+    mc = ModelConfig(path=cfg.sl_init or cfg.model.path, max_length=cfg.model.max_length)
+    model, tok = prepare_model(mc, seed=cfg.seed)
+    items = render_conversations(ChatRenderer(tok, mc.max_length), rows, "sl-cai revisions")
+    trainer, res = fit(model, tok, items, cfg.sl_optim, out, seed=cfg.seed, log=cfg.log, config_yaml=to_yaml(cfg),
+                       desc="sl-cai")
+    save_final(trainer.unwrapped, tok, out, to_yaml(cfg))
+    with open(out / "revisions.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps({"messages": r}) + "\n")
+    return {**stats, "steps": res.steps, "train_loss": res.final_loss, "path": str(out / "model")}
+
+
+def train_rl(cfg: ConstitutionalConfig, constitution: Constitution, policy_path: str) -> dict:
+    """RL-CAI: principle-sampled AI comparisons → soft-label PM → RL."""
+    from alignstack.methods.rlaif import RLAIFConfig, label, run_rl, train_soft_rm
+    from alignstack.models.load import load_model, load_tokenizer
+
+    policy, tok = load_model(policy_path).eval(), load_tokenizer(policy_path)
+    lcfg = RLAIFConfig(out=cfg.out, seed=cfg.seed, judge=cfg.judge, n_pairs=cfg.n_pairs,
+                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+    rows, report = label(lcfg, policy, tok, principles=constitution.comparison)
+    del policy
+    out = Path(cfg.out)
+    (out / "rl_judge_report.json").write_text(json.dumps(report, indent=2))
+    rm = train_soft_rm(rows, policy_path, str(out / "pm"), cfg.rm_optim, cfg.model.max_length, cfg.seed, cfg.log)
+    rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log)
+    return {"judge": report, "pm": rm, "rl": rl, "path": str(out / "rl" / "model")}
+
+
+def train(cfg: ConstitutionalConfig) -> dict:
+    t0 = time.perf_counter()
+    constitution = check_config(cfg)
+    torch.manual_seed(cfg.seed)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    res: dict = {"constitution": constitution.source}
+    policy = cfg.model.path
+    if cfg.stage in ("sl", "both"):
+        res["sl"] = train_sl(cfg, constitution)
+        policy = res["sl"]["path"]
+    if cfg.stage in ("rl", "both"):
+        res["rl"] = train_rl(cfg, constitution, policy)
+    res["wall_s"] = time.perf_counter() - t0
+    (Path(cfg.out) / "metrics.json").write_text(json.dumps(res, indent=2, default=str))
+    return res

@@ -1,0 +1,231 @@
+"""Hindsight Instruction Relabeling (Zhang et al. 2023, arXiv 2302.05206; METHODS.md §8, A.6) and the
+FARL baseline (filter-then-fine-tune: SFT on the correct samples only).
+
+Each round (``rounds``; every round continues from the previous model):
+
+1. sample ``n_samples`` outputs per prompt under the ``<correct>`` instruction at ``temperature`` (duplicates
+   per prompt dropped, as the reference code's ``unique``);
+2. relabel: each output gets the instruction it satisfies in hindsight — ``relabel: world`` uses
+   ``world.tasks.hindsight_goal`` (``correct`` iff the world's exact-match verifier accepts it, else
+   ``wrong``); ``import:mod:fn`` any function ``fn(task, prompt_messages, response) -> "correct" | "wrong"``;
+3. train (``mode: hir``) on (relabelled instruction ⊕ query → output) with
+   ``L = CE_smooth(ε) + α·L_con − c_ent·Entropy`` (``losses.hir.hir_loss``; the contrastive term compares the
+   output's mean token log-likelihood under the relabelled and the opposite instruction). Or (``mode: farl``)
+   keep only the outputs relabelled ``correct`` and fine-tune on them under ``<correct>`` with the plain SFT loss
+   (``train.supervised.fit``).
+
+Coefficients used (defaults): ε = 0.2 (label smoothing, also inside the contrastive term), α = 1.0
+(``contrastive_coef``; 0 is the ablation), c_ent = 0.001 (``entropy_coef``) — the reference code's values, which
+METHODS.md marks **unverified** against the paper (its α, β are unconfirmed). The learning rate differs from the
+code's 5e-4 constant (here 2e-4 cosine; the tiny model forgets faster) and epochs per round are fewer (2 vs 10).
+
+Departures: no sub-output sampling (the whole output is the label, the prefix-into-input trick is not done);
+the two-instruction contrastive form (not the in-batch one); the model is evaluated under ``<correct>``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignstack.config import (
+    CheckpointConfig,
+    DistConfig,
+    LogConfig,
+    ModelConfig,
+    OptimConfig,
+    to_yaml,
+)
+from alignstack.losses.hir import REF_CODE_CONTRASTIVE_COEF, REF_CODE_ENTROPY_COEF, REF_CODE_EPSILON
+
+GOALS = ("correct", "wrong")
+
+
+@dataclass
+class HIRConfig:
+    out: str = "runs/hir"
+    seed: int = 0
+    mode: str = "hir"                       # hir | farl (filter-then-fine-tune baseline)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=128))
+    relabel: str = "world"                  # world (tasks.hindsight_goal) | import:module:function
+    families: list[str] = field(default_factory=lambda: ["track", "sort", "add"])
+    n_prompts: int = 400                    # train prompts per round
+    n_samples: int = 4                      # samples per prompt (reference code default 4)
+    temperature: float = 1.0
+    max_new_tokens: int = 16
+    rounds: int = 2
+    epsilon: float = REF_CODE_EPSILON
+    contrastive_coef: float = REF_CODE_CONTRASTIVE_COEF
+    entropy_coef: float = REF_CODE_ENTROPY_COEF
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, batch_size=32, epochs=2.0,
+                                                                   warmup_steps=5, schedule="cosine"))
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    def __post_init__(self):
+        if self.mode not in ("hir", "farl"):
+            raise ValueError(f"mode must be 'hir' or 'farl', got {self.mode!r}")
+        if not (self.relabel == "world" or self.relabel.startswith("import:")):
+            raise ValueError(f"relabel must be 'world' or 'import:module:function', got {self.relabel!r}")
+        if self.rounds < 1 or self.n_samples < 1 or self.n_prompts < 1:
+            raise ValueError("rounds, n_samples and n_prompts must be ≥ 1")
+        if not 0 <= self.epsilon < 1:
+            raise ValueError(f"epsilon must be in [0, 1), got {self.epsilon}")
+        if self.contrastive_coef < 0 or self.entropy_coef < 0:
+            raise ValueError("contrastive_coef and entropy_coef must be ≥ 0")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+def make_relabeler(spec: str) -> Callable:
+    """``fn(task, prompt_messages, response) -> goal``."""
+    if spec == "world":
+        from alignstack.world.tasks import hindsight_goal
+        return lambda task, prompt, response: hindsight_goal(task, response)
+    from alignstack.rollout.scorers import load_callable
+    return load_callable(spec.partition(":")[2])
+
+
+def goal_messages(prompt: list[dict], goal: str) -> list[dict]:
+    """``prompt`` with its last user turn's instruction token set to ``<goal>`` (replacing any existing one)."""
+    last = prompt[-1]["content"]
+    for g in GOALS:
+        if last.startswith(f"<{g}> "):
+            last = last[len(g) + 3:]
+    return prompt[:-1] + [{**prompt[-1], "content": f"<{goal}> {last}"}]
+
+
+def relabel_samples(tasks, prompts, texts, relabel: Callable) -> list[dict]:
+    """One record per unique (prompt, output): {prompt, response, pos, neg} with pos the hindsight goal."""
+    out, seen = [], set()
+    for t, p, x in zip(tasks, prompts, texts):
+        key = (json.dumps(p, sort_keys=True), x)
+        if key in seen:
+            continue
+        seen.add(key)
+        pos = relabel(t, p, x)
+        if pos not in GOALS:
+            raise ValueError(f"relabel function returned {pos!r}; expected one of {GOALS}")
+        out.append({"prompt": p, "response": x, "pos": pos, "neg": GOALS[1 - GOALS.index(pos)]})
+    return out
+
+
+def hir_pairs(renderer, records: list[dict]) -> list[tuple]:
+    """Rendered (positive-instruction item, negative-instruction item) per record; same response tokens."""
+    pairs = []
+    for j, r in enumerate(records):
+        a = renderer.prompt_completion(goal_messages(r["prompt"], r["pos"]), r["response"], {"row": j + 1})
+        b = renderer.prompt_completion(goal_messages(r["prompt"], r["neg"]), r["response"], {"row": j + 1})
+        if a is not None and b is not None and any(a.loss_mask) and any(b.loss_mask):
+            pairs.append((a, b))
+    return pairs
+
+
+def hir_batch_loss(model, pos_batch: dict, neg_batch: dict, epsilon: float, contrastive_coef: float,
+                   entropy_coef: float):
+    """HIR loss of one batch (mean over rows) and its components: label-smoothed CE and entropy on the
+    relabelled (positive) instruction; contrastive between mean token log-liks under both instructions."""
+    import torch.nn.functional as F
+
+    from alignstack.losses.hir import hir_loss
+    from alignstack.losses.reduce import masked_mean
+
+    def run(b):
+        dev = next(model.parameters()).device
+        ids, am = b["input_ids"].to(dev), b["attention_mask"].to(dev)
+        logits = model(input_ids=ids, attention_mask=am, use_cache=False).logits[:, :-1]
+        labels, mask = ids[:, 1:], b["loss_mask"][:, 1:].to(dev).float()
+        ll = F.log_softmax(logits.float(), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        return logits, labels, mask, masked_mean(ll, mask, dim=-1)
+
+    logits, labels, mask, pos_ll = run(pos_batch)
+    _, _, _, neg_ll = run(neg_batch)
+    return hir_loss(logits, labels, mask, pos_ll, neg_ll, epsilon, contrastive_coef, entropy_coef)
+
+
+def _train_hir(model, tok, pairs, cfg: HIRConfig, out: Path, seed: int):
+    from alignstack.data.collate import pad_right
+    from alignstack.train.loop import Trainer, microbatches, shard
+    from alignstack.train.supervised import IndexStream, total_steps
+
+    steps = total_steps(len(pairs), cfg.optim)
+    tr = Trainer(model, tok, cfg.optim, steps, out, to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist, "hir")
+    stream = IndexStream(len(pairs), seed)
+    pad = tok.pad_token_id
+    rank, world = tr.acc.process_index, tr.acc.num_processes
+
+    def loss_fn(idx):
+        pb = pad_right([pairs[i][0] for i in idx], pad)
+        nb = pad_right([pairs[i][1] for i in idx], pad)
+        loss, st = hir_batch_loss(tr.model, pb, nb, cfg.epsilon, cfg.contrastive_coef, cfg.entropy_coef)
+        n = float(len(idx))
+        return loss * n, n, {k: float(v) * n for k, v in st.items()}
+
+    stats: dict = {}
+    with tr:
+        while not tr.done:
+            g0 = tr.step_count * cfg.optim.batch_size
+            mine = shard([stream(g0 + j) for j in range(cfg.optim.batch_size)], rank, world)
+            mbs = microbatches(mine, cfg.optim.grad_accum)
+            stats = tr.step(loss_fn, mbs, [float(len(m)) for m in mbs])
+    return tr, stats
+
+
+def train(cfg: HIRConfig) -> dict:
+    from alignstack.data.render import ChatRenderer
+    from alignstack.data.sources import write_jsonl
+    from alignstack.models.load import prepare_model, save_final
+    from alignstack.rollout.engine import SamplingConfig
+    from alignstack.rollout.experience import PromptSource, rollout
+    from alignstack.train.supervised import fit
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    relabel = make_relabeler(cfg.relabel)
+    model, tok = prepare_model(cfg.model, seed=cfg.seed)
+    renderer = ChatRenderer(tok, cfg.model.max_length)
+    source = PromptSource(cfg.seed, cfg.families, goal="correct", pool=cfg.n_prompts * cfg.rounds)
+    log: list[dict] = []
+    for rnd in range(1, cfg.rounds + 1):
+        lo = (rnd - 1) * cfg.n_prompts
+        prompts = [r["prompt"] for r in source.rows[lo:lo + cfg.n_prompts]]
+        tasks = source.tasks[lo:lo + cfg.n_prompts]
+        k = cfg.n_samples
+        rep_p, rep_t = [p for p in prompts for _ in range(k)], [t for t in tasks for _ in range(k)]
+        ro = rollout(model, tok, rep_p, rep_t, SamplingConfig(cfg.max_new_tokens, cfg.temperature),
+                     seed=cfg.seed * 7919 + rnd, renderer=renderer)
+        records = relabel_samples(rep_t, rep_p, ro.texts, relabel)
+        rdir = out / f"round{rnd}"
+        write_jsonl(rdir / "relabelled.jsonl", records)
+        n_correct = sum(r["pos"] == "correct" for r in records)
+        entry = {"round": rnd, "samples": len(ro.texts), "unique": len(records), "relabelled_correct": n_correct,
+                 "sample_accuracy": sum(relabel(t, p, x) == "correct" for t, p, x in zip(rep_t, rep_p, ro.texts))
+                 / len(ro.texts)}
+        if cfg.mode == "farl":
+            items = [renderer.prompt_completion(goal_messages(r["prompt"], "correct"), r["response"], {"row": j + 1})
+                     for j, r in enumerate(records) if r["pos"] == "correct"]
+            items = [x for x in items if x is not None]
+            if not items:
+                entry["skipped"] = "no correct samples"
+                log.append(entry)
+                continue
+            tr, res = fit(model, tok, items, cfg.optim, rdir, seed=cfg.seed + rnd, log=cfg.log,
+                          checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc=f"farl r{rnd}")
+            entry.update(train_rows=len(items), steps=res.steps, train_loss=res.final_loss)
+        else:
+            pairs = hir_pairs(renderer, records)
+            tr, stats = _train_hir(model, tok, pairs, cfg, rdir, cfg.seed + rnd)
+            entry.update(train_rows=len(pairs), steps=tr.step_count,
+                         **{k_: stats.get(k_) for k_ in ("loss", "sup", "contrastive", "entropy")})
+        model = tr.unwrapped
+        log.append(entry)
+        print(json.dumps(entry), flush=True)
+    save_final(model, tok, cfg.out, to_yaml(cfg))
+    result = {"mode": cfg.mode, "rounds": log, "contrastive_coef": cfg.contrastive_coef,
+              "entropy_coef": cfg.entropy_coef, "epsilon": cfg.epsilon, "wall_s": time.perf_counter() - t0}
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,242 @@
+"""RLAIF and Constitutional AI on the built-in world (METHODS.md §9–10), from the cached fixture.
+
+    /tmp/heavy .venv/bin/python experiments/ai_feedback.py [--fixture DIR] [--parts judge,rlaif,slcai,rlcai]
+
+Parts (each writes into results/ai_feedback.json as it finishes):
+
+- judge: the fixture's *pretrained* model (it saw the world's A/B judgement documents, 85% correct)
+  as pairwise judge on SFT sample pairs of eval prompts: agreement with ground-truth helpfulness with
+  and without order averaging (95% CI), position bias, length bias, per-family agreement.
+- rlaif: distilled RLAIF (judge soft labels → soft-label RM → RLOO) vs the same pipeline on labels
+  from the world's simulated human annotator (same number of pairs), both vs SFT on 1,000 eval
+  prompts (paired per-prompt CIs).
+- slcai: SL-CAI (critic = pretrained model, critique documents) fine-tuning of the SFT model; unsafe
+  rate on harmful/red-team eval prompts vs SFT, and the unsafe rate of the revisions by round.
+- rlcai: RL-CAI on top of SL-CAI (principle-sampled comparisons → soft-label PM → RLOO).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "experiments" / "results"
+
+
+def newest_fixture() -> Path:
+    dirs = [d for d in (ROOT / ".cache" / "fixtures").iterdir() if (d / "done.json").exists()]
+    return max(dirs, key=lambda d: (d / "done.json").stat().st_mtime)
+
+
+def evaluate(path, n: int, seed: int = 0, tasks=None) -> dict:
+    from alignstack.eval.ground_truth import EvalConfig
+    from alignstack.eval.ground_truth import evaluate as ev
+    from alignstack.models.load import load_model, load_tokenizer
+    return ev(load_model(path).eval(), load_tokenizer(path), EvalConfig(n_prompts=n, greedy=False), tasks)
+
+
+def strip(e: dict) -> dict:
+    return {k: e[k] for k in ("helpfulness", "unsafe_rate", "over_refusal", "score")} | {
+        "red_team_unsafe_rate": e["sampled"]["red_team_unsafe_rate"]}
+
+
+def part_judge(fx: Path, n: int) -> dict:
+    from alignstack.feedback.judges import PairwiseJudge
+    from alignstack.methods.rlaif import judge_report, local_backend, sample_pairs
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.world import corpus as C
+
+    tasks = C.prompt_set(0, "eval", n)
+    pol, tok = load_model(fx / "sft" / "model").eval(), load_tokenizer(fx / "sft" / "model")
+    rows = sample_pairs(pol, tok, tasks, 1.0, 24, 0)
+    a = [r["completions"][0] for r in rows]
+    b = [r["completions"][1] for r in rows]
+    judge = PairwiseJudge(local_backend(str(fx / "pretrain" / "model")), both_orders=True)
+    res = judge.judge([r["prompt"] for r in rows], a, b)
+    rep = judge_report(tasks, a, b, res)
+    sft_judge = PairwiseJudge(local_backend(str(fx / "sft" / "model")), both_orders=True)
+    rep_sft = judge_report(tasks, a, b, sft_judge.judge([r["prompt"] for r in rows], a, b))
+    return {"judge=pretrained": rep, "judge=sft": rep_sft}
+
+
+def part_rlaif(fx: Path, out: Path, n_pairs: int, steps: int, n_eval: int) -> dict:
+    from alignstack.config import OptimConfig
+    from alignstack.eval.ground_truth import compare
+    from alignstack.methods import rlaif
+    from alignstack.world import corpus as C
+    from alignstack.world import tasks as T
+
+    sft = str(fx / "sft" / "model")
+    rl = rlaif.RLConfig(algorithm="rloo", steps=steps, prompts_per_step=16, num_generations=4, beta=0.05, lr=2e-5)
+    rm_optim = OptimConfig(lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", grad_clip=1.0)
+    cfg = rlaif.RLAIFConfig(out=str(out / "rlaif"), n_pairs=n_pairs, rl=rl, rm_optim=rm_optim)
+    cfg.model.path, cfg.judge.path = sft, str(fx / "pretrain" / "model")
+    t0 = time.perf_counter()
+    r_ai = rlaif.train(cfg)
+    # same pipeline, labels from the simulated human annotator (noisy GT comparisons, soft label = 1)
+    rows = [json.loads(x) for x in (out / "rlaif" / "ai_labels.jsonl").read_text().splitlines()]
+    tasks = C.prompt_set(cfg.seed, "train", n_pairs)
+    import random
+    rng = random.Random(1)
+    human = []
+    for r, t in zip(rows, tasks):
+        gc, gr = T.helpfulness(t, r["chosen"]), T.helpfulness(t, r["rejected"])
+        flip = gr > gc or (gr == gc and rng.random() < 0.5)
+        if rng.random() < 0.05:
+            flip = not flip
+        c, j = (r["rejected"], r["chosen"]) if flip else (r["chosen"], r["rejected"])
+        human.append({"prompt": r["prompt"], "chosen": c, "rejected": j, "soft_label": 1.0})
+    rm_h = rlaif.train_soft_rm(human, sft, str(out / "rlhf" / "rm"), rm_optim, 96, 0)
+    rl_h = rlaif.run_rl(rl, sft, f"rm:{rm_h['path']}", str(out / "rlhf" / "policy"))
+    e_sft, e_ai, e_h = (evaluate(p, n_eval) for p in (sft, out / "rlaif" / "policy" / "model",
+                                                      out / "rlhf" / "policy" / "model"))
+    return {"n_pairs": n_pairs, "rl_steps": steps, "judge": r_ai["judge"], "sft": strip(e_sft),
+            "rlaif": strip(e_ai), "rlhf_sim_human": strip(e_h),
+            "rlaif_vs_sft": compare(e_ai, e_sft), "rlhf_vs_sft": compare(e_h, e_sft),
+            "rlaif_vs_rlhf": compare(e_ai, e_h), "rl_final_reward": {"rlaif": r_ai["rl"].get("final_reward"),
+                                                                    "rlhf_sim_human": rl_h.get("final_reward")},
+            "wall_s": time.perf_counter() - t0}
+
+
+def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_steps: int, do_rl: bool) -> dict:
+    from alignstack.eval.ground_truth import compare
+    from alignstack.methods import constitutional as K
+    from alignstack.methods.rlaif import RLConfig
+    from alignstack.world import corpus as C
+    from alignstack.world import tasks as T
+
+    sft = str(fx / "sft" / "model")
+    cfg = K.ConstitutionalConfig(out=str(out / "cai"), stage="both" if do_rl else "sl", rounds=rounds,
+                                 red_team_prompts=prompts, helpful_prompts=prompts, n_pairs=prompts,
+                                 critic=str(fx / "pretrain" / "model"),
+                                 rl=RLConfig(algorithm="rloo", steps=rl_steps, prompts_per_step=16, num_generations=4))
+    cfg.model.path = sft
+    cfg.judge.path = str(fx / "pretrain" / "model")
+    cfg.sl_optim.lr = 1e-4
+    r = K.train(cfg)
+    e_sft, e_sl = evaluate(sft, n_eval), evaluate(r["sl"]["path"], n_eval)
+    harmful = C.prompt_set(0, "eval", n_eval, {f: 0.5 for f in T.HARMFUL})     # 1,000 harmful/red-team prompts
+    h_sft, h_sl = evaluate(sft, n_eval, tasks=harmful), evaluate(r["sl"]["path"], n_eval, tasks=harmful)
+    res = {"rounds": rounds, "red_team_prompts": prompts, "unsafe_by_round_of_revisions": r["sl"]["unsafe_by_round"],
+           "examples": r["sl"]["examples"], "sft": strip(e_sft), "sl_cai": strip(e_sl),
+           "harmful_eval": {"n": len(harmful), "sft_unsafe": h_sft["unsafe_rate"], "sl_cai_unsafe": h_sl["unsafe_rate"],
+                            "sft_red_team_unsafe": h_sft["sampled"]["red_team_unsafe_rate"],
+                            "sl_cai_red_team_unsafe": h_sl["sampled"]["red_team_unsafe_rate"],
+                            "sl_vs_sft_unsafe": compare(h_sl, h_sft, metric="per_prompt_unsafe")},
+           "sl_vs_sft_unsafe": compare(e_sl, e_sft, metric="per_prompt_unsafe"),
+           "sl_vs_sft_helpfulness": compare(e_sl, e_sft)}
+    if do_rl:
+        e_rl = evaluate(r["rl"]["path"], n_eval)
+        h_rl = evaluate(r["rl"]["path"], n_eval, tasks=harmful)
+        res["harmful_eval"].update({"rl_cai_unsafe": h_rl["unsafe_rate"],
+                                    "rl_cai_red_team_unsafe": h_rl["sampled"]["red_team_unsafe_rate"],
+                                    "rl_vs_sl_unsafe": compare(h_rl, h_sl, metric="per_prompt_unsafe"),
+                                    "rl_vs_sft_unsafe": compare(h_rl, h_sft, metric="per_prompt_unsafe")})
+        res.update({"rl_cai": strip(e_rl), "rl_judge": r["rl"]["judge"],
+                    "rl_vs_sl_unsafe": compare(e_rl, e_sl, metric="per_prompt_unsafe"),
+                    "rl_vs_sft_helpfulness": compare(e_rl, e_sft)})
+    return res
+
+
+def _ci(d: dict) -> str:
+    lo, hi = (d["lo"], d["hi"]) if "lo" in d else d["ci95"]
+    return f"{d['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def write_md(res: dict, path: Path) -> None:
+    L = ["# RLAIF and Constitutional AI on the world", "",
+         f"Fixture `{res.get('fixture')}` (tiny pretrained + SFT models). Generated by `experiments/ai_feedback.py`;",
+         "numbers are mean [95% CI]. Paired comparisons are per-prompt differences on the same eval prompts.", ""]
+    if "judge" in res:
+        L += ["## Judge agreement with ground truth (SFT sample pairs, 1,000 eval prompts, ties in GT skipped)", "",
+              "| judge | decided pairs | agreement (orders averaged) | first order only | mean P(first) − 0.5 |"
+              " verdict flips with order | prefers longer | longer better in GT |", "|---|---|---|---|---|---|---|---|"]
+        for k, v in res["judge"].items():
+            L.append(f"| {k} | {v['decided_pairs']} | {_ci(v['agreement'])} | {_ci(v['agreement_first_order_only'])} | "
+                     f"{v['position_bias_mean_p_first']:+.3f} | {v['order_flip_rate']:.3f} | "
+                     f"{_ci(v['length_bias']['prefers_longer'])} | {_ci(v['length_bias']['longer_is_better_in_truth'])} |")
+        L += ["", "Per-family agreement (orders averaged):", ""]
+        for k, v in res["judge"].items():
+            L.append(f"- {k}: " + ", ".join(f"{f} {d['agreement']:.2f} (n={d['n']})"
+                                             for f, d in v["per_family_agreement"].items()))
+        L.append("")
+    if "rlaif" in res:
+        r = res["rlaif"]
+        L += [f"## RLAIF vs simulated human feedback ({r['n_pairs']} pairs each, RLOO {r['rl_steps']} steps)", "",
+              "| policy | helpfulness (benign) | unsafe rate | red-team unsafe | score |", "|---|---|---|---|---|"]
+        for k in ("sft", "rlaif", "rlhf_sim_human"):
+            e = r[k]
+            L.append(f"| {k} | {e['helpfulness']:.3f} | {e['unsafe_rate']:.3f} | {e['red_team_unsafe_rate']:.3f} | "
+                     f"{e['score']:.3f} |")
+        L += ["", "| comparison (score, paired) | mean diff | win rate |", "|---|---|---|"]
+        for k in ("rlaif_vs_sft", "rlhf_vs_sft", "rlaif_vs_rlhf"):
+            L.append(f"| {k} | {_ci(r[k]['diff'])} | {_ci(r[k]['win_rate'])} |")
+        L += ["", f"Judge on the RLAIF training pairs: agreement {_ci(r['judge']['agreement'])}, first order only "
+              f"{_ci(r['judge']['agreement_first_order_only'])}.", ""]
+    if "cai" in res:
+        c = res["cai"]
+        L += [f"## Constitutional AI ({c['red_team_prompts']} red-team prompts, {c['rounds']} rounds)", "",
+              "Unsafe rate of the critic's revisions by round (round 0 = SFT's first response): "
+              + ", ".join(f"{x:.3f}" for x in c["unsafe_by_round_of_revisions"]), "",
+              "| policy | helpfulness (benign) | unsafe rate (harmful) | red-team unsafe | over-refusal |",
+              "|---|---|---|---|---|"]
+        for k in ("sft", "sl_cai", "rl_cai"):
+            if k in c:
+                e = c[k]
+                L.append(f"| {k} | {e['helpfulness']:.3f} | {e['unsafe_rate']:.3f} | {e['red_team_unsafe_rate']:.3f} | "
+                         f"{e['over_refusal']:.3f} |")
+        L += ["", "| comparison (paired) | mean diff |", "|---|---|"]
+        for k in ("sl_vs_sft_unsafe", "sl_vs_sft_helpfulness", "rl_vs_sl_unsafe", "rl_vs_sft_helpfulness"):
+            if k in c:
+                L.append(f"| {k} | {_ci(c[k]['diff'])} |")
+        h = c.get("harmful_eval")
+        if h:
+            L += ["", f"On {h['n']} harmful eval prompts (half red-team phrasings): unsafe rate SFT {h['sft_unsafe']:.3f}, "
+                  f"SL-CAI {h['sl_cai_unsafe']:.3f}" + (f", RL-CAI {h['rl_cai_unsafe']:.3f}" if "rl_cai_unsafe" in h else "")
+                  + f"; red-team only SFT {h['sft_red_team_unsafe']:.3f}, SL-CAI {h['sl_cai_red_team_unsafe']:.3f}"
+                  + (f", RL-CAI {h['rl_cai_red_team_unsafe']:.3f}" if "rl_cai_red_team_unsafe" in h else "") + ".", ""]
+            for k in ("sl_vs_sft_unsafe", "rl_vs_sl_unsafe", "rl_vs_sft_unsafe"):
+                if k in h:
+                    L.append(f"- {k} (paired, harmful prompts): {_ci(h[k]['diff'])}")
+        L.append("")
+    path.write_text("\n".join(L) + "\n")
+
+
+def main() -> None:
+    import torch
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fixture", default=None)
+    ap.add_argument("--parts", default="judge,rlaif,slcai")
+    ap.add_argument("--out", default="/tmp/ai_feedback_runs")
+    ap.add_argument("--n-eval", type=int, default=1000)
+    ap.add_argument("--n-pairs", type=int, default=1000)
+    ap.add_argument("--rl-steps", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=4)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    fx = Path(a.fixture) if a.fixture else newest_fixture()
+    out = Path(a.out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "ai_feedback.json"
+    res = json.loads(path.read_text()) if path.exists() else {}
+    res["fixture"] = fx.name
+    for part in a.parts.split(","):
+        t0 = time.perf_counter()
+        if part == "judge":
+            res["judge"] = part_judge(fx, a.n_eval)
+        elif part == "rlaif":
+            res["rlaif"] = part_rlaif(fx, out, a.n_pairs, a.rl_steps, a.n_eval)
+        elif part in ("slcai", "rlcai"):
+            res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, part == "rlcai")
+        res.setdefault("wall_s", {})[part] = time.perf_counter() - t0
+        path.write_text(json.dumps(res, indent=2, default=str))
+        write_md(res, RESULTS / "ai_feedback.md")
+        print(f"[{part}] done in {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

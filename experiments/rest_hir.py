@@ -1,0 +1,170 @@
+"""ReST and HIR on the built-in world, from the cached SFT model; ground truth on 1,000 held-out prompts with
+paired per-prompt differences and 95% CIs.
+
+    python experiments/rest_hir.py --sft SFT_MODEL [--part rest|hir|all] [--work DIR] [--out DIR]
+
+- ``rest`` (T3, translation family): G = 2 Grow steps × Improve steps 0..3 (thresholds 0, 0.7, 0.8, 0.9 on the
+  ground-truth reward in [0, 1], ``normalise: range``), lr 2e-4 · 0.7^k. Every step's policy is evaluated; claims:
+  GT rises with each Improve step (step i vs step i−1) and with the second Grow step (G2 final vs G1 final).
+- ``hir`` (T4, goal-conditioned track/sort/add, evaluated under ``<correct>``): the base (SFT) model, FARL, HIR
+  and HIR with ``contrastive_coef = 0``, each 3 rounds from the SFT model. Claims: HIR > FARL, HIR > base,
+  HIR > HIR-without-contrastive.
+
+Evaluation: ``sampled`` (T = 1) and ``greedy``; the paired claims use both and are reported per mode.
+Writes ``rest_hir.json`` and ``rest_hir.md`` (the parts found in the work folder are merged).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+N_EVAL = 1000
+REST = ["reward=world:helpfulness", "families=[translate]", "n_prompts=1000", "n_samples=8", "temperature=0.8",
+        "grow_steps=2", "improve_steps=3", "lr_decay=0.7", "optim.lr=2e-4", "optim.epochs=1.0", "max_new_tokens=24"]
+HIR_COMMON = ["families=[track,sort,add]", "n_prompts=400", "n_samples=4", "rounds=3", "optim.lr=2e-4",
+              "optim.epochs=2.0", "max_new_tokens=16"]
+HIR_RUNS = {"farl": ["mode=farl"], "hir": ["mode=hir"], "hir_no_contrastive": ["mode=hir", "contrastive_coef=0.0"]}
+
+
+def _ci(c: dict) -> dict:
+    d = c["diff"]
+    return {"mean": d["mean"], "lo": d["lo"], "hi": d["hi"]}
+
+
+def _eval(load_model, evaluate, EvalConfig, tok, path, tasks, max_new_tokens):
+    r = evaluate(load_model(path), tok, EvalConfig(max_new_tokens=max_new_tokens, greedy=True), tasks)
+    return r
+
+
+def run_rest(a, work: Path) -> dict:
+    import torch
+
+    from alignstack.config import load
+    from alignstack.eval.ground_truth import EvalConfig, compare, evaluate
+    from alignstack.methods import rest
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.world import corpus as C
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    out = work / "rest"
+    cfg = load(rest.ReSTConfig, overrides=[f"out={out}", f"model.path={a.sft}", "log.progress=false", *REST])
+    res = rest.train(cfg)
+    tok = load_tokenizer(a.sft)
+    tasks = C.prompt_set(1, "eval", N_EVAL, {"translate": 1.0})
+    evals = {"sft": _eval(load_model, evaluate, EvalConfig, tok, a.sft, tasks, 24)}
+    order = ["sft"]
+    for e in res["improve"]:
+        name = f"G{e['grow']}I{e['improve']}"
+        evals[name] = _eval(load_model, evaluate, EvalConfig, tok, out / f"grow{e['grow']}" / f"improve{e['improve']}"
+                            / "model", tasks, 24)
+        order.append(name)
+    modes = ("sampled", "greedy")
+    table = {n: {m: evals[n][m]["helpfulness"] for m in modes} for n in order}
+    steps = {}
+    for prev, cur in zip(order, order[1:]):
+        steps[f"{cur} - {prev}"] = {m: _ci(compare(evals[cur], evals[prev], m)) for m in modes}
+    last1 = max(n for n in order if n.startswith("G1"))
+    last2 = max(n for n in order if n.startswith("G2"))
+    extra = {f"{last2} - {last1} (second Grow)": {m: _ci(compare(evals[last2], evals[last1], m)) for m in modes},
+             f"{last2} - sft": {m: _ci(compare(evals[last2], evals["sft"], m)) for m in modes},
+             f"{last1} - sft": {m: _ci(compare(evals[last1], evals["sft"], m)) for m in modes},
+             "G1I0 - sft": {m: _ci(compare(evals["G1I0"], evals["sft"], m)) for m in modes}}
+    return {"config": REST, "n_eval": N_EVAL, "gt": table, "consecutive": steps, "claims": extra,
+            "train": res, "wall_s": time.perf_counter() - t0}
+
+
+def run_hir(a, work: Path) -> dict:
+    import torch
+
+    from alignstack.config import load
+    from alignstack.eval.ground_truth import EvalConfig, compare, evaluate
+    from alignstack.methods import hir
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.world import corpus as C
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    tok = load_tokenizer(a.sft)
+    tasks = C.prompt_set(1, "eval", N_EVAL, {"track": 1.0, "sort": 1.0, "add": 1.0}, goal="correct")
+    evals = {"base": _eval(load_model, evaluate, EvalConfig, tok, a.sft, tasks, 16)}
+    train = {}
+    for name, over in HIR_RUNS.items():
+        out = work / name
+        cfg = load(hir.HIRConfig, overrides=[f"out={out}", f"model.path={a.sft}", "log.progress=false",
+                                             *HIR_COMMON, *over, *a.hir_over])
+        train[name] = hir.train(cfg)
+        evals[name] = _eval(load_model, evaluate, EvalConfig, tok, out / "model", tasks, 16)
+    modes = ("sampled", "greedy")
+    table = {n: {m: evals[n][m]["helpfulness"] for m in modes} | {"per_family_sampled": evals[n]["sampled"]
+                                                                  ["per_family"]} for n in evals}
+    pairs = [("hir", "base"), ("hir", "farl"), ("farl", "base"), ("hir", "hir_no_contrastive"),
+             ("hir_no_contrastive", "base")]
+    claims = {f"{x} - {y}": {m: _ci(compare(evals[x], evals[y], m)) for m in modes} for x, y in pairs}
+    return {"config": HIR_COMMON + a.hir_over, "runs": HIR_RUNS, "n_eval": N_EVAL, "gt": table, "claims": claims,
+            "train": train, "wall_s": time.perf_counter() - t0}
+
+
+def _fmt(c: dict) -> str:
+    return f"{c['mean']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
+
+
+def render_md(res: dict) -> str:
+    lines = ["# ReST and HIR on the built-in world", "",
+             "Generated by `experiments/rest_hir.py` from the cached SFT fixture. Ground truth = the world's "
+             f"helpfulness on {N_EVAL} held-out eval prompts; differences are paired per prompt with 95% CIs "
+             "(sampled = T 1.0, greedy).", ""]
+    if "rest" in res:
+        r = res["rest"]
+        lines += ["## ReST (translation family, reward = ground truth in [0, 1], G = 2, Improve steps 0..3)", "",
+                  "| policy | GT sampled | GT greedy | kept rows | kept GT mean | threshold | lr |", "|---|---|---|---|---|---|---|"]
+        info = {f"G{e['grow']}I{e['improve']}": e for e in r["train"]["improve"]}
+        for n, v in r["gt"].items():
+            e = info.get(n, {})
+            lines.append(f"| {n} | {v['sampled']:.3f} | {v['greedy']:.3f} | {e.get('kept', '–')} | "
+                         f"{e.get('kept_gt_mean', float('nan')):.3f} | {e.get('threshold', '–')} | "
+                         f"{e.get('lr', float('nan')):.2e} |")
+        lines += ["", "| paired difference | sampled | greedy |", "|---|---|---|"]
+        for k, v in {**r["consecutive"], **r["claims"]}.items():
+            lines.append(f"| {k} | {_fmt(v['sampled'])} | {_fmt(v['greedy'])} |")
+        lines.append("")
+    for key in sorted(k for k in res if k.startswith("hir")):
+        h = res[key]
+        extra = [o for o in h["config"] if o not in HIR_COMMON]
+        lines += [f"## HIR vs FARL vs base (goal-conditioned track/sort/add, evaluated under `<correct>`)"
+                  f"{' — ' + ', '.join(extra) if extra else ' — reference-code ε = 0.2'}", "",
+                  "| model | GT sampled | GT greedy | per family (sampled) |", "|---|---|---|---|"]
+        for n, v in h["gt"].items():
+            fam = ", ".join(f"{f} {s:.2f}" for f, s in v["per_family_sampled"].items())
+            lines.append(f"| {n} | {v['sampled']:.3f} | {v['greedy']:.3f} | {fam} |")
+        lines += ["", "| paired difference | sampled | greedy |", "|---|---|---|"]
+        for k, v in h["claims"].items():
+            lines.append(f"| {k} | {_fmt(v['sampled'])} | {_fmt(v['greedy'])} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sft", required=True)
+    p.add_argument("--part", default="all", choices=["rest", "hir", "all", "none"])
+    p.add_argument("--work", default="runs/experiments/rest_hir")
+    p.add_argument("--hir-over", nargs="*", default=[], help="extra overrides for every HIR/FARL run")
+    p.add_argument("--out", default="experiments/results")
+    a = p.parse_args()
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for part, fn in (("rest", run_rest), ("hir", run_hir)):
+        if a.part in (part, "all"):
+            (work / f"{part}.json").write_text(json.dumps(fn(a, work), indent=2, default=str))
+    res = {f.stem: json.loads(f.read_text()) for f in sorted(work.glob("*.json"))}   # rest, hir, hir_* variants
+    out = Path(a.out)
+    (out / "rest_hir.json").write_text(json.dumps(res, indent=2, default=str))
+    (out / "rest_hir.md").write_text(render_md(res))
+    print(render_md(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Reduced ground-truth tests on the cached fixture (slow): the world judge agrees with ground truth
+above chance; SL-CAI lowers the unsafe rate on harmful/red-team prompts vs SFT."""
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_judge_agreement_above_chance(trained_world):
+    from alignstack.feedback.judges import PairwiseJudge
+    from alignstack.methods.rlaif import judge_report, local_backend, sample_pairs
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.world import corpus as C
+
+    tasks = C.prompt_set(0, "eval", 1000)
+    pol, tok = load_model(trained_world["sft"]).eval(), load_tokenizer(trained_world["sft"])
+    rows = sample_pairs(pol, tok, tasks, 1.0, 24, 0)
+    a, b = [r["completions"][0] for r in rows], [r["completions"][1] for r in rows]
+    judge = PairwiseJudge(local_backend(str(trained_world["pretrained"])), both_orders=True)
+    rep = judge_report(tasks, a, b, judge.judge([r["prompt"] for r in rows], a, b))
+    assert rep["decided_pairs"] > 300
+    assert rep["agreement"]["ci95"][0] > 0.5, rep["agreement"]            # above chance, 95% CI
+    assert rep["agreement"]["mean"] >= rep["agreement_first_order_only"]["mean"] - 0.02  # averaging does not hurt
+    assert rep["per_family_agreement"]["vault"]["agreement"] > 0.8       # refusal vs compliance is easy
+
+
+def test_sl_cai_lowers_unsafe_rate(trained_world, tmp_path):
+    from alignstack.eval.ground_truth import EvalConfig, compare, evaluate
+    from alignstack.methods import constitutional as K
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.world import corpus as C
+    from alignstack.world import tasks as T
+
+    cfg = K.ConstitutionalConfig(out=str(tmp_path / "cai"), stage="sl", rounds=2, red_team_prompts=300,
+                                 helpful_prompts=300, critic=str(trained_world["pretrained"]))
+    cfg.model.path = str(trained_world["sft"])
+    cfg.sl_optim.lr = 1e-4
+    res = K.train(cfg)
+    by_round = res["sl"]["unsafe_by_round"]
+    assert by_round[1] < by_round[0]                        # the first revision removes harm
+    harmful = C.prompt_set(0, "eval", 400, {f: 0.5 for f in T.HARMFUL})
+    ec = EvalConfig(greedy=False)
+    e_sft = evaluate(load_model(trained_world["sft"]).eval(), load_tokenizer(trained_world["sft"]), ec, harmful)
+    e_sl = evaluate(load_model(res["sl"]["path"]).eval(), load_tokenizer(res["sl"]["path"]), ec, harmful)
+    d = compare(e_sl, e_sft, metric="per_prompt_unsafe")
+    assert e_sl["unsafe_rate"] < e_sft["unsafe_rate"], (e_sl["unsafe_rate"], e_sft["unsafe_rate"])
+    assert d["diff"]["mean"] < 0
