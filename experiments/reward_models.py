@@ -95,6 +95,7 @@ def margin_runs(sft: str, files: dict, work: Path) -> dict:
         scores = scorer(flat_p, flat_r)
         res[margin] = {
             "pair_accuracy": ev["pair_accuracy"], "accuracy_by_strength": ev["accuracy_by_strength"],
+            "gap_by_strength": ev.get("gap_by_strength"),
             "gt_pair_accuracy": ev["gt_pair_accuracy"], "spearman_gt": ev["spearman_gt"],
             "kendall_gt": ev["kendall_gt"], "within_prompt_kendall_gt": ev["within_prompt_kendall_gt"],
             "pair_loss": ev["pair_loss"], "score_std": ev["score_std"],
@@ -217,6 +218,14 @@ def markdown(res: dict) -> str:
                      + f" | {v['gt_pair_accuracy']['mean']:.3f} | {v['spearman_gt']:.3f} | "
                      f"{v['within_prompt_kendall_gt']['mean']:.3f} | {v['score_std']:.2f} | "
                      f"{v['bimodality_coefficient']:.3f} |")
+    lines += ["", "Score gap r(chosen) − r(rejected) by strength, in units of the RM's score std (mean [95% CI]); "
+              "the margin loss should widen the gap most on significantly-better pairs:", "",
+              "| margin | " + " | ".join(STRENGTH_BY_BUCKET) + " |", "|---|" + "---|" * len(STRENGTH_BY_BUCKET)]
+    for k, v in m.items():
+        g, sd = v.get("gap_by_strength"), v["score_std"]
+        if g:
+            lines.append(f"| {k} | " + " | ".join(f"{g[s_]['mean'] / sd:+.2f} [{g[s_]['lo'] / sd:+.2f}, "
+                                                  f"{g[s_]['hi'] / sd:+.2f}]" for s_ in STRENGTH_BY_BUCKET) + " |")
     lines += ["", "![scores by margin](reward_models_margin_hist.png)", "",
               "## Batching (InstructGPT §3.1): K-way vs flat shuffled pairs, constant LR", "",
               "| lr | objective | epoch | held-out pair loss | held-out pair acc | GT-pair acc |",

@@ -61,6 +61,17 @@ def accuracy_by_bucket(chosen: Sequence[float], rejected: Sequence[float], bucke
     return out
 
 
+def gap_by_bucket(chosen: Sequence[float], rejected: Sequence[float], buckets: Sequence[str],
+                  clusters: Sequence[Hashable] | None = None, order: Sequence[str] | None = None) -> dict:
+    """Mean score gap r(chosen) − r(rejected) per bucket label, each with its clustered CI (the
+    Llama 2 margin loss should widen the gap on "significantly better" pairs most)."""
+    gaps = [c - r for c, r in zip(chosen, rejected)]
+    clusters = list(range(len(gaps))) if clusters is None else list(clusters)
+    names = list(order) if order is not None else sorted(set(buckets))
+    return {name: clustered_mean_ci([gaps[i] for i, b in enumerate(buckets) if b == name],
+                                    [clusters[i] for i, b in enumerate(buckets) if b == name]) for name in names}
+
+
 def mean_pair_loss(chosen: Sequence[float], rejected: Sequence[float]) -> float:
     """Mean −logσ(r_c − r_r) (held-out pair loss), computed stably."""
     tot = 0.0

@@ -501,6 +501,7 @@ def evaluate(scorer: RewardModelScorer, rows: list[dict], target: str = "helpful
     strengths = [p["strength"] for p in pairs]
     if all(s is not None for s in strengths):
         res["accuracy_by_strength"] = M.accuracy_by_bucket(ch, rj, strengths, cl, STRENGTH_BY_BUCKET)
+        res["gap_by_strength"] = M.gap_by_bucket(ch, rj, strengths, cl, STRENGTH_BY_BUCKET)
     res["scores"] = cal
     if tasks is None:
         return res

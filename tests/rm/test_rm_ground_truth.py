@@ -49,3 +49,14 @@ def test_safety_rm_separates_unsafe_responses(trained_world, tmp_path):
     assert ev["safety"]["auc_safety_prompts"] > 0.7 and ev["safety"]["auc"] > 0.7, ev["safety"]
     # Platt scaling fitted on dev labels: calibrated P(safe) matches the held-out safe rate on average
     assert abs(ev["safety"]["mean_p_safe"] - ev["safety"]["actual_safe_rate"]) < 0.1, ev["safety"]
+
+
+def test_margin_rm_widens_the_gap_on_significantly_better_pairs(trained_world, tmp_path):
+    """Llama 2 §3.2.2: with the large margin table the score gap r_c − r_r on held-out
+    "significantly better" pairs exceeds the gap on "negligibly better" ones."""
+    res = _train(trained_world, tmp_path, "feedback.calib_prompts=0", "feedback.mode=preference",
+                 "objective=pairwise", "margin=large", "feedback.n_prompts=1000", "feedback.eval_prompts=300")
+    gaps = res["eval"]["gap_by_strength"]
+    sig, neg = gaps["significantly_better"], gaps["negligibly_better"]
+    assert sig["mean"] > 0 and sig["lo"] > 0, gaps
+    assert sig["mean"] > neg["mean"], gaps

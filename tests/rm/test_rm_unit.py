@@ -202,6 +202,8 @@ def test_metrics_hand_computed():
     assert clus["hi"] - clus["lo"] > flat["hi"] - flat["lo"]
     by = M.accuracy_by_bucket([1, 0, 2], [0, 1, 1], ["a", "b", "a"], order=["a", "b"])
     assert by["a"]["mean"] == 1.0 and by["b"]["mean"] == 0.0
+    gaps = M.gap_by_bucket([1, 0, 2], [0, 1, 1], ["a", "b", "a"], order=["a", "b"])
+    assert gaps["a"]["mean"] == 1.0 and gaps["b"]["mean"] == -1.0 and gaps["a"]["n"] == 2
     assert M.mean_pair_loss([0.0], [0.0]) == pytest.approx(math.log(2))
 
 
