@@ -88,7 +88,11 @@ class PooledBest:
     Default: pool the best of ALL rounds so far (the fix Llama 2 adopted from V4). With
     ``last_round_only=True`` only the latest round's selections count (the V1–V3 behaviour,
     kept for the pooling ablation): prompts not sampled in the latest round drop out.
-    On equal rewards the earlier entry is kept. State is JSON-able (``to_dict``/``from_dict``);
+    On equal rewards a later round's sample replaces an earlier one (a tie carries no reward
+    information, and the newer policy's sample is closer to what the model now generates: with a
+    bounded reward most prompts tie at the ceiling, and keeping the oldest sample would freeze the pool
+    at round 1, see experiments/results/rejection_sampling.md); within one round the first is kept.
+    State is JSON-able (``to_dict``/``from_dict``);
     prompt ids and completions must themselves be JSON-able.
     """
 
@@ -110,7 +114,7 @@ class PooledBest:
             rew = float(rew)
             cur = self._best.get(pid)
             stale = cur is not None and self.last_round_only and cur[2] != round
-            if cur is None or stale or rew > cur[1]:
+            if cur is None or stale or rew > cur[1] or (rew == cur[1] and round > cur[2]):
                 self._best[pid] = (comp, rew, round)
 
     def best(self) -> dict[Any, tuple[Any, float, int]]:

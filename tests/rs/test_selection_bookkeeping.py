@@ -36,6 +36,14 @@ def test_pool_through_json_keeps_best_of_all_rounds_vs_last_round_only():
     assert sum(pooled.best()[p][1] for p in shared) >= sum(last.best()[p][1] for p in shared)
 
 
+def test_pool_ties_prefer_the_newer_round_within_a_round_the_first():
+    pool = PooledBest()
+    pool.update(1, ["a", "a", "b"], ["a1", "a1'", "b1"], [1.0, 1.0, 0.5])
+    assert pool.best()["a"][0] == "a1"                      # same round: first of the tie
+    pool.update(2, ["a", "b"], ["a2", "b2"], [1.0, 0.4])
+    assert pool.best() == {"a": ("a2", 1.0, 2), "b": ("b1", 0.5, 1)}
+
+
 def test_reward_over_k_hand_values_and_gap_grows(tmp_path):
     # one prompt with rewards 0, 1, 2, 3: k=2 subsets: max mean = (1+2+3+2+3+3)/6 = 14/6,
     # median (mean of the two) = mean reward = 1.5; k=4: max 3, median 1.5

@@ -61,9 +61,9 @@ def test_pooled_best_keeps_earlier_round_best():
     assert best["p1"] == ("a1", pytest.approx(0.9), 1)  # round-1 sample survives a worse round 2
     assert best["p2"] == ("b2", pytest.approx(0.7), 2)
     assert best["p3"][2] == 2
-    # equal reward: the earlier entry is kept
+    # equal reward from a newer round: the newer sample replaces it
     pool.update(3, ["p2"], ["b3"], [0.7])
-    assert pool.best()["p2"][0] == "b2"
+    assert pool.best()["p2"] == ("b3", pytest.approx(0.7), 3)
 
 
 def test_pooled_best_last_round_only():
