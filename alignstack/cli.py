@@ -137,9 +137,12 @@ def _eval(argv: list[str]) -> int:
     p.add_argument("--n-prompts", type=int, default=1000)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=1, help="samples per prompt at the temperature, averaged")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
-    cfg = EvalConfig(n_prompts=a.n_prompts, temperature=a.temperature, seed=a.seed)
+    if a.samples < 1:
+        p.error("--samples must be ≥ 1")
+    cfg = EvalConfig(n_prompts=a.n_prompts, temperature=a.temperature, seed=a.seed, samples=a.samples)
     tasks = eval_tasks(cfg)
     tok, model = load_tokenizer(a.model), load_model(a.model)
     res = evaluate(model, tok, cfg, tasks)
@@ -166,7 +169,7 @@ def _demo(argv: list[str]) -> int:
     p.add_argument("--all", action="store_true", help="the longer pipeline with every method")
     p.add_argument("--resume", action="store_true", help="skip stages that already finished")
     p.add_argument("--fast", action="store_true", help="shortened stages (smoke test)")
-    p.add_argument("--eval-prompts", type=int, default=1000)
+    p.add_argument("--eval-prompts", type=int, default=None, help="held-out prompts (default: the pipeline's, 2000)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     run_demo(DemoConfig(out=a.out, resume=a.resume, fast=a.fast, all=a.all, eval_prompts=a.eval_prompts,

@@ -1,7 +1,8 @@
 """Multi-stage runs from YAML: the demo is one shipped pipeline (``alignstack/pipelines/demo.yaml``).
 
-A pipeline is a list of stages, each one method (any ``alignstack <method>``, plus ``world``) with an
-optional config file and dotted overrides, run in order. ``{out}`` in an override is the run folder,
+A pipeline is a list of stages, each one method (any ``alignstack <method>``, plus ``world``, and
+``checkpoint`` to start from an existing model: ``overrides: [path=DIR]``) with an optional config
+file and dotted overrides, run in order. ``{out}`` in an override is the run folder,
 so a stage names an earlier stage's model as ``model.path={out}/sft/model``. Each stage writes its
 artifacts under ``<out>/<stage>/`` and a ``done.json`` last; with ``resume`` finished stages (and
 finished evaluations) are skipped. Stages with ``eval: true`` are evaluated on the world's held-out
@@ -23,7 +24,7 @@ from alignstack.config import ConfigError, load, to_dict
 @dataclass
 class StageConfig:
     name: str = ""
-    method: str = ""                 # world | any key of alignstack.cli.METHODS
+    method: str = ""                 # world | checkpoint | any key of alignstack.cli.METHODS
     config: str | None = None        # YAML config of the method (relative paths: from the pipeline file)
     overrides: list[str] = field(default_factory=list)   # dotted overrides; {out} = the run folder
     fast: list[str] = field(default_factory=list)        # extra overrides with --fast (smoke tests)
@@ -35,16 +36,19 @@ class PipelineConfig:
     out: str = "runs/pipeline"
     baseline: str = "sft"            # the stage every evaluated stage is compared with
     eval_prompts: int = 1000
+    eval_samples: int = 1            # T = 1 samples per prompt, averaged per prompt before the paired CI
     kl_prompts: int = 256
-    seed: int = 0
+    seed: int = 0                    # eval prompt set and sampling seed
     stages: list[StageConfig] = field(default_factory=list)
 
     def __post_init__(self):
         from alignstack.cli import METHODS
         if not self.stages:
             raise ValueError("a pipeline needs at least one stage")
+        if self.eval_prompts < 1 or self.eval_samples < 1:
+            raise ValueError(f"eval_prompts and eval_samples must be ≥ 1, got {self.eval_prompts}, {self.eval_samples}")
         names = [s.name for s in self.stages]
-        valid = ["world", *METHODS]
+        valid = ["world", "checkpoint", *METHODS]
         for i, s in enumerate(self.stages):
             if not s.name or "/" in s.name:
                 raise ValueError(f"stages[{i}].name must be a non-empty folder name, got {s.name!r}")
@@ -56,6 +60,10 @@ class PipelineConfig:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate stage names: {sorted(dup)}")
+        for i, s in enumerate(self.stages):
+            if s.method == "checkpoint" and [o.split("=", 1)[0] for o in s.overrides] != ["path"]:
+                raise ValueError(f"stages[{i}] ({s.name}): a checkpoint stage takes exactly one override, "
+                                 f"path=DIR (a Hugging Face model folder), got {s.overrides}")
         evals = [s.name for s in self.stages if s.eval]
         if evals and self.baseline not in evals:
             raise ValueError(f"baseline {self.baseline!r} must be a stage with eval: true (have {evals})")
@@ -93,6 +101,13 @@ def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bo
         from alignstack.world.files import write_world
         kw = {k: int(v) for k, v in (o.split("=", 1) for o in over)}
         return write_world(d, **kw)
+    if stage.method == "checkpoint":           # an existing model (e.g. your own SFT) as a stage
+        path = Path(over[0].split("=", 1)[1])
+        path = path if path.is_absolute() else base_dir / path
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"stage {stage.name!r}: path={path} is not a Hugging Face model folder "
+                              "(no config.json)")
+        return {"policy": str(path.resolve())}
     mod_name, cls_name = METHODS[stage.method]
     mod = importlib.import_module(mod_name)
     cfg_path = None
@@ -163,12 +178,13 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
     summary = {"config": to_dict(cfg), "stages": {}}
     evals = [s for s in cfg.stages if s.eval]
     if evals:
-        print(f"[{label}] evaluating {len(evals)} stages on {cfg.eval_prompts} held-out prompts ...", flush=True)
-        ecfg = EvalConfig(n_prompts=cfg.eval_prompts, seed=cfg.seed)
+        print(f"[{label}] evaluating {len(evals)} stages on {cfg.eval_prompts} held-out prompts "
+              f"({cfg.eval_samples} sample(s) each) ...", flush=True)
+        ecfg = EvalConfig(n_prompts=cfg.eval_prompts, seed=cfg.seed, samples=cfg.eval_samples)
         tasks = eval_tasks(ecfg)
-        tok = load_tokenizer(out / cfg.baseline / "model")
+        tok = load_tokenizer(policy_path(out / cfg.baseline))
         base_ev = _evaluate(out / cfg.baseline, tok, tasks, ecfg, resume)
-        base_model = load_model(out / cfg.baseline / "model")
+        base_model = load_model(policy_path(out / cfg.baseline))
     for st in cfg.stages:
         info = results[st.name]
         row: dict = {"method": st.method, "wall_s": info.get("wall_s")}
@@ -233,12 +249,13 @@ class DemoConfig:
     resume: bool = False
     fast: bool = False        # shorter stages (tests)
     all: bool = False         # the longer pipeline with every method
-    eval_prompts: int = 1000
+    eval_prompts: int | None = None   # None: the pipeline's own (2,000)
     progress: bool = True
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     """The shipped demo pipeline on the built-in world (``demo.yaml``, or ``demo_all.yaml`` with ``all``)."""
     path = shipped("demo_all" if cfg.all else "demo")
-    pipe = load_pipeline(path, [f"out={cfg.out}", f"eval_prompts={cfg.eval_prompts}"])
+    over = [f"out={cfg.out}"] + ([f"eval_prompts={cfg.eval_prompts}"] if cfg.eval_prompts else [])
+    pipe = load_pipeline(path, over)
     return run_pipeline(pipe, path.parent, resume=cfg.resume, fast=cfg.fast, progress=cfg.progress, label="demo")

@@ -188,7 +188,7 @@ th{{background:#f3f3f3}}.good{{color:#17762b;font-weight:600}}.bad{{color:#b0002
 .samples td{{font-family:ui-monospace,monospace;font-size:12px}}img{{max-width:100%}}</style></head><body>
 <h1>alignstack run report</h1>
 <p>Run folder <code>{html.escape(str(run))}</code>; {cfg.get('eval_prompts', '?')} held-out world prompts per
-evaluation, sampled at T = 1; differences are paired per prompt against <b>{html.escape(cfg.get('baseline', 'sft'))}</b>
+evaluation (prompt set seed {cfg.get('seed', 0)}), {cfg.get('eval_samples', 1)} sample(s) per prompt at T = 1 averaged per prompt; differences are paired per prompt against <b>{html.escape(cfg.get('baseline', 'sft'))}</b>
 with 95% confidence intervals. Total wall time {summary.get('total_wall_s', 0):.0f} s.</p>
 <h2>Policies on ground truth</h2>{_stage_table(stages)}{img('stages', 'per-stage score and unsafe rate')}
 <h2>Reward–KL</h2>{img('frontier', 'reward-KL')}

@@ -33,6 +33,8 @@ def test_bad_pipelines_get_clear_errors(tmp_path):
         load_pipeline(_write(tmp_path, "stages:\n  - {name: pol, method: dpo, eval: true}\n"))
     with pytest.raises(ConfigError, match="at least one stage"):
         load_pipeline(_write(tmp_path, "out: x\n"))
+    with pytest.raises(ConfigError, match="a checkpoint stage takes exactly one override, path=DIR"):
+        load_pipeline(_write(tmp_path, "stages:\n  - {name: sft, method: checkpoint, overrides: [model=x]}\n"))
     with pytest.raises(ConfigError, match=r"unknown config key 'stages\[0\].overide'"):
         load_pipeline(_write(tmp_path, "stages:\n  - {name: a, method: sft, overide: []}\n"))
 
@@ -108,3 +110,19 @@ def test_report_renders_in_headless_chromium(tmp_path, chrome):
     widths = chrome.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
     assert len(widths) == 4 and all(w > 100 for w in widths), widths     # every embedded chart decoded
     assert "beats sft" in chrome.find_element("tag name", "body").text
+
+
+def test_eval_samples_average_per_prompt_and_scalars(tmp_path):
+    from alignstack.eval.ground_truth import EvalConfig, _average_runs
+    a = {"helpfulness": 1.0, "unsafe_rate": 0.0, "red_team_unsafe_rate": 0.0, "over_refusal": 0.0, "score": 1.0,
+         "per_family": {"add": 1.0}, "per_prompt": [1.0, 0.0], "per_prompt_unsafe": [0.0], "samples": ["s"]}
+    b = {"helpfulness": 0.5, "unsafe_rate": 1.0, "red_team_unsafe_rate": 1.0, "over_refusal": 0.5, "score": 0.0,
+         "per_family": {"add": 0.0}, "per_prompt": [0.0, 0.0], "per_prompt_unsafe": [1.0], "samples": ["t"]}
+    m = _average_runs([a, b])
+    assert m["per_prompt"] == [0.5, 0.0] and m["per_prompt_unsafe"] == [0.5] and m["unsafe_rate"] == 0.5
+    assert m["helpfulness"] == 0.75 and m["per_family"] == {"add": 0.5} and m["samples"] == ["s"] and m["n_samples"] == 2
+    assert _average_runs([a]) is a
+    with pytest.raises(ValueError, match="eval samples"):
+        EvalConfig(samples=0)
+    with pytest.raises(ConfigError, match="eval_samples must be"):
+        load_pipeline(_write(tmp_path, "eval_samples: 0\nstages:\n  - {name: a, method: sft}\n"))

@@ -32,6 +32,11 @@ class EvalConfig:
     temperature: float = 1.0
     greedy: bool = True           # also evaluate greedily
     batch_size: int = 256
+    samples: int = 1              # T-samples per prompt, averaged per prompt (less noise in paired CIs)
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise ValueError(f"eval samples must be ≥ 1, got {self.samples}")
 
 
 def eval_tasks(cfg: EvalConfig) -> list[T.Task]:
@@ -77,13 +82,30 @@ def evaluate(model, tokenizer, cfg: EvalConfig | None = None, tasks: list[T.Task
     if cfg.greedy:
         modes.append(("greedy", SamplingConfig(cfg.max_new_tokens, greedy=True, batch_size=cfg.batch_size)))
     for name, sc in modes:
-        resp = generate_for_tasks(model, tokenizer, tasks, sc, cfg.seed)
-        res = score_responses(tasks, resp)
-        res["samples"] = [{"prompt": t.prompt, "response": r} for t, r in zip(tasks[:8], resp[:8])]
-        out[name] = res
+        runs = []
+        for i in range(cfg.samples if name == "sampled" else 1):
+            resp = generate_for_tasks(model, tokenizer, tasks, sc, cfg.seed + 7919 * i)
+            runs.append(score_responses(tasks, resp))
+            if i == 0:
+                runs[0]["samples"] = [{"prompt": t.prompt, "response": r} for t, r in zip(tasks[:8], resp[:8])]
+        out[name] = _average_runs(runs)
     s = out["sampled"]
     out.update(helpfulness=s["helpfulness"], unsafe_rate=s["unsafe_rate"], over_refusal=s["over_refusal"],
                score=s["score"])
+    return out
+
+
+def _average_runs(runs: list[dict]) -> dict:
+    """Average several scored samplings of the same tasks: scalars, per-family and per-prompt values."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    for k in ("helpfulness", "unsafe_rate", "red_team_unsafe_rate", "over_refusal", "score"):
+        out[k] = sum(r[k] for r in runs) / len(runs)
+    out["per_family"] = {f: sum(r["per_family"][f] for r in runs) / len(runs) for f in runs[0]["per_family"]}
+    for k in ("per_prompt", "per_prompt_unsafe"):
+        out[k] = [sum(v) / len(v) for v in zip(*(r[k] for r in runs))]
+    out["n_samples"] = len(runs)
     return out
 
 

@@ -1,0 +1,64 @@
+"""Integration test of the demo's effects (issue #12): a shortened demo pipeline from the cached
+SFT fixture — simulated feedback → helpfulness and safety reward models → PPO on the Llama 2 reward →
+rejection sampling → DPO — evaluated on 1,000 held-out prompts (2 samples each), asserting the
+direction of each effect with its paired 95% CI. The full-size numbers are in the README."""
+import json
+
+import pytest
+
+from alignstack.pipeline import load_pipeline, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = """
+out: {out}
+baseline: sft
+eval_prompts: 1000
+eval_samples: 2
+kl_prompts: 128
+seed: 11
+stages:
+  - {{name: sft, method: checkpoint, overrides: ["path={sft}"], eval: true}}
+  - name: rm_helpful
+    method: reward_model
+    overrides: ["model.path={sft}", objective=pairwise, margin=small, target=helpfulness, feedback.mode=preference,
+                feedback.n_prompts={help_prompts}, feedback.eval_prompts=200, "feedback.temperatures=[0.7, 1.3]",
+                optim.lr=3.0e-4, optim.batch_size=32, optim.weight_decay=0.1, histogram=false]
+  - name: rm_safety
+    method: reward_model
+    overrides: ["model.path={sft}", objective=pairwise, margin=small, target=safety, safety_help_frac=0.1,
+                feedback.mode=preference, feedback.n_prompts=800, feedback.calib_prompts=300, feedback.eval_prompts=200,
+                "feedback.temperatures=[0.7, 1.3]", feedback.safety_frac=0.5, optim.lr=3.0e-4, histogram=false]
+  - name: ppo
+    method: ppo
+    overrides: ["model.path={sft}", "reward=llama2:{out}/rm_helpful/model,{out}/rm_safety/model",
+                "value_init={out}/rm_helpful/model", steps=100, init_kl_coef=0.2, optim.lr=3.0e-5]
+    eval: true
+  - name: rejection_sampling
+    method: rejection_sampling
+    overrides: ["model.path={sft}", "reward=llama2:{out}/rm_helpful/model,{out}/rm_safety/model",
+                n_prompts=1000, k=8, temperature=0.7, "curve_temperatures=[]", optim.lr=2.0e-4, optim.epochs=2.0]
+    eval: true
+  - name: dpo
+    method: dpo
+    overrides: ["model.path={sft}", data.n_rows=1500, beta=0.1, rpo_alpha=0.2, optim.lr=3.0e-4,
+                optim.schedule=linear, optim.warmup_steps=10, optim.grad_clip=10.0]
+    eval: true
+"""
+
+
+def test_shortened_demo_moves_ground_truth_the_right_way(trained_world, tmp_path):
+    path = tmp_path / "short.yaml"
+    path.write_text(PIPELINE.format(out=tmp_path / "run", sft=trained_world["sft"], help_prompts=3000))
+    s = run_pipeline(load_pipeline(path), progress=False)["stages"]
+    print(json.dumps({k: {m: v.get(m) for m in ("score_diff_ci", "unsafe_diff_ci", "unsafe_rate", "kl_to_sft")}
+                      for k, v in s.items()}, indent=1))
+    assert s["sft"]["unsafe_rate"] > 0.05, s["sft"]            # room for the safety effects
+    for stage in ("ppo", "rejection_sampling", "dpo"):         # every safety-aware stage lowers harm
+        assert s[stage]["unsafe_diff_ci"][1] < 0, (stage, s[stage]["unsafe_diff_ci"])
+        assert s[stage]["kl_to_sft"] > 0
+    for stage in ("ppo", "dpo"):                               # and raises ground-truth helpfulness
+        assert s[stage]["score_diff_ci"][0] > 0, (stage, s[stage]["score_diff_ci"])
+    # rejection sampling with learned RMs: the smallest effect (+0.01–0.04 in our runs); direction only
+    assert sum(s["rejection_sampling"]["score_diff_ci"]) / 2 > 0, s["rejection_sampling"]["score_diff_ci"]
+    assert s["ppo"]["kl_to_sft"] < 1.0, s["ppo"]["kl_to_sft"]    # β = 0.2 keeps PPO close to SFT
