@@ -136,7 +136,7 @@ NOTES = """Hand-written notes (2026-11-24 run): DPO's KL barely depends on β he
 monotone): one epoch with the chosen-NLL term (rpo_alpha 0.2) keeps every run near SFT, so the β sweep
 traces a short segment rather than a frontier. PPO's adaptive controller reaches KL ≈ 0.5 at targets 0.6
 and 2 within 100 steps, and ground truth falls as KL rises (the learned RMs are being exploited), so
-PPO's best point is its most constrained one. Both methods cut the unsafe rate to ≤ 0.02."""
+PPO's best point is its most constrained one. Both methods cut the unsafe rate to 0.021 or less."""
 
 
 def verdict(res: dict) -> str:
