@@ -234,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from alignstack.train.loop import TrainingError  # torch is loaded whenever training raised
+        if not isinstance(e, TrainingError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -48,9 +48,20 @@ def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
 
 
 def make_accelerator(dist: DistConfig):
+    import os
+
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=dist.mixed_precision, cpu=dist.cpu)
+    acc = Accelerator(mixed_precision=dist.mixed_precision, cpu=dist.cpu)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and acc.num_processes == 1:
+        # e.g. an FSDP accelerate config on a machine without GPUs: accelerate then silently runs every
+        # process as an independent single-process job (all writing the same run folder).
+        raise TrainingError(
+            f"launched {launched} processes but accelerate set up {acc.distributed_type} with 1 process; "
+            "accelerate's FSDP/DeepSpeed need GPUs — on CPU use `accelerate launch --cpu --num_processes N` "
+            "(data parallel) or configs/accelerate/ddp.yaml")
+    return acc
 
 
 class Trainer:
