@@ -61,7 +61,7 @@ def _method(name: str, argv: list[str]) -> int:
     p.add_argument("--config", help="YAML config file (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in `out`")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)       # overrides may come before or after flags
     mod_name, cls_name = METHODS[name]
     mod = importlib.import_module(mod_name)
     over = METHOD_BASE.get(name, []) + list(a.overrides) + (["checkpoint.resume=true"] if a.resume else [])
@@ -189,7 +189,7 @@ def _pipeline(argv: list[str]) -> int:
     p.add_argument("--fast", action="store_true", help="apply each stage's `fast` overrides (smoke test)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)       # overrides may follow the flags
     cfg = load_pipeline(a.config, a.overrides)
     run_pipeline(cfg, Path(a.config).resolve().parent, resume=a.resume, fast=a.fast, progress=not a.no_progress)
     print(f"\nsummary: {os.path.join(cfg.out, 'summary.json')}")

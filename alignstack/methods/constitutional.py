@@ -298,6 +298,8 @@ def train(cfg: ConstitutionalConfig) -> dict:
         policy = res["sl"]["path"]
     if cfg.stage in ("rl", "both"):
         res["rl"] = train_rl(cfg, constitution, policy)
+        policy = res["rl"]["path"]
+    res["policy"] = policy                                 # the final model (pipelines evaluate this one)
     res["wall_s"] = time.perf_counter() - t0
     (Path(cfg.out) / "metrics.json").write_text(json.dumps(res, indent=2, default=str))
     return res

@@ -307,6 +307,7 @@ def train(cfg: RLAIFConfig) -> dict:
         reward = f"rm:{res['rm']['path']}"
     res["rl"] = run_rl(cfg.rl, cfg.model.path, reward, str(out / "policy"), cfg.seed, cfg.log)   # 3. RL
     res["reward"] = reward
+    res["policy"] = str(out / "policy" / "model")        # the aligned model (pipelines evaluate this one)
     res["wall_s"] = time.perf_counter() - t0
     (out / "metrics.json").write_text(json.dumps(res, indent=2, default=str))
     return res
