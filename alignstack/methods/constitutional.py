@@ -282,7 +282,7 @@ def train_rl(cfg: ConstitutionalConfig, constitution: Constitution, policy_path:
     out = Path(cfg.out)
     (out / "rl_judge_report.json").write_text(json.dumps(report, indent=2))
     rm = train_soft_rm(rows, policy_path, str(out / "pm"), cfg.rm_optim, cfg.model.max_length, cfg.seed, cfg.log)
-    rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log)
+    rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log, cfg.model)
     return {"judge": report, "pm": rm, "rl": rl, "path": str(out / "rl" / "model")}
 
 

@@ -96,6 +96,9 @@ def _stage_config(cfg: IterativeConfig, i: int, stage: str, fixed: dict):
     cls = {"rejection_sampling": rejection_sampling.RejectionSamplingConfig, "ppo": ppo.PPOConfig,
            "reward_model": reward_model.RewardModelConfig}[stage]
     base = _merge(RM_DEFAULTS, cfg.reward_model) if stage == "reward_model" else getattr(cfg, stage)
+    if cfg.model.lora.enabled:            # the top-level LoRA switch reaches every stage (a stage dict may override)
+        from dataclasses import asdict
+        base = _merge({"model": {"lora": asdict(cfg.model.lora)}}, base)
     base = _merge(_merge(base, getattr(cfg.rounds[i], stage)), fixed)
     if cfg.checkpoint.resume:
         base = _merge(base, {"checkpoint": {"resume": True}})

@@ -117,6 +117,8 @@ def build_critic(policy, value_init: str | None):
     ccfg = copy.deepcopy(policy.config)
     ccfg.num_labels = 1
     critic = LlamaForSequenceClassification(ccfg)
+    if hasattr(policy, "peft_config"):          # LoRA policy: the critic starts from the merged weights
+        policy = copy.deepcopy(policy).merge_and_unload()
     critic.model.load_state_dict(policy.model.state_dict())
     nn.init.zeros_(critic.score.weight)
     return critic

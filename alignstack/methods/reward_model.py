@@ -563,6 +563,9 @@ def train(cfg: RewardModelConfig) -> dict:
     renderer = ChatRenderer(tokenizer, cfg.model.max_length, cfg.data.overlong)
     examples = build_examples(train_rows, cfg.objective, cfg.margin, renderer, source)
     model = reward_model_from_causal_lm(cfg.model.path, tokenizer, cfg.seed, cfg.model.trust_remote_code)
+    if cfg.model.lora.enabled:           # adapters on the trunk; the scalar head trains in full
+        from alignstack.models.load import apply_lora
+        model = apply_lora(model, cfg.model.lora, task_type="SEQ_CLS")
     t_fit = time.perf_counter()
     trainer, history = fit(model, tokenizer, examples, cfg)             # 3. objective
     fit_s = time.perf_counter() - t_fit
@@ -572,6 +575,9 @@ def train(cfg: RewardModelConfig) -> dict:
     if not trainer.is_main:
         return result
     rm = trainer.unwrapped.eval()
+    if hasattr(rm, "peft_config"):       # save and score the merged model: a plain HF checkpoint
+        rm.save_pretrained(str(out / "adapter"))
+        rm = rm.merge_and_unload().eval()
     scorer = RewardModelScorer(None, cfg.eval_batch_size, cfg.model.max_length, tokenizer=tokenizer, model=rm)
     cal = fit_calibration(cfg, scorer, rows["calib"])                   # 4. shift / calibration
     scorer.a, scorer.b = cal["a"], cal["b"]

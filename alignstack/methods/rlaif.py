@@ -260,11 +260,16 @@ def train_soft_rm(rows: list[dict], init_path: str, out: str, optim: OptimConfig
 # --------------------------------------------------------------------------- RL through the reward interface
 
 
-def run_rl(rl: RLConfig, policy_path: str, reward: str, out: str, seed: int = 0, log: LogConfig | None = None) -> dict:
-    """RL from ``policy_path`` against the reward spec (any :func:`make_scorer` string)."""
+def run_rl(rl: RLConfig, policy_path: str, reward: str, out: str, seed: int = 0, log: LogConfig | None = None,
+           model: ModelConfig | None = None) -> dict:
+    """RL from ``policy_path`` against the reward spec (any :func:`make_scorer` string); the LoRA
+    settings of ``model`` (the user's model config) carry over to the RL stage."""
+    mcfg = ModelConfig(path=policy_path)
+    if model is not None:
+        mcfg.lora = model.lora
     if rl.algorithm == "ppo":
         from alignstack.methods import ppo
-        pcfg = ppo.PPOConfig(out=out, seed=seed, reward=reward, model=ModelConfig(path=policy_path), steps=rl.steps,
+        pcfg = ppo.PPOConfig(out=out, seed=seed, reward=reward, model=mcfg, steps=rl.steps,
                              init_kl_coef=rl.beta, max_new_tokens=rl.max_new_tokens)
         pcfg.optim.lr = rl.lr
         if log is not None:
@@ -272,7 +277,7 @@ def run_rl(rl: RLConfig, policy_path: str, reward: str, out: str, seed: int = 0,
         return ppo.train(pcfg)
     from alignstack.methods import grpo
     cfg = grpo.GRPOConfig(out=out, seed=seed, algorithm=rl.algorithm, reward=reward,
-                          model=ModelConfig(path=policy_path), steps=rl.steps, prompts_per_step=rl.prompts_per_step,
+                          model=mcfg, steps=rl.steps, prompts_per_step=rl.prompts_per_step,
                           num_generations=rl.num_generations, beta=rl.beta, max_new_tokens=rl.max_new_tokens,
                           families=[])
     cfg.optim.lr = rl.lr
@@ -305,7 +310,7 @@ def train(cfg: RLAIFConfig) -> dict:
         res["rm"] = train_soft_rm(rows, cfg.model.path, str(out / "rm"), cfg.rm_optim,   # 2. distilled RM
                                   cfg.model.max_length, cfg.seed, cfg.log, to_yaml(cfg))
         reward = f"rm:{res['rm']['path']}"
-    res["rl"] = run_rl(cfg.rl, cfg.model.path, reward, str(out / "policy"), cfg.seed, cfg.log)   # 3. RL
+    res["rl"] = run_rl(cfg.rl, cfg.model.path, reward, str(out / "policy"), cfg.seed, cfg.log, cfg.model)  # 3. RL
     res["reward"] = reward
     res["policy"] = str(out / "policy" / "model")        # the aligned model (pipelines evaluate this one)
     res["wall_s"] = time.perf_counter() - t0

@@ -118,15 +118,16 @@ def frozen_copy(model):
     return ref
 
 
-def apply_lora(model, cfg):
-    """Wrap ``model`` with LoRA adapters (peft, imported lazily); only adapter weights train."""
+def apply_lora(model, cfg, task_type: str = "CAUSAL_LM"):
+    """Wrap ``model`` with LoRA adapters (peft, imported lazily); only adapter weights train (with
+    ``task_type="SEQ_CLS"`` peft also trains the scalar ``score`` head in full)."""
     try:
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
     except ImportError as e:  # pragma: no cover
         raise RuntimeError("model.lora.enabled=true needs peft: pip install 'alignstack[lora]'") from e
     pc = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                        target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+                        target_modules=list(cfg.target_modules), task_type=task_type)
     return get_peft_model(model, pc)
 
 
@@ -157,5 +158,6 @@ def save_final(model, tokenizer, out_dir: str | os.PathLike, config_yaml: str = 
     extra = {"alignstack_config.yaml": config_yaml} if config_yaml else None
     if hasattr(model, "peft_config"):
         model.save_pretrained(str(out / "adapter"))
-        model = model.merge_and_unload()
+        # merge a copy: methods that save between rounds (ReST, HIR) keep training the adapters afterwards
+        model = copy.deepcopy(model).merge_and_unload()
     return save_pretrained_atomic(model, tokenizer, out / "model", extra)
