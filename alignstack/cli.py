@@ -67,7 +67,10 @@ def _method(name: str, argv: list[str]) -> int:
     over = METHOD_BASE.get(name, []) + list(a.overrides) + (["checkpoint.resume=true"] if a.resume else [])
     cfg = load(getattr(mod, cls_name), a.config, over)
     res = mod.train(cfg)
-    print(json.dumps(res, indent=2, default=str))
+    from alignstack.train.dist import finish, is_main_process
+    if is_main_process():
+        print(json.dumps(res, indent=2, default=str))
+    finish()
     return 0
 
 

@@ -72,6 +72,10 @@ class OptimConfig:
 class DistConfig:
     mixed_precision: str = "no"       # no | bf16 | fp16 (fp32 on CPU)
     cpu: bool = False                 # force CPU even where a GPU exists
+    # shard parameters, gradients and optimizer state across processes with torch FSDP2 `fully_shard`
+    # (not accelerate's FSDP plugin); works on CPU/gloo and GPU/nccl. Launch N processes with
+    # `torchrun --nproc_per_node N -m alignstack.cli ...` (accelerate 1.x `launch --cpu` starts only one).
+    fsdp: bool = False
 
 
 @dataclass

@@ -10,6 +10,8 @@ Parts (each writes into results/ai_feedback.json as it finishes):
 - rlaif: distilled RLAIF (judge soft labels → soft-label RM → RLOO) vs the same pipeline on labels
   from the world's simulated human annotator (same number of pairs), both vs SFT on 1,000 eval
   prompts (paired per-prompt CIs).
+- drlaif: d-RLAIF (the judge's normalised 1–10 score used directly as the RLOO reward, no RM) vs SFT and
+  vs the distilled RLAIF policy of the rlaif part.
 - slcai: SL-CAI (critic = pretrained model, critique documents) fine-tuning of the SFT model; unsafe
   rate on harmful/red-team eval prompts vs SFT, and the unsafe rate of the revisions by round.
 - rlcai: RL-CAI on top of SL-CAI (principle-sampled comparisons → soft-label PM → RLOO).
@@ -32,11 +34,15 @@ def newest_fixture() -> Path:
     return max(dirs, key=lambda d: (d / "done.json").stat().st_mtime)
 
 
-def evaluate(path, n: int, seed: int = 0, tasks=None) -> dict:
+def evaluate(path, n: int, seed: int = 0, tasks=None, samples: int = 1) -> dict:
     from alignstack.eval.ground_truth import EvalConfig
     from alignstack.eval.ground_truth import evaluate as ev
     from alignstack.models.load import load_model, load_tokenizer
-    return ev(load_model(path).eval(), load_tokenizer(path), EvalConfig(n_prompts=n, greedy=False), tasks)
+    return ev(load_model(path).eval(), load_tokenizer(path), EvalConfig(n_prompts=n, greedy=False, samples=samples),
+              tasks)
+
+
+RL_EVAL_SAMPLES = 4       # per-prompt mean of 4 samples: the RL policies differ from SFT by a few points
 
 
 def strip(e: dict) -> dict:
@@ -92,14 +98,35 @@ def part_rlaif(fx: Path, out: Path, n_pairs: int, steps: int, n_eval: int) -> di
         human.append({"prompt": r["prompt"], "chosen": c, "rejected": j, "soft_label": 1.0})
     rm_h = rlaif.train_soft_rm(human, sft, str(out / "rlhf" / "rm"), rm_optim, 96, 0)
     rl_h = rlaif.run_rl(rl, sft, f"rm:{rm_h['path']}", str(out / "rlhf" / "policy"))
-    e_sft, e_ai, e_h = (evaluate(p, n_eval) for p in (sft, out / "rlaif" / "policy" / "model",
-                                                      out / "rlhf" / "policy" / "model"))
-    return {"n_pairs": n_pairs, "rl_steps": steps, "judge": r_ai["judge"], "sft": strip(e_sft),
+    e_sft, e_ai, e_h = (evaluate(p, n_eval, samples=RL_EVAL_SAMPLES) for p in
+                        (sft, out / "rlaif" / "policy" / "model", out / "rlhf" / "policy" / "model"))
+    return {"n_pairs": n_pairs, "rl_steps": steps, "eval_samples": RL_EVAL_SAMPLES, "judge": r_ai["judge"], "sft": strip(e_sft),
             "rlaif": strip(e_ai), "rlhf_sim_human": strip(e_h),
             "rlaif_vs_sft": compare(e_ai, e_sft), "rlhf_vs_sft": compare(e_h, e_sft),
             "rlaif_vs_rlhf": compare(e_ai, e_h), "rl_final_reward": {"rlaif": r_ai["rl"].get("final_reward"),
                                                                     "rlhf_sim_human": rl_h.get("final_reward")},
             "wall_s": time.perf_counter() - t0}
+
+
+def part_drlaif(fx: Path, out: Path, steps: int, n_eval: int) -> dict:
+    """d-RLAIF: the scoring judge's normalised score is the reward itself (METHODS.md §10)."""
+    from alignstack.eval.ground_truth import compare
+    from alignstack.methods import rlaif
+
+    sft = str(fx / "sft" / "model")
+    rl = rlaif.RLConfig(algorithm="rloo", steps=steps, prompts_per_step=16, num_generations=4, beta=0.05, lr=2e-5)
+    cfg = rlaif.RLAIFConfig(out=str(out / "drlaif"), mode="direct", rl=rl)
+    cfg.model.path, cfg.judge.path = sft, str(fx / "pretrain" / "model")
+    t0 = time.perf_counter()
+    r = rlaif.train(cfg)
+    e_sft, e_d = (evaluate(p, n_eval, samples=RL_EVAL_SAMPLES) for p in (sft, r["policy"]))
+    res = {"rl_steps": steps, "eval_samples": RL_EVAL_SAMPLES, "sft": strip(e_sft), "d_rlaif": strip(e_d),
+           "d_rlaif_vs_sft": compare(e_d, e_sft), "rl_final_reward": r["rl"].get("final_reward"),
+           "wall_s": time.perf_counter() - t0}
+    distilled = out / "rlaif" / "policy" / "model"
+    if distilled.exists():
+        res["d_rlaif_vs_distilled"] = compare(e_d, evaluate(distilled, n_eval, samples=RL_EVAL_SAMPLES))
+    return res
 
 
 def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_steps: int, do_rl: bool) -> dict:
@@ -176,7 +203,21 @@ def write_md(res: dict, path: Path) -> None:
         for k in ("rlaif_vs_sft", "rlhf_vs_sft", "rlaif_vs_rlhf"):
             L.append(f"| {k} | {_ci(r[k]['diff'])} | {_ci(r[k]['win_rate'])} |")
         L += ["", f"Judge on the RLAIF training pairs: agreement {_ci(r['judge']['agreement'])}, first order only "
-              f"{_ci(r['judge']['agreement_first_order_only'])}.", ""]
+              f"{_ci(r['judge']['agreement_first_order_only'])}. Eval: {r.get('eval_samples', 1)} samples per prompt "
+              "(per-prompt mean), T = 1.", ""]
+    if "drlaif" in res:
+        r = res["drlaif"]
+        L += [f"## d-RLAIF: the judge's normalised score as the reward (RLOO {r['rl_steps']} steps)", "",
+              "| policy | helpfulness (benign) | unsafe rate | red-team unsafe | score |", "|---|---|---|---|---|"]
+        for k in ("sft", "d_rlaif"):
+            e = r[k]
+            L.append(f"| {k} | {e['helpfulness']:.3f} | {e['unsafe_rate']:.3f} | {e['red_team_unsafe_rate']:.3f} | "
+                     f"{e['score']:.3f} |")
+        L += ["", "| comparison (score, paired) | mean diff | win rate |", "|---|---|---|"]
+        for k in ("d_rlaif_vs_sft", "d_rlaif_vs_distilled"):
+            if k in r:
+                L.append(f"| {k} | {_ci(r[k]['diff'])} | {_ci(r[k]['win_rate'])} |")
+        L.append("")
     if "cai" in res:
         c = res["cai"]
         L += [f"## Constitutional AI ({c['red_team_prompts']} red-team prompts, {c['rounds']} rounds)", "",
@@ -230,6 +271,8 @@ def main() -> None:
             res["judge"] = part_judge(fx, a.n_eval)
         elif part == "rlaif":
             res["rlaif"] = part_rlaif(fx, out, a.n_pairs, a.rl_steps, a.n_eval)
+        elif part == "drlaif":
+            res["drlaif"] = part_drlaif(fx, out, a.rl_steps, a.n_eval)
         elif part in ("slcai", "rlcai"):
             res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, part == "rlcai")
         res.setdefault("wall_s", {})[part] = time.perf_counter() - t0

@@ -7,8 +7,10 @@ paired per-prompt differences and 95% CIs.
   ground-truth reward in [0, 1], ``normalise: range``), lr 2e-4 · 0.7^k. Every step's policy is evaluated; claims:
   GT rises with each Improve step (step i vs step i−1) and with the second Grow step (G2 final vs G1 final).
 - ``hir`` (T4, goal-conditioned track/sort/add, evaluated under ``<correct>``): the base (SFT) model, FARL, HIR
-  and HIR with ``contrastive_coef = 0``, each 3 rounds from the SFT model. Claims: HIR > FARL, HIR > base,
-  HIR > HIR-without-contrastive.
+  (shipped defaults: CE smoothing 0, contrastive smoothing 0.2, goals balanced), HIR with ``contrastive_coef = 0``,
+  HIR with the reference code's coefficients (CE smoothing 0.2, no balancing) and HIR without goal balancing,
+  each 3 rounds from the SFT model. Claims: HIR > FARL, HIR > base, HIR > HIR-without-contrastive.
+  Evaluated with 4 samples per prompt (per-prompt mean) plus greedy.
 
 Evaluation: ``sampled`` (T = 1) and ``greedy``; the paired claims use both and are reported per mode.
 Writes ``rest_hir.json`` and ``rest_hir.md`` (the parts found in the work folder are merged).
@@ -25,7 +27,10 @@ REST = ["reward=world:helpfulness", "families=[translate]", "n_prompts=1000", "n
         "grow_steps=2", "improve_steps=3", "lr_decay=0.7", "optim.lr=2e-4", "optim.epochs=1.0", "max_new_tokens=24"]
 HIR_COMMON = ["families=[track,sort,add]", "n_prompts=400", "n_samples=4", "rounds=3", "optim.lr=2e-4",
               "optim.epochs=2.0", "max_new_tokens=16"]
-HIR_RUNS = {"farl": ["mode=farl"], "hir": ["mode=hir"], "hir_no_contrastive": ["mode=hir", "contrastive_coef=0.0"]}
+HIR_RUNS = {"farl": ["mode=farl"], "hir": ["mode=hir"], "hir_no_contrastive": ["mode=hir", "contrastive_coef=0.0"],
+            "hir_reference_coefs": ["mode=hir", "epsilon=0.2", "contrastive_epsilon=0.2", "balance_goals=false"],
+            "hir_unbalanced": ["mode=hir", "balance_goals=false"]}
+HIR_EVAL_SAMPLES = 4
 
 
 def _ci(c: dict) -> dict:
@@ -33,8 +38,9 @@ def _ci(c: dict) -> dict:
     return {"mean": d["mean"], "lo": d["lo"], "hi": d["hi"]}
 
 
-def _eval(load_model, evaluate, EvalConfig, tok, path, tasks, max_new_tokens):
-    r = evaluate(load_model(path), tok, EvalConfig(max_new_tokens=max_new_tokens, greedy=True), tasks)
+def _eval(load_model, evaluate, EvalConfig, tok, path, tasks, max_new_tokens, samples=1):
+    r = evaluate(load_model(path), tok, EvalConfig(max_new_tokens=max_new_tokens, greedy=True, samples=samples),
+                 tasks)
     return r
 
 
@@ -89,21 +95,23 @@ def run_hir(a, work: Path) -> dict:
     t0 = time.perf_counter()
     tok = load_tokenizer(a.sft)
     tasks = C.prompt_set(1, "eval", N_EVAL, {"track": 1.0, "sort": 1.0, "add": 1.0}, goal="correct")
-    evals = {"base": _eval(load_model, evaluate, EvalConfig, tok, a.sft, tasks, 16)}
+    evals = {"base": _eval(load_model, evaluate, EvalConfig, tok, a.sft, tasks, 16, HIR_EVAL_SAMPLES)}
     train = {}
     for name, over in HIR_RUNS.items():
         out = work / name
         cfg = load(hir.HIRConfig, overrides=[f"out={out}", f"model.path={a.sft}", "log.progress=false",
                                              *HIR_COMMON, *over, *a.hir_over])
         train[name] = hir.train(cfg)
-        evals[name] = _eval(load_model, evaluate, EvalConfig, tok, out / "model", tasks, 16)
+        evals[name] = _eval(load_model, evaluate, EvalConfig, tok, out / "model", tasks, 16, HIR_EVAL_SAMPLES)
     modes = ("sampled", "greedy")
     table = {n: {m: evals[n][m]["helpfulness"] for m in modes} | {"per_family_sampled": evals[n]["sampled"]
                                                                   ["per_family"]} for n in evals}
     pairs = [("hir", "base"), ("hir", "farl"), ("farl", "base"), ("hir", "hir_no_contrastive"),
-             ("hir_no_contrastive", "base")]
+             ("hir_no_contrastive", "base"), ("hir_reference_coefs", "base"), ("hir_unbalanced", "base"),
+             ("hir", "hir_unbalanced")]
     claims = {f"{x} - {y}": {m: _ci(compare(evals[x], evals[y], m)) for m in modes} for x, y in pairs}
-    return {"config": HIR_COMMON + a.hir_over, "runs": HIR_RUNS, "n_eval": N_EVAL, "gt": table, "claims": claims,
+    return {"config": HIR_COMMON + a.hir_over, "runs": HIR_RUNS, "n_eval": N_EVAL, "eval_samples": HIR_EVAL_SAMPLES,
+            "gt": table, "claims": claims,
             "train": train, "wall_s": time.perf_counter() - t0}
 
 
@@ -134,7 +142,7 @@ def render_md(res: dict) -> str:
         h = res[key]
         extra = [o for o in h["config"] if o not in HIR_COMMON]
         lines += [f"## HIR vs FARL vs base (goal-conditioned track/sort/add, evaluated under `<correct>`)"
-                  f"{' — ' + ', '.join(extra) if extra else ' — reference-code ε = 0.2'}", "",
+                  f"{' — ' + ', '.join(extra) if extra else ''}", "",
                   "| model | GT sampled | GT greedy | per family (sampled) |", "|---|---|---|---|"]
         for n, v in h["gt"].items():
             fam = ", ".join(f"{f} {s:.2f}" for f, s in v["per_family_sampled"].items())

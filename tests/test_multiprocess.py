@@ -1,5 +1,6 @@
-"""Scale-out smoke tests: every training method under `accelerate launch` with 2 CPU processes
-(gloo data parallel). Each run must finish, save a
+"""Scale-out smoke tests: every training method under torchrun with 2 CPU processes (gloo data
+parallel; `accelerate launch --cpu --num_processes 2` starts only one process with accelerate 1.x, so
+every launch here asserts that two processes joined one group). Each run must finish, save a
 loadable model, and change its weights."""
 import os
 import socket
@@ -37,12 +38,19 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(args: list[str], tmp_path, extra: list[str] | None = None):
+TWO_PROCESSES = "[alignstack] 2 processes (DistributedType.MULTI_CPU, backend gloo)"
+
+
+def _launch(args: list[str], tmp_path, nproc: int = 2):
+    """``torchrun --nproc_per_node N -m alignstack.cli ARGS`` (CPU/gloo: no GPU here)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "rl"), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *(extra or ["--num_processes", "2", "--cpu"]),
-           "--main_process_port", str(_port()), "-m", "alignstack.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+           str(_port()), "-m", "alignstack.cli", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    if r.returncode == 0 and nproc == 2:
+        assert TWO_PROCESSES in r.stdout, "the launch did not form a 2-process group:\n" + r.stdout[-2000:]
+    return r
 
 
 def _changed(a_dir: Path, b_dir: Path) -> float:

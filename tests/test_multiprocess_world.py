@@ -1,7 +1,7 @@
 """Scale-out smoke tests for the methods that need a model that already answers (the random nano model
 of test_multiprocess.py never ends a response, and these methods keep only finished ones, or need a
 judge/critic that learned the world's documents): rejection sampling, the iterative loop, FARL, RLAIF
-and Constitutional AI under `accelerate launch` with 2 CPU processes, on the cached tiny SFT fixture.
+and Constitutional AI under torchrun with 2 CPU processes, on the cached tiny SFT fixture.
 Each run must finish, write its rows once (not once per rank) and change the weights."""
 import json
 from pathlib import Path

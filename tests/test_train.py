@@ -117,10 +117,11 @@ def test_two_processes_match_one(nano, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r2 = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-                         "--main_process_port", str(port), "-m", "alignstack.cli", "sft", f"out={tmp_path}/two",
+    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                         "--master_port", str(port), "-m", "alignstack.cli", "sft", f"out={tmp_path}/two",
                          *common], capture_output=True, text=True, env=env, timeout=300)
     assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "[alignstack] 2 processes (DistributedType.MULTI_CPU, backend gloo)" in r2.stdout, r2.stdout[-2000:]
     l1 = [json.loads(x)["loss"] for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     l2 = [json.loads(x)["loss"] for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(l1) == len(l2) == 5

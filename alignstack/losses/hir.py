@@ -25,9 +25,11 @@ REF_CODE_ENTROPY_COEF = 0.001
 
 
 def label_smoothed_nll(
-    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, epsilon: float = REF_CODE_EPSILON
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, epsilon: float = REF_CODE_EPSILON,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Label-smoothed token cross-entropy, mean over unmasked tokens (scalar).
+    """Label-smoothed token cross-entropy, mean over unmasked tokens (scalar); with ``row_weights`` (B,)
+    each row's tokens count ``w_i`` times in the numerator (the denominator stays the token count).
 
     Per token: (1−ε)·(−log p(label)) + ε·mean_a(−log p(a)) — the form of Hugging Face's
     ``LabelSmoother``, which the HIR code uses (ε mass spread uniformly over the whole
@@ -39,6 +41,8 @@ def label_smoothed_nll(
     nll = -logp.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)
     smooth = -logp.mean(-1)
     per_token = (1.0 - epsilon) * nll + epsilon * smooth
+    if row_weights is not None:
+        per_token = per_token * row_weights.to(per_token.dtype).unsqueeze(-1)
     return masked_mean(per_token, mask)
 
 
@@ -82,16 +86,22 @@ def hir_loss(
     epsilon: float = REF_CODE_EPSILON,
     contrastive_coef: float = REF_CODE_CONTRASTIVE_COEF,
     entropy_coef: float = REF_CODE_ENTROPY_COEF,
+    contrastive_epsilon: float | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = L_sup + α·L_con − c_ent·Entropy (METHODS §8 "As implemented").
 
     ``logits/labels/mask`` are for the label span under the relabeled (positive) instruction;
     the mean log-liks feed :func:`hir_contrastive_loss` (mean over the batch). Defaults
-    (ε 0.2, α 1, c_ent 0.001) are the reference-code values, unverified against the paper.
+    (ε 0.2, α 1, c_ent 0.001) are the reference-code values, unverified against the paper;
+    ``contrastive_epsilon`` (default: ``epsilon``, as the code) smooths the contrastive term separately.
+    ``row_weights`` (B,) weight each example in the supervised and contrastive terms (goal balancing).
     Returns (loss, detached components).
     """
-    sup = label_smoothed_nll(logits, labels, mask, epsilon)
-    con = hir_contrastive_loss(pos_mean_logliks, neg_mean_logliks, epsilon).mean()
+    ce = epsilon if contrastive_epsilon is None else contrastive_epsilon
+    sup = label_smoothed_nll(logits, labels, mask, epsilon, row_weights)
+    con = hir_contrastive_loss(pos_mean_logliks, neg_mean_logliks, ce)
+    con = (con * row_weights.to(con.dtype)).mean() if row_weights is not None else con.mean()
     ent = entropy_bonus(logits, mask)
     loss = sup + contrastive_coef * con - entropy_coef * ent
     stats = {"sup": sup.detach(), "contrastive": con.detach(), "entropy": ent.detach()}

@@ -273,6 +273,7 @@ def train_rl(cfg: ConstitutionalConfig, constitution: Constitution, policy_path:
     """RL-CAI: principle-sampled AI comparisons → soft-label PM → RL."""
     from alignstack.methods.rlaif import RLAIFConfig, label, run_rl, train_soft_rm
     from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.train.dist import barrier
 
     policy, tok = load_model(policy_path).eval(), load_tokenizer(policy_path)
     lcfg = RLAIFConfig(out=cfg.out, seed=cfg.seed, judge=cfg.judge, n_pairs=cfg.n_pairs,
@@ -282,11 +283,14 @@ def train_rl(cfg: ConstitutionalConfig, constitution: Constitution, policy_path:
     out = Path(cfg.out)
     (out / "rl_judge_report.json").write_text(json.dumps(report, indent=2))
     rm = train_soft_rm(rows, policy_path, str(out / "pm"), cfg.rm_optim, cfg.model.max_length, cfg.seed, cfg.log)
+    barrier()
     rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log, cfg.model)
     return {"judge": report, "pm": rm, "rl": rl, "path": str(out / "rl" / "model")}
 
 
 def train(cfg: ConstitutionalConfig) -> dict:
+    from alignstack.train.dist import barrier
+
     t0 = time.perf_counter()
     constitution = check_config(cfg)
     torch.manual_seed(cfg.seed)
@@ -296,6 +300,7 @@ def train(cfg: ConstitutionalConfig) -> dict:
     if cfg.stage in ("sl", "both"):
         res["sl"] = train_sl(cfg, constitution)
         policy = res["sl"]["path"]
+        barrier()                 # several processes: the SL-CAI model is saved before RL-CAI loads it
     if cfg.stage in ("rl", "both"):
         res["rl"] = train_rl(cfg, constitution, policy)
         policy = res["rl"]["path"]

@@ -14,13 +14,20 @@ Each round (``rounds``; every round continues from the previous model):
    keep only the outputs relabelled ``correct`` and fine-tune on them under ``<correct>`` with the plain SFT loss
    (``train.supervised.fit``).
 
-Coefficients used (defaults): ε = 0.2 (label smoothing, also inside the contrastive term), α = 1.0
+Coefficients (defaults): contrastive ε = 0.2 (label smoothing inside the two-way contrastive term), α = 1.0
 (``contrastive_coef``; 0 is the ablation), c_ent = 0.001 (``entropy_coef``) — the reference code's values, which
-METHODS.md marks **unverified** against the paper (its α, β are unconfirmed). The learning rate differs from the
-code's 5e-4 constant (here 2e-4 cosine; the tiny model forgets faster) and epochs per round are fewer (2 vs 10).
+METHODS.md marks **unverified** against the paper (its α, β are unconfirmed).
 
-Departures: no sub-output sampling (the whole output is the label, the prefix-into-input trick is not done);
-the two-instruction contrastive form (not the in-batch one); the model is evaluated under ``<correct>``.
+Departures (each measured in experiments/results/rest_hir.md):
+
+- CE label smoothing ``epsilon`` = 0 (reference code: 0.2, also in the CE). Smoothing over the whole vocabulary
+  flattens the sampling distribution; each round samples at T = 1, so entropy grew 1.8 → 4.3 nats in two rounds
+  and the samples collapsed (``epsilon=0.2 contrastive_epsilon=0.2 balance_goals=false`` restores the code).
+- ``balance_goals``: each relabelled goal's rows carry half of the loss (w = N / (2·N_goal)); unweighted, the ~2/3
+  wrong samples taught ``<wrong>`` behaviour that leaked into ``<correct>`` answers of the tiny model.
+- LR 2e-4 cosine and 2 epochs per round (code: 5e-4 constant, 10 epochs; the tiny model forgets faster).
+- No sub-output sampling (the whole output is the label); the two-instruction contrastive form (not the in-batch
+  one); the model is evaluated under ``<correct>``.
 """
 from __future__ import annotations
 
@@ -56,7 +63,9 @@ class HIRConfig:
     temperature: float = 1.0
     max_new_tokens: int = 16
     rounds: int = 2
-    epsilon: float = REF_CODE_EPSILON
+    epsilon: float = 0.0                    # label smoothing of the supervised CE (reference code: 0.2, see above)
+    contrastive_epsilon: float = REF_CODE_EPSILON   # smoothing inside the contrastive term (reference code: 0.2)
+    balance_goals: bool = True              # weight rows so each relabelled goal carries half the loss
     contrastive_coef: float = REF_CODE_CONTRASTIVE_COEF
     entropy_coef: float = REF_CODE_ENTROPY_COEF
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, batch_size=32, epochs=2.0,
@@ -72,8 +81,9 @@ class HIRConfig:
             raise ValueError(f"relabel must be 'world' or 'import:module:function', got {self.relabel!r}")
         if self.rounds < 1 or self.n_samples < 1 or self.n_prompts < 1:
             raise ValueError("rounds, n_samples and n_prompts must be ≥ 1")
-        if not 0 <= self.epsilon < 1:
-            raise ValueError(f"epsilon must be in [0, 1), got {self.epsilon}")
+        for name in ("epsilon", "contrastive_epsilon"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.contrastive_coef < 0 or self.entropy_coef < 0:
             raise ValueError("contrastive_coef and entropy_coef must be ≥ 0")
         if self.temperature <= 0:
@@ -114,20 +124,31 @@ def relabel_samples(tasks, prompts, texts, relabel: Callable) -> list[dict]:
 
 
 def hir_pairs(renderer, records: list[dict]) -> list[tuple]:
-    """Rendered (positive-instruction item, negative-instruction item) per record; same response tokens."""
+    """Rendered (positive-instruction item, negative-instruction item, positive goal) per record; same
+    response tokens. Records that do not fit ``max_length`` are left out."""
     pairs = []
     for j, r in enumerate(records):
         a = renderer.prompt_completion(goal_messages(r["prompt"], r["pos"]), r["response"], {"row": j + 1})
         b = renderer.prompt_completion(goal_messages(r["prompt"], r["neg"]), r["response"], {"row": j + 1})
         if a is not None and b is not None and any(a.loss_mask) and any(b.loss_mask):
-            pairs.append((a, b))
+            pairs.append((a, b, r["pos"]))
     return pairs
 
 
+def goal_weights(goals: list[str], balance: bool) -> list[float]:
+    """Per-row weights with mean 1 over the round: with ``balance`` each goal's rows share half the total
+    weight (w = N / (2·N_goal)), else all 1. A goal with no rows leaves the others at weight 1."""
+    if not balance:
+        return [1.0] * len(goals)
+    counts = {g: goals.count(g) for g in set(goals)}
+    return [len(goals) / (len(counts) * counts[g]) for g in goals]
+
+
 def hir_batch_loss(model, pos_batch: dict, neg_batch: dict, epsilon: float, contrastive_coef: float,
-                   entropy_coef: float):
+                   entropy_coef: float, contrastive_epsilon: float | None = None, row_weights=None):
     """HIR loss of one batch (mean over rows) and its components: label-smoothed CE and entropy on the
-    relabelled (positive) instruction; contrastive between mean token log-liks under both instructions."""
+    relabelled (positive) instruction; contrastive between mean token log-liks under both instructions;
+    ``row_weights`` (B,) weight rows in the CE and contrastive terms."""
     import torch.nn.functional as F
 
     from alignstack.losses.hir import hir_loss
@@ -143,10 +164,13 @@ def hir_batch_loss(model, pos_batch: dict, neg_batch: dict, epsilon: float, cont
 
     logits, labels, mask, pos_ll = run(pos_batch)
     _, _, _, neg_ll = run(neg_batch)
-    return hir_loss(logits, labels, mask, pos_ll, neg_ll, epsilon, contrastive_coef, entropy_coef)
+    return hir_loss(logits, labels, mask, pos_ll, neg_ll, epsilon, contrastive_coef, entropy_coef,
+                    contrastive_epsilon, row_weights)
 
 
-def _train_hir(model, tok, pairs, cfg: HIRConfig, out: Path, seed: int):
+def _train_hir(model, tok, pairs, weights, cfg: HIRConfig, out: Path, seed: int):
+    import torch
+
     from alignstack.data.collate import pad_right
     from alignstack.train.loop import Trainer, microbatches, shard
     from alignstack.train.supervised import IndexStream, total_steps
@@ -160,7 +184,9 @@ def _train_hir(model, tok, pairs, cfg: HIRConfig, out: Path, seed: int):
     def loss_fn(idx):
         pb = pad_right([pairs[i][0] for i in idx], pad)
         nb = pad_right([pairs[i][1] for i in idx], pad)
-        loss, st = hir_batch_loss(tr.model, pb, nb, cfg.epsilon, cfg.contrastive_coef, cfg.entropy_coef)
+        w = torch.tensor([weights[i] for i in idx])
+        loss, st = hir_batch_loss(tr.model, pb, nb, cfg.epsilon, cfg.contrastive_coef, cfg.entropy_coef,
+                                  cfg.contrastive_epsilon, w)
         n = float(len(idx))
         return loss * n, n, {k: float(v) * n for k, v in st.items()}
 
@@ -218,7 +244,8 @@ def train(cfg: HIRConfig) -> dict:
             entry.update(train_rows=len(items), steps=res.steps, train_loss=res.final_loss)
         else:
             pairs = hir_pairs(renderer, records)
-            tr, stats = _train_hir(model, tok, pairs, cfg, rdir, cfg.seed + rnd)
+            weights = goal_weights([g for _, _, g in pairs], cfg.balance_goals)
+            tr, stats = _train_hir(model, tok, pairs, weights, cfg, rdir, cfg.seed + rnd)
             entry.update(train_rows=len(pairs), steps=tr.step_count,
                          **{k_: stats.get(k_) for k_ in ("loss", "sup", "contrastive", "entropy")})
         model = tr.unwrapped
@@ -226,6 +253,8 @@ def train(cfg: HIRConfig) -> dict:
         print(json.dumps(entry), flush=True)
     save_final(model, tok, cfg.out, to_yaml(cfg))
     result = {"mode": cfg.mode, "rounds": log, "contrastive_coef": cfg.contrastive_coef,
-              "entropy_coef": cfg.entropy_coef, "epsilon": cfg.epsilon, "wall_s": time.perf_counter() - t0}
+              "entropy_coef": cfg.entropy_coef, "epsilon": cfg.epsilon,
+              "contrastive_epsilon": cfg.contrastive_epsilon, "balance_goals": cfg.balance_goals,
+              "wall_s": time.perf_counter() - t0}
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result

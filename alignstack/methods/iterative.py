@@ -206,10 +206,15 @@ def _stage(rdir: Path, name: str, run) -> dict:
     done = rdir / f"{name}.json"
     if done.exists():
         return {**json.loads(done.read_text()), "resumed": True}
+    from alignstack.train.dist import barrier, is_main_process
+
     t0 = time.perf_counter()
     res = run()
     res["wall_s"] = time.perf_counter() - t0
-    done.write_text(json.dumps(res, indent=2, default=str))
+    barrier()                     # every process: the stage's files are complete before the next stage reads them
+    if is_main_process():
+        done.write_text(json.dumps(res, indent=2, default=str))
+    barrier()
     return res
 
 

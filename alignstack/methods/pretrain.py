@@ -88,9 +88,11 @@ def train(cfg: PretrainConfig) -> dict:
                        checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc="pretrain")
     result = {"steps": res.steps, "train_loss": res.final_loss, "tokens": res.tokens,
               "tokens_per_s": res.tokens / max(res.seconds, 1e-9), "render": vars(r.stats)}
+    # an FSDP-sharded model gathers its weights in every forward: then all ranks evaluate, the main one saves
+    heldout = mean_nll(trainer.unwrapped, tokenizer, held_items) if trainer.is_main or trainer.fsdp else None
     if trainer.is_main:
         m = trainer.unwrapped
-        result["heldout_nll"] = mean_nll(m, tokenizer, held_items)
+        result["heldout_nll"] = heldout
         result["unigram_nll"] = unigram_nll(items, held_items)
         save_final(m, tokenizer, out, to_yaml(cfg))
     result["wall_s"] = time.perf_counter() - t0

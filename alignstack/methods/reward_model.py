@@ -126,6 +126,9 @@ def check_config(cfg: RewardModelConfig) -> None:
         raise ConfigError(f"feedback.mode: expected ranking or preference, got {cfg.feedback.mode!r}")
     if cfg.model.path is None:
         raise ConfigError("model.path: a reward model starts from a causal-LM checkpoint (the SFT model)")
+    if cfg.dist.fsdp:   # a sharded model's forward needs every rank; calibration and evaluation run on one
+        raise ConfigError("dist.fsdp: not supported for reward models yet (scored on the main rank after "
+                          "training); train data parallel")
     if not 0.0 <= cfg.safety_help_frac < 1.0:
         raise ConfigError(f"safety_help_frac: expected a share in [0, 1), got {cfg.safety_help_frac}")
     if cfg.calib_label_noise is not None and not 0.0 <= cfg.calib_label_noise < 0.5:

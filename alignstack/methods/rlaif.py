@@ -288,6 +288,7 @@ def run_rl(rl: RLConfig, policy_path: str, reward: str, out: str, seed: int = 0,
 
 def train(cfg: RLAIFConfig) -> dict:
     from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.train.dist import barrier
 
     t0 = time.perf_counter()
     check_config(cfg)
@@ -309,6 +310,7 @@ def train(cfg: RLAIFConfig) -> dict:
         res["judge"] = report
         res["rm"] = train_soft_rm(rows, cfg.model.path, str(out / "rm"), cfg.rm_optim,   # 2. distilled RM
                                   cfg.model.max_length, cfg.seed, cfg.log, to_yaml(cfg))
+        barrier()                # several processes: the RM is saved before RL loads it
         reward = f"rm:{res['rm']['path']}"
     res["rl"] = run_rl(cfg.rl, cfg.model.path, reward, str(out / "policy"), cfg.seed, cfg.log, cfg.model)  # 3. RL
     res["reward"] = reward

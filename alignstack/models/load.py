@@ -85,8 +85,13 @@ def load_model(path: str | os.PathLike, trust_remote_code: bool = False, dtype: 
 
 
 def save_pretrained_atomic(model, tokenizer, path: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
-    """Save to a temporary sibling folder and rename into place: a kill never leaves half a model."""
+    """Save to a temporary sibling folder and rename into place: a kill never leaves half a model.
+    Under several processes only the main one writes (the others return the path at once)."""
+    from alignstack.train.dist import is_main_process
+
     dest = Path(path)
+    if not is_main_process():
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:

@@ -93,15 +93,38 @@ def _pick(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator 
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
 
+def _fsdp_group_size(model) -> int:
+    """Processes that must run every forward of ``model`` together: >1 for an FSDP2-sharded model."""
+    import torch.distributed as dist
+
+    if getattr(model, "_is_fsdp_managed_module", False) and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def _reduce(flag: int, op, device) -> int:
+    import torch.distributed as dist
+
+    t = torch.tensor([flag], device=device)     # nccl reduces only device tensors
+    dist.all_reduce(t, op=op)
+    return int(t)
+
+
 @torch.no_grad()
 def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[int], pad_id: int,
            generator: torch.Generator | None = None) -> Generation:
-    """Sample one completion per prompt (repeat prompts for K samples)."""
+    """Sample one completion per prompt (repeat prompts for K samples).
+
+    An FSDP-sharded model gathers its weights in every forward, so all ranks must run the same number of
+    forwards: they then run the same number of chunks (a rank out of prompts feeds a dummy one) and a
+    chunk decodes until every rank's rows are done (a finished rank feeds its last tokens, ignored)."""
+    from torch.distributed import ReduceOp
     from transformers import DynamicCache
 
     from alignstack.rollout import llama_decode
 
-    fast = llama_decode.supports(model)
+    synced = _fsdp_group_size(model) > 1
+    fast = llama_decode.supports(model) and not synced
     was_training = model.training
     model.eval()
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
@@ -110,26 +133,36 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     fin = [False] * len(prompts)
     # sort by length so each chunk pads little; results go back to input order
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for s in range(0, len(order), cfg.batch_size):
+    n_chunks = -(-len(order) // cfg.batch_size)
+    if synced:
+        n_chunks = _reduce(n_chunks, ReduceOp.MAX, next(model.parameters()).device)
+    for s in range(0, n_chunks * cfg.batch_size, cfg.batch_size):
         rows = order[s: s + cfg.batch_size]
-        ids, att = pad_left([prompts[i] for i in rows], pad_id)
+        idle = not rows                                   # synced only: a dummy chunk, outputs ignored
+        ids, att = pad_left([prompts[i] for i in rows] if rows else [[pad_id]], pad_id)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         out = model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]
         dec = llama_decode.LlamaDecoder(model, cache, att, cfg.max_new_tokens) if fast else None
-        active = torch.tensor(rows)
+        active = torch.tensor(rows, dtype=torch.long)
         for step in range(cfg.max_new_tokens):
             tok, lp = _pick(logits, cfg, generator)
-            for r, t, l in zip(active.tolist(), tok.tolist(), lp.tolist()):
-                comps[r].append(t)
-                lps[r].append(l)
-            done = torch.isin(tok, stop)
-            for r in active[done].tolist():
-                fin[r] = True
-            if step == cfg.max_new_tokens - 1 or bool(done.all()):
+            done = torch.ones_like(tok, dtype=torch.bool)
+            if not idle:
+                for r, t, l in zip(active.tolist(), tok.tolist(), lp.tolist()):
+                    comps[r].append(t)
+                    lps[r].append(l)
+                done = torch.isin(tok, stop)
+                for r in active[done].tolist():
+                    fin[r] = True
+            all_done = bool(done.all())
+            if step == cfg.max_new_tokens - 1 or (_reduce(int(all_done), ReduceOp.MIN, logits.device) if synced
+                                                    else all_done):
                 break
-            if bool(done.any()):  # drop finished rows from the batch and the cache
+            if all_done:      # synced, and other ranks still decode: keep stepping, record nothing
+                idle = True
+            elif bool(done.any()):  # drop finished rows from the batch and the cache
                 keep = (~done).nonzero().squeeze(-1)
                 if dec is not None:
                     dec.select(keep)

@@ -5,6 +5,11 @@ folder), ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``, ``state.json`` (step, d
 method state) and the resolved ``config.yaml``. It is written to a temporary folder and renamed,
 and ``COMPLETE`` is its last file, so a kill during writing leaves the previous checkpoint the
 latest loadable one. The last ``keep`` checkpoints are kept.
+
+FSDP2-sharded runs (``dist.fsdp``) write the same layout: the trainer gathers full model and
+optimizer state dicts to the main rank, which writes them (the optimizer's in the usual
+``optimizer.state_dict()`` form); on resume the main rank reads them and they are broadcast and
+re-sharded. So a checkpoint resumes under any number of processes, sharded or not.
 """
 from __future__ import annotations
 
@@ -39,16 +44,20 @@ def _set_rng_state(st: dict) -> None:
 
 
 def save_checkpoint(root: str | Path, step: int, model, tokenizer, optimizer, scheduler, state: dict,
-                    config_yaml: str, keep: int = 2) -> Path:
+                    config_yaml: str, keep: int = 2, model_state: dict | None = None,
+                    optim_state: dict | None = None) -> Path:
+    """``model_state``/``optim_state``: gathered full state dicts to write instead of the (sharded) live ones."""
     root = Path(root) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     dest = root / f"{PREFIX}{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        model.save_pretrained(str(tmp), safe_serialization=True,
+                              **({"state_dict": model_state} if model_state is not None else {}))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        osd = _by_index(optim_state) if optim_state is not None else optimizer.state_dict()
+        torch.save(osd, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
@@ -77,8 +86,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return cps[-1] if cps else None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    """Restore weights, optimizer, scheduler and RNG in place; return ``state.json``."""
+def _read_weights(path: Path) -> dict:
     from safetensors.torch import load_file
 
     files = sorted(path.glob("*.safetensors"))
@@ -87,13 +95,63 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     sd = {}
     for f in files:
         sd.update(load_file(str(f)))
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    # tied embeddings are saved once; anything else missing is an error
-    missing = [m for m in missing if "lm_head" not in m]
-    if missing or unexpected:
-        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]})")
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    return sd
+
+
+def _by_index(osd: dict) -> dict:
+    """A name-keyed optimizer state dict (``torch.distributed.checkpoint``'s form) in the form of
+    ``optimizer.state_dict()``: parameters numbered in param-group order."""
+    idx = {name: i for i, name in enumerate(n for g in osd["param_groups"] for n in g["params"])}
+    return {"state": {idx[n]: v for n, v in osd["state"].items()},
+            "param_groups": [{**g, "params": [idx[n] for n in g["params"]]} for g in osd["param_groups"]]}
+
+
+def _by_name(osd: dict, model, optimizer) -> dict:
+    """The inverse of :func:`_by_index` for ``optimizer`` over ``model``'s parameters."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    return {"state": {order[i]: v for i, v in osd["state"].items()},
+            "param_groups": [{**g, "params": [order[i] for i in g["params"]]} for g in osd["param_groups"]]}
+
+
+def _load_sharded(path: Path, model, optimizer) -> None:
+    """FSDP2: the main rank reads the full state dicts; ``broadcast_from_rank0`` sends each tensor to the
+    other ranks, which keep their shard. Collective: every rank calls it."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    sd, osd = {}, {}
+    if dist.get_rank() == 0:
+        sd = _read_weights(path)
+        # tied weights are saved once (under the first name); a strict load wants every name
+        first = {}
+        for name, p in model.named_parameters(remove_duplicate=False):
+            first.setdefault(id(p), name)
+            if name not in sd and first[id(p)] in sd:
+                sd[name] = sd[first[id(p)]]
+        osd = _by_name(torch.load(path / "optimizer.pt", weights_only=True), model, optimizer)
+    opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, sd, options=opts)
+    set_optimizer_state_dict(model, optimizer, osd, options=opts)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = False) -> dict:
+    """Restore weights, optimizer, scheduler and RNG in place; return ``state.json``. ``sharded``: the
+    model is FSDP2-sharded (collective load, see :func:`_load_sharded`)."""
+    if sharded:
+        _load_sharded(path, model, optimizer)
+    else:
+        missing, unexpected = model.load_state_dict(_read_weights(path), strict=False)
+        # tied embeddings are saved once; anything else missing is an error
+        missing = [m for m in missing if "lm_head" not in m]
+        if missing or unexpected:
+            raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]})")
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     _set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / "state.json").read_text())

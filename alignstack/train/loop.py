@@ -6,6 +6,10 @@ microbatches of one **global** batch that belong to this process; ``loss_fn(mb)`
 ``(loss_sum, weight, stats)``. The step divides by the global weight (all-reduced across
 processes), so gradient accumulation and data parallelism give the same update as one big batch.
 
+With ``dist.fsdp=true`` and several processes the model is sharded with torch FSDP2 (``fully_shard``)
+instead of being wrapped by ``accelerate.prepare`` (accelerate's FSDP plugin needs GPUs; FSDP2 itself
+also runs on CPU/gloo). The accelerator then only sets up the process group and reductions.
+
 Reliability: a non-finite loss stops the run naming the step; SIGTERM/SIGINT finish the current
 step, write a checkpoint and exit (code 130/143); checkpoints are atomic and resume exactly
 (weights, optimizer, schedule, RNG, data position).
@@ -52,23 +56,77 @@ def make_accelerator(dist: DistConfig):
 
     from accelerate import Accelerator
 
-    acc = Accelerator(mixed_precision=dist.mixed_precision, cpu=dist.cpu)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
+    plugin = any(os.environ.get(f"ACCELERATE_USE_{k}", "").lower() in ("1", "true") for k in ("FSDP", "DEEPSPEED"))
+    # torchrun on a machine without GPUs: accelerate sets up gloo processes only when told to use the CPU,
+    # so say it for the user (an accelerate FSDP/DeepSpeed config is left alone and refused below)
+    cpu = dist.cpu or (launched > 1 and not plugin and not torch.cuda.is_available())
+    acc = Accelerator(mixed_precision=dist.mixed_precision, cpu=cpu)
     if launched > 1 and acc.num_processes == 1:
         # e.g. an FSDP accelerate config on a machine without GPUs: accelerate then silently runs every
         # process as an independent single-process job (all writing the same run folder).
         raise TrainingError(
             f"launched {launched} processes but accelerate set up {acc.distributed_type} with 1 process; "
-            "accelerate's FSDP/DeepSpeed need GPUs — on CPU use `accelerate launch --cpu --num_processes N` "
-            "(data parallel) or configs/accelerate/ddp.yaml")
+            "accelerate's FSDP/DeepSpeed need GPUs — on CPU shard with torch FSDP2 instead: "
+            "`torchrun --nproc_per_node N -m alignstack.cli <method> ... dist.fsdp=true` "
+            "(or drop dist.fsdp for plain data parallel)")
+    if dist.fsdp and acc.distributed_type in ("FSDP", "DEEPSPEED"):
+        raise TrainingError(f"dist.fsdp=true shards the model itself; launch it without accelerate's "
+                            f"{acc.distributed_type} config (torchrun or a data-parallel accelerate config)")
+    if acc.num_processes > 1 and acc.is_main_process:
+        # tests and users can see that the processes really joined one group
+        print(f"[alignstack] {acc.num_processes} processes ({acc.distributed_type}, backend "
+              f"{torch.distributed.get_backend()}){', FSDP2 sharding' if dist.fsdp else ''}", flush=True)
     return acc
+
+
+def fsdp_blocks(model) -> list:
+    """The transformer blocks to shard one by one, children before parents (FSDP2 groups a module's
+    parameters not already claimed by an earlier ``fully_shard``, so order matters). One group per
+    block keeps only one block's full weights alive at a time in forward and backward."""
+    layers = getattr(getattr(model, "model", None), "layers", None)     # HF causal LMs: model.model.layers
+    if isinstance(layers, torch.nn.ModuleList) and len(layers):
+        return list(layers)
+    return [m for m in reversed(list(model.modules()))
+            if type(m).__name__.endswith(("DecoderLayer", "Block")) and m is not model]
+
+
+def fsdp_shard(model, acc, dist: DistConfig):
+    """Shard ``model`` in place with FSDP2 across the accelerator's processes: each block, then the root
+    (embeddings, final norm, head — tied weights stay one parameter in the root group)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+    if isinstance(model, FSDPModule):  # sharded by an earlier Trainer (ReST, HIR rounds): keep the sharding,
+        for m in model.modules():         # with the sharded parameters registered (the root keeps its
+            if isinstance(m, FSDPModule):  # gathered ones after a forward without backward)
+                m.reshard()
+        return model
+    if hasattr(model, "peft_config"):
+        # save_final merges a deep copy of the adapters, and FSDP2 modules cannot be deep-copied
+        raise TrainingError("dist.fsdp=true does not support LoRA (model.lora.enabled); use data parallel")
+    if not hasattr(model, "config"):
+        raise TrainingError(f"dist.fsdp=true shards Hugging Face models; {type(model).__name__} is not one "
+                            "(PPO's policy+value pair is not supported yet); use data parallel")
+    mesh = init_device_mesh(acc.device.type, (acc.num_processes,))
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dist.mixed_precision)
+    # accelerate's autocast is not applied (the model is not `prepare`d): FSDP2 casts the gathered weights
+    # for compute and reduces gradients in fp32 instead
+    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype else MixedPrecisionPolicy()
+    model.to(acc.device)
+    for block in fsdp_blocks(model):
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    return model
 
 
 class Trainer:
     def __init__(self, model, tokenizer, optim: OptimConfig, total_steps: int, out_dir: str | Path,
                  config_yaml: str = "", log: LogConfig | None = None, checkpoint: CheckpointConfig | None = None,
                  dist: DistConfig | None = None, desc: str = "train", accelerator=None, params=None):
-        self.acc = accelerator or make_accelerator(dist or DistConfig())
+        dist = dist or DistConfig()
+        self.acc = accelerator or make_accelerator(dist)
+        self.fsdp = dist.fsdp and self.acc.num_processes > 1
         self.optim_cfg, self.total_steps = optim, total_steps
         self.out_dir, self.config_yaml = Path(out_dir), config_yaml
         self.log_cfg, self.ckpt_cfg = log or LogConfig(), checkpoint or CheckpointConfig()
@@ -76,13 +134,26 @@ class Trainer:
         params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
         if not params:
             raise TrainingError("the model has no trainable parameters")
+        if getattr(model, "_alignstack_full_state_dict", None) is not None:
+            del model._alignstack_full_state_dict   # a previous Trainer's final weights: stale once this one trains
+        if self.fsdp:
+            # sharding replaces every parameter with a sharded one: re-find the trainable ones by name, so the
+            # optimizer is built over (and its state sharded like) the sharded parameters
+            names = {id(p): n for n, p in model.named_parameters()}
+            sel = [names[id(p)] for p in params]
+            fsdp_shard(model, self.acc, dist)
+            params = [model.get_parameter(n) for n in sel]
+            mine = sum(p.to_local().numel() for p in model.parameters())
+            print(f"[alignstack] fsdp: rank {self.acc.process_index} holds {mine} of "
+                  f"{sum(p.numel() for p in model.parameters())} parameter elements", flush=True)
         kw = dict(lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
         try:  # the fused kernel is ~5x faster per step on CPU and GPU (torch ≥ 2.8 supports both)
             opt = torch.optim.AdamW(params, fused=True, **kw)
         except (RuntimeError, TypeError, ValueError):
             opt = torch.optim.AdamW(params, **kw)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(optim, total_steps))
-        self.model, self.optimizer = self.acc.prepare(model, opt)
+        # FSDP2: the accelerator only provides the process group; the model is already sharded
+        self.model, self.optimizer = (model, opt) if self.fsdp else self.acc.prepare(model, opt)
         self.step_count = 0
         self.state: dict = {}
         self._stop_signal: int | None = None
@@ -96,7 +167,29 @@ class Trainer:
 
     @property
     def unwrapped(self):
-        return self.acc.unwrap_model(self.model)
+        # an FSDP2 model is the model itself (its class gains FSDPModule); forward still gathers the weights,
+        # so under FSDP every rank must run the same forwards
+        return self.model if self.fsdp else self.acc.unwrap_model(self.model)
+
+    def full_state_dicts(self, optimizer: bool = True) -> tuple[dict, dict | None]:
+        """FSDP2: the full (unsharded, CPU) model and optimizer state dicts, on the main rank only (others
+        get empty dicts). Collective: every rank must call it."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_sd = get_model_state_dict(self.model, options=opts)
+        # gathered tied weights (embeddings = LM head) come back as separate copies, which save_pretrained
+        # would write twice: keep the first name only, as an unsharded save does
+        seen = set()
+        for name, p in self.model.named_parameters(remove_duplicate=False):
+            if id(p) in seen:
+                model_sd.pop(name, None)
+            seen.add(id(p))
+        return model_sd, get_optimizer_state_dict(self.model, self.optimizer, options=opts) if optimizer else None
 
     def resume_if_requested(self) -> dict:
         """Restore the latest checkpoint when ``checkpoint.resume`` is set; return its method state."""
@@ -107,7 +200,7 @@ class Trainer:
             if self.is_main:
                 print(f"[alignstack] resume: no checkpoint in {self.out_dir}, starting fresh")
             return {}
-        st = ckpt.load_checkpoint(last, self.unwrapped, self.optimizer, self.scheduler)
+        st = ckpt.load_checkpoint(last, self.unwrapped, self.optimizer, self.scheduler, sharded=self.fsdp)
         self.step_count = st.pop("step")
         self.state = st
         if self.is_main:
@@ -127,10 +220,10 @@ class Trainer:
             signal.signal(s, h)
         if self.logger:
             self.logger.close()
-        if exc[0] is None and self.acc.distributed_type == "FSDP":
+        if exc[0] is None and (self.fsdp or self.acc.distributed_type == "FSDP"):
             # Sharded parameters: every rank must join the gather of the full weights; the main rank keeps
             # them on the unwrapped model, where `save_pretrained_atomic` picks them up.
-            sd = self.acc.get_state_dict(self.model)
+            sd = self.full_state_dicts(optimizer=False)[0] if self.fsdp else self.acc.get_state_dict(self.model)
             if self.is_main:
                 self.unwrapped._alignstack_full_state_dict = sd
         return False
@@ -162,18 +255,28 @@ class Trainer:
         loss_total = 0.0
         for i, mb in enumerate(microbatches):
             sync = i == len(microbatches) - 1
-            ctx = self.acc.no_sync(self.model) if not sync and self.acc.num_processes > 1 else _null()
+            if self.fsdp:  # FSDP2's no_sync: accumulate unreduced gradients, reduce-scatter after the last
+                self.model.set_requires_gradient_sync(sync)
+            ctx = self.acc.no_sync(self.model) if not sync and self.acc.num_processes > 1 and not self.fsdp \
+                else _null()
             with ctx:
                 loss_sum, _, stats = loss_fn(mb)
                 if not torch.isfinite(loss_sum):
                     raise TrainingError(f"non-finite loss ({loss_sum.item()}) at step {self.step_count + 1} "
                                         f"(microbatch {i}); stopping before anything is saved")
-                self.acc.backward(loss_sum * scale)
+                if self.fsdp:  # FSDP2's reduce-scatter averages over ranks like DDP: the same scale applies
+                    (loss_sum * scale).backward()
+                else:
+                    self.acc.backward(loss_sum * scale)
             loss_total += float(loss_sum.detach())
             for k, v in stats.items():
                 agg[k] = agg.get(k, 0.0) + float(v)
-        gnorm = self.acc.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip) \
-            if self.optim_cfg.grad_clip and self.optim_cfg.grad_clip > 0 else None
+        gnorm = None
+        if self.optim_cfg.grad_clip and self.optim_cfg.grad_clip > 0:
+            clip = torch.nn.utils.clip_grad_norm_ if self.fsdp else self.acc.clip_grad_norm_
+            gnorm = clip(self.model.parameters(), self.optim_cfg.grad_clip)
+            if hasattr(gnorm, "full_tensor"):  # FSDP2: a DTensor holding the global norm
+                gnorm = gnorm.full_tensor()
         if gnorm is not None and not torch.isfinite(torch.as_tensor(gnorm)):
             raise TrainingError(f"non-finite gradient norm at step {self.step_count + 1}")
         self.optimizer.step()
@@ -210,9 +313,13 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         self.acc.wait_for_everyone()
         path = None
+        model_sd = optim_sd = None
+        if self.fsdp:  # gather to the main rank, which writes the same layout as an unsharded run
+            model_sd, optim_sd = self.full_state_dicts()
         if self.is_main:
             path = ckpt.save_checkpoint(self.out_dir, self.step_count, self.unwrapped, self.tokenizer, self.optimizer,
-                                        self.scheduler, self.state, self.config_yaml, self.ckpt_cfg.keep)
+                                        self.scheduler, self.state, self.config_yaml, self.ckpt_cfg.keep,
+                                        model_state=model_sd, optim_state=optim_sd)
         self.acc.wait_for_everyone()
         return path
 

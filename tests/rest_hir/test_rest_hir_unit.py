@@ -101,7 +101,8 @@ class CharRenderer:
 
 def test_hir_pairs_same_response_tokens_goals_swapped():
     recs = [{"prompt": [{"role": "user", "content": "<correct> Q"}], "response": "ab", "pos": "wrong", "neg": "correct"}]
-    (a, b), = hir.hir_pairs(CharRenderer(), recs)
+    (a, b, goal), = hir.hir_pairs(CharRenderer(), recs)
+    assert goal == "wrong"
     n = sum(a.loss_mask)
     assert n == sum(b.loss_mask) == 2
     assert a.input_ids[-2:] == b.input_ids[-2:]
@@ -154,3 +155,27 @@ def test_farl_cli_maps_to_hir_mode():
     from alignstack.cli import METHOD_BASE, METHODS
     assert METHODS["farl"] == ("alignstack.methods.hir", "HIRConfig")
     assert load(hir.HIRConfig, overrides=METHOD_BASE["farl"]).mode == "farl"
+
+
+def test_goal_weights_balance_the_two_goals():
+    w = hir.goal_weights(["wrong", "wrong", "wrong", "correct"], balance=True)
+    assert w == pytest.approx([4 / 6, 4 / 6, 4 / 6, 2.0])               # each goal: half of the total weight 4
+    assert sum(w[:3]) == pytest.approx(w[3]) and sum(w) == pytest.approx(4)
+    assert hir.goal_weights(["wrong", "correct"], balance=False) == [1.0, 1.0]
+    assert hir.goal_weights(["wrong", "wrong"], balance=True) == [1.0, 1.0]   # one goal only: unchanged
+
+
+def test_hir_batch_loss_row_weights_hand_values():
+    # two rows under the constant model: row 0 labels [0, 0], row 1 labels [1, 1]; p = [1/2, 1/6, 1/6, 1/6]
+    m = ConstModel()
+    pos = {"input_ids": torch.tensor([[3, 0, 0], [3, 1, 1]]), "attention_mask": torch.ones(2, 3, dtype=torch.long),
+           "loss_mask": torch.tensor([[0, 1, 1], [0, 1, 1]])}
+    neg = {**pos, "input_ids": torch.tensor([[2, 0, 0], [2, 1, 1]])}
+    w = torch.tensor([0.5, 1.5])
+    _, st = hir.hir_batch_loss(m, pos, neg, epsilon=0.0, contrastive_coef=1.0, entropy_coef=0.0, row_weights=w)
+    # token mean over 4 tokens, each row's tokens weighted: (0.5·2·log 2 + 1.5·2·log 6) / 4
+    assert st["sup"].item() == pytest.approx((0.5 * 2 * math.log(2) + 1.5 * 2 * math.log(6)) / 4, abs=1e-6)
+    assert st["contrastive"].item() == pytest.approx(math.log(2), abs=1e-6)   # mean of w·log 2, mean w = 1
+    _, st0 = hir.hir_batch_loss(m, pos, neg, epsilon=0.0, contrastive_coef=1.0, entropy_coef=0.0,
+                                contrastive_epsilon=0.2)
+    assert st0["sup"].item() == pytest.approx((2 * math.log(2) + 2 * math.log(6)) / 4, abs=1e-6)
