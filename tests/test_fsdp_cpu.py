@@ -35,7 +35,9 @@ def _run(args: list[str], processes: int = 1, script: Path | None = None) -> sub
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
                str(_port()), *target, *([] if script else ["dist.cpu=true"])]
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
+    # the C++ reason of a crash (gloo, c10d) sits between long Python logs: show it apart
+    why = [x for x in r.stderr.splitlines() if any(k in x for k in ("terminate", "what()", "Error", "Signal"))]
+    assert r.returncode == 0, (r.stdout[-2000:], why[-20:], r.stderr[-4000:])
     return r
 
 

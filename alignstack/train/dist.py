@@ -26,9 +26,22 @@ def barrier() -> None:
 
 
 def finish() -> None:
-    """End of a launched run: wait for every process, then tear the group down (a rank exiting while
-    gloo threads still serve the group aborts with "terminate called without an active exception")."""
+    """End of a launched run: wait for every process, tear the group down, then leave at once.
+
+    A rank exiting while gloo threads still serve the group aborts with "terminate called without an
+    active exception"; and even after ``destroy_process_group`` a gloo worker thread can still hold a
+    finished work item whose tensors are freed during interpreter shutdown, which aborts (SIGABRT) after
+    all the work is done and saved (seen rarely on CPU; pytorch/pytorch#179291). So a launched process
+    flushes its output and ends with ``os._exit(0)`` instead of a normal interpreter shutdown. Single
+    process: nothing to do, returns."""
     td = _group()
-    if td is not None:
-        td.barrier()
-        td.destroy_process_group()
+    if td is None:
+        return
+    import os
+    import sys
+
+    td.barrier()
+    td.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
