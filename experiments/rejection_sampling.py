@@ -270,7 +270,10 @@ NOTES = """## Reading
   training-seed noise was not measured. On the first eval set (1,000 prompts × 2 samples) round 2 trained on
   round-2 selections alone beat round 1 (+0.020), but on the fresh confirmation set (2,000 prompts × 4
   samples) **no round-2 gain is left**: last-only +0.004 [−0.005, +0.013], pooled +0.000 [−0.009, +0.009].
-  So "two rounds beat one" is **not shown** here. A likely reason: with the bounded oracle reward, 84–88% of
+  So "two rounds beat one" is **not shown** with this design, where round 2 re-uses round 1's train
+  prompts; with **fresh train prompts** each round it is shown (`rs_rounds.md`: round 2 vs round 1
+  +0.030 [+0.021, +0.039] continuing the round-1 model, +0.025 [+0.016, +0.034] pooled from SFT). A likely
+  reason for the null result here: with the bounded oracle reward, 84–88% of
   prompts already reach reward 1 in round 1, so the round-2 selections are barely better (kept GT 0.961 vs
   0.949) and each round fine-tunes the SFT model afresh. In Llama 2 each round's policy was a clearly
   better sampler than the last. Pooled vs last-round-only is within ±0.013 on both eval sets, so "pooling ≥

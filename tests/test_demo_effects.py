@@ -1,7 +1,12 @@
 """Integration test of the demo's effects (issue #12): a shortened demo pipeline from the cached
 SFT fixture — simulated feedback → helpfulness and safety reward models → PPO on the Llama 2 reward →
-rejection sampling → DPO — evaluated on 1,000 held-out prompts (2 samples each), asserting the
-direction of each effect with its paired 95% CI. The full-size numbers are in the README."""
+rejection sampling → DPO — evaluated on 1,000 held-out prompts (4 samples each), asserting the
+direction of each effect with its paired 95% CI. The full-size numbers are in the README.
+
+Rejection sampling's harm reduction rests on the learned safety RM, whose quality varies with the
+machine's float rounding (CI once saw RS's unsafe CI reach +0.006 with 800 safety prompts, 1,000 RS
+prompts and 2 eval samples): the safety RM gets 1,600 prompts and RS 2,000 (the demo's sizes are 2,000 and
+2,000), and 4 eval samples per prompt halve the eval noise."""
 import json
 
 import pytest
@@ -14,7 +19,7 @@ PIPELINE = """
 out: {out}
 baseline: sft
 eval_prompts: 1000
-eval_samples: 2
+eval_samples: 4
 kl_prompts: 128
 seed: 11
 stages:
@@ -27,7 +32,7 @@ stages:
   - name: rm_safety
     method: reward_model
     overrides: ["model.path={sft}", objective=pairwise, margin=small, target=safety, safety_help_frac=0.1,
-                feedback.mode=preference, feedback.n_prompts=800, feedback.calib_prompts=300, feedback.eval_prompts=200,
+                feedback.mode=preference, feedback.n_prompts=1600, feedback.calib_prompts=300, feedback.eval_prompts=200,
                 "feedback.temperatures=[0.7, 1.3]", feedback.safety_frac=0.5, optim.lr=3.0e-4, histogram=false]
   - name: ppo
     method: ppo
@@ -37,7 +42,7 @@ stages:
   - name: rejection_sampling
     method: rejection_sampling
     overrides: ["model.path={sft}", "reward=llama2:{out}/rm_helpful/model,{out}/rm_safety/model",
-                n_prompts=1000, k=8, temperature=0.7, "curve_temperatures=[]", optim.lr=2.0e-4, optim.epochs=2.0]
+                n_prompts=2000, k=8, temperature=0.7, "curve_temperatures=[]", optim.lr=2.0e-4, optim.epochs=2.0]
     eval: true
   - name: dpo
     method: dpo
