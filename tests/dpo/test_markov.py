@@ -91,3 +91,25 @@ def test_tabular_dpo_recovers_the_optimum_with_enough_pairs():
     want = M.evaluate_policy(w, M.optimal_policy(w, beta)[0])
     assert got["reward"] == pytest.approx(want["reward"], abs=0.1)
     assert got["kl"] == pytest.approx(want["kl"], abs=0.1)
+
+
+def test_label_noise_acts_like_a_larger_beta_and_rdpo_overshoots():
+    """Reduced experiments/dpo_noise_t1.py (β = 1, 10k pairs, 20% flips): plain DPO on flipped labels
+    moves less than on clean ones (attenuated implicit reward), cDPO (ε = 0.2) less still, and rDPO, whose
+    per-pair loss is unbounded below, spends more KL than clean DPO and leaves more reward on the table."""
+    w = M.make_world(seed=0)
+    clean, noisy = M.preference_pairs(w, 10000, seed=1), M.preference_pairs(w, 10000, seed=1, flip=0.2)
+    fit = {name: M.evaluate_policy(w, M.fit_tabular_preference(w, *d, beta=1.0, loss=loss, label_smoothing=eps,
+                                                               steps=150))
+           for name, (d, loss, eps) in {"clean": (clean, "sigmoid", 0.0), "dpo": (noisy, "sigmoid", 0.0),
+                                        "cdpo": (noisy, "sigmoid", 0.2), "rdpo": (noisy, "robust", 0.2)}.items()}
+    kl = {k: v["kl"] for k, v in fit.items()}
+    assert kl["cdpo"] < 0.5 * kl["dpo"] and kl["dpo"] < 0.5 * kl["clean"] < kl["rdpo"] / 2, kl
+    front = sorted((p["kl"], p["reward"]) for p in M.frontier(w, [10 ** (-2 + 3.5 * i / 99) for i in range(100)]))
+
+    def gap(name: str) -> float:   # frontier reward at the fit's KL minus the fit's reward
+        k, r = fit[name]["kl"], fit[name]["reward"]
+        (k0, r0), (k1, r1) = next((a, b) for a, b in zip(front, front[1:]) if a[0] <= k <= b[0])
+        return r0 + (r1 - r0) * (k - k0) / (k1 - k0) - r
+
+    assert gap("rdpo") > 3 * max(gap("dpo"), gap("clean")), {k: gap(k) for k in fit}
