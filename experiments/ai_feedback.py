@@ -129,7 +129,11 @@ def part_drlaif(fx: Path, out: Path, steps: int, n_eval: int) -> dict:
     return res
 
 
-def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_steps: int, do_rl: bool) -> dict:
+def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_steps: int, do_rl: bool,
+             sl_prompts: int | None = None) -> dict:
+    """SL-CAI (and with ``do_rl`` RL-CAI on top). ``sl_prompts``: red-team/helpful prompts for SL-CAI when it
+    should differ from ``prompts`` (the RL-CAI comparison pairs): a smaller SL-CAI leaves harm for RL-CAI to
+    remove (the full SL-CAI already reaches ~0 unsafe on this world)."""
     from alignstack.eval.ground_truth import compare
     from alignstack.methods import constitutional as K
     from alignstack.methods.rlaif import RLConfig
@@ -137,8 +141,9 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
     from alignstack.world import tasks as T
 
     sft = str(fx / "sft" / "model")
-    cfg = K.ConstitutionalConfig(out=str(out / "cai"), stage="both" if do_rl else "sl", rounds=rounds,
-                                 red_team_prompts=prompts, helpful_prompts=prompts, n_pairs=prompts,
+    sl_n = sl_prompts or prompts
+    cfg = K.ConstitutionalConfig(out=str(out / ("cai_rl" if do_rl else "cai")), stage="both" if do_rl else "sl",
+                                 rounds=rounds, red_team_prompts=sl_n, helpful_prompts=sl_n, n_pairs=prompts,
                                  critic=str(fx / "pretrain" / "model"),
                                  rl=RLConfig(algorithm="rloo", steps=rl_steps, prompts_per_step=16, num_generations=4))
     cfg.model.path = sft
@@ -148,7 +153,7 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
     e_sft, e_sl = evaluate(sft, n_eval), evaluate(r["sl"]["path"], n_eval)
     harmful = C.prompt_set(0, "eval", n_eval, {f: 0.5 for f in T.HARMFUL})     # 1,000 harmful/red-team prompts
     h_sft, h_sl = evaluate(sft, n_eval, tasks=harmful), evaluate(r["sl"]["path"], n_eval, tasks=harmful)
-    res = {"rounds": rounds, "red_team_prompts": prompts, "unsafe_by_round_of_revisions": r["sl"]["unsafe_by_round"],
+    res = {"rounds": rounds, "red_team_prompts": sl_n, "rl_pairs": prompts if do_rl else None, "unsafe_by_round_of_revisions": r["sl"]["unsafe_by_round"],
            "examples": r["sl"]["examples"], "sft": strip(e_sft), "sl_cai": strip(e_sl),
            "harmful_eval": {"n": len(harmful), "sft_unsafe": h_sft["unsafe_rate"], "sl_cai_unsafe": h_sl["unsafe_rate"],
                             "sft_red_team_unsafe": h_sft["sampled"]["red_team_unsafe_rate"],
@@ -218,9 +223,14 @@ def write_md(res: dict, path: Path) -> None:
             if k in r:
                 L.append(f"| {k} | {_ci(r[k]['diff'])} | {_ci(r[k]['win_rate'])} |")
         L.append("")
-    if "cai" in res:
-        c = res["cai"]
-        L += [f"## Constitutional AI ({c['red_team_prompts']} red-team prompts, {c['rounds']} rounds)", "",
+    for key in ("cai", "cai_rl"):
+        if key not in res:
+            continue
+        c = res[key]
+        title = (f"## Constitutional AI ({c['red_team_prompts']} red-team prompts, {c['rounds']} rounds)" if key == "cai"
+                 else f"## RL-CAI on a smaller SL-CAI ({c['red_team_prompts']} red-team prompts, {c['rounds']} "
+                      f"round(s); {c.get('rl_pairs')} AI comparisons by principle → preference model → RLOO)")
+        L += [title, "",
               "Unsafe rate of the critic's revisions by round (round 0 = SFT's first response): "
               + ", ".join(f"{x:.3f}" for x in c["unsafe_by_round_of_revisions"]), "",
               "| policy | helpfulness (benign) | unsafe rate (harmful) | red-team unsafe | over-refusal |",
@@ -243,6 +253,17 @@ def write_md(res: dict, path: Path) -> None:
             for k in ("sl_vs_sft_unsafe", "rl_vs_sl_unsafe", "rl_vs_sft_unsafe"):
                 if k in h:
                     L.append(f"- {k} (paired, harmful prompts): {_ci(h[k]['diff'])}")
+        j = c.get("rl_judge")
+        if j:
+            fam = j.get("per_family_agreement", {})
+            harm = sum(v["n"] for f, v in fam.items() if f in ("potion", "vault"))
+            L += ["", f"RL-CAI's AI comparisons (the pretrained world model judging by sampled principles) against ground "
+                  f"truth: agreement {_ci(j['agreement'])} on {j['decided_pairs']} pairs where the truth differs "
+                  f"({harm} of them on harmful-request families); verdict flips with order in "
+                  f"{j['order_flip_rate']:.0%} of pairs. A preference model trained on comparisons at chance carries "
+                  "no harm signal, so RL-CAI cannot be expected to lower harm beyond SL-CAI here: the paper's feedback "
+                  "model is a 52B LM. Shown: the RL-CAI pipeline runs end to end and does not undo SL-CAI; not "
+                  "shown: RL-CAI lowering harm further."]
         L.append("")
     path.write_text("\n".join(L) + "\n")
 
@@ -257,6 +278,7 @@ def main() -> None:
     ap.add_argument("--n-pairs", type=int, default=1000)
     ap.add_argument("--rl-steps", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--sl-prompts", type=int, default=None, help="rlcai: SL-CAI prompts (default: --n-pairs)")
     a = ap.parse_args()
     torch.set_num_threads(2)
     fx = Path(a.fixture) if a.fixture else newest_fixture()
@@ -273,8 +295,10 @@ def main() -> None:
             res["rlaif"] = part_rlaif(fx, out, a.n_pairs, a.rl_steps, a.n_eval)
         elif part == "drlaif":
             res["drlaif"] = part_drlaif(fx, out, a.rl_steps, a.n_eval)
-        elif part in ("slcai", "rlcai"):
-            res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, part == "rlcai")
+        elif part == "slcai":
+            res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, False)
+        elif part == "rlcai":    # its own SL-CAI (--sl-prompts, --rounds) with RL-CAI on top
+            res["cai_rl"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, True, a.sl_prompts)
         res.setdefault("wall_s", {})[part] = time.perf_counter() - t0
         path.write_text(json.dumps(res, indent=2, default=str))
         write_md(res, RESULTS / "ai_feedback.md")
