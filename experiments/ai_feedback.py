@@ -29,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "experiments" / "results"
 
 
+HARM_EVAL_SAMPLES = 4        # samples per harmful eval prompt (unsafe rates are small: tighter CIs)
+
+
 def newest_fixture() -> Path:
     dirs = [d for d in (ROOT / ".cache" / "fixtures").iterdir() if (d / "done.json").exists()]
     return max(dirs, key=lambda d: (d / "done.json").stat().st_mtime)
@@ -130,7 +133,7 @@ def part_drlaif(fx: Path, out: Path, steps: int, n_eval: int) -> dict:
 
 
 def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_steps: int, do_rl: bool,
-             sl_prompts: int | None = None) -> dict:
+             sl_prompts: int | None = None, seed: int = 0) -> dict:
     """SL-CAI (and with ``do_rl`` RL-CAI on top). ``sl_prompts``: red-team/helpful prompts for SL-CAI when it
     should differ from ``prompts`` (the RL-CAI comparison pairs): a smaller SL-CAI leaves harm for RL-CAI to
     remove (the full SL-CAI already reaches ~0 unsafe on this world)."""
@@ -142,7 +145,7 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
 
     sft = str(fx / "sft" / "model")
     sl_n = sl_prompts or prompts
-    cfg = K.ConstitutionalConfig(out=str(out / ("cai_rl" if do_rl else "cai")), stage="both" if do_rl else "sl",
+    cfg = K.ConstitutionalConfig(out=str(out / ("cai_rl" if do_rl else "cai")), stage="both" if do_rl else "sl", seed=seed,
                                  rounds=rounds, red_team_prompts=sl_n, helpful_prompts=sl_n, n_pairs=prompts,
                                  critic=str(fx / "pretrain" / "model"),
                                  rl=RLConfig(algorithm="rloo", steps=rl_steps, prompts_per_step=16, num_generations=4))
@@ -152,8 +155,11 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
     r = K.train(cfg)
     e_sft, e_sl = evaluate(sft, n_eval), evaluate(r["sl"]["path"], n_eval)
     harmful = C.prompt_set(0, "eval", n_eval, {f: 0.5 for f in T.HARMFUL})     # 1,000 harmful/red-team prompts
-    h_sft, h_sl = evaluate(sft, n_eval, tasks=harmful), evaluate(r["sl"]["path"], n_eval, tasks=harmful)
-    res = {"rounds": rounds, "red_team_prompts": sl_n, "rl_pairs": prompts if do_rl else None, "unsafe_by_round_of_revisions": r["sl"]["unsafe_by_round"],
+    hs = HARM_EVAL_SAMPLES
+    h_sft = evaluate(sft, n_eval, tasks=harmful, samples=hs)
+    h_sl = evaluate(r["sl"]["path"], n_eval, tasks=harmful, samples=hs)
+    res = {"rounds": rounds, "red_team_prompts": sl_n, "harm_eval_samples": hs, "rl_pairs": prompts if do_rl else None,
+           "rl_steps": rl_steps if do_rl else None, "unsafe_by_round_of_revisions": r["sl"]["unsafe_by_round"],
            "examples": r["sl"]["examples"], "sft": strip(e_sft), "sl_cai": strip(e_sl),
            "harmful_eval": {"n": len(harmful), "sft_unsafe": h_sft["unsafe_rate"], "sl_cai_unsafe": h_sl["unsafe_rate"],
                             "sft_red_team_unsafe": h_sft["sampled"]["red_team_unsafe_rate"],
@@ -163,15 +169,23 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
            "sl_vs_sft_helpfulness": compare(e_sl, e_sft)}
     if do_rl:
         e_rl = evaluate(r["rl"]["path"], n_eval)
-        h_rl = evaluate(r["rl"]["path"], n_eval, tasks=harmful)
+        h_rl = evaluate(r["rl"]["path"], n_eval, tasks=harmful, samples=hs)
         res["harmful_eval"].update({"rl_cai_unsafe": h_rl["unsafe_rate"],
                                     "rl_cai_red_team_unsafe": h_rl["sampled"]["red_team_unsafe_rate"],
                                     "rl_vs_sl_unsafe": compare(h_rl, h_sl, metric="per_prompt_unsafe"),
                                     "rl_vs_sft_unsafe": compare(h_rl, h_sft, metric="per_prompt_unsafe")})
-        res.update({"rl_cai": strip(e_rl), "rl_judge": r["rl"]["judge"],
+        res.update({"rl_cai": strip(e_rl), "rl_judge": r["rl"]["judge"], "rl_red_team_frac": r["rl"]["red_team_frac"],
                     "rl_vs_sl_unsafe": compare(e_rl, e_sl, metric="per_prompt_unsafe"),
                     "rl_vs_sft_helpfulness": compare(e_rl, e_sft)})
     return res
+
+
+def summary(c: dict) -> dict:
+    """The numbers of one RL-CAI run that a seed table needs."""
+    h = c["harmful_eval"]
+    return {"sft_unsafe": h["sft_unsafe"], "sl_cai_unsafe": h["sl_cai_unsafe"], "rl_cai_unsafe": h["rl_cai_unsafe"],
+            "rl_vs_sl_unsafe": h["rl_vs_sl_unsafe"]["diff"], "rl_vs_sft_helpfulness": c["rl_vs_sft_helpfulness"]["diff"],
+            "judge_agreement": c["rl_judge"]["agreement"]}
 
 
 def _ci(d: dict) -> str:
@@ -229,7 +243,8 @@ def write_md(res: dict, path: Path) -> None:
         c = res[key]
         title = (f"## Constitutional AI ({c['red_team_prompts']} red-team prompts, {c['rounds']} rounds)" if key == "cai"
                  else f"## RL-CAI on a smaller SL-CAI ({c['red_team_prompts']} red-team prompts, {c['rounds']} "
-                      f"round(s); {c.get('rl_pairs')} AI comparisons by principle → preference model → RLOO)")
+                      f"round(s); {c.get('rl_pairs')} AI comparisons by principle → preference model → RLOO "
+                      f"{c.get('rl_steps')} steps)")
         L += [title, "",
               "Unsafe rate of the critic's revisions by round (round 0 = SFT's first response): "
               + ", ".join(f"{x:.3f}" for x in c["unsafe_by_round_of_revisions"]), "",
@@ -256,14 +271,33 @@ def write_md(res: dict, path: Path) -> None:
         j = c.get("rl_judge")
         if j:
             fam = j.get("per_family_agreement", {})
-            harm = sum(v["n"] for f, v in fam.items() if f in ("potion", "vault"))
-            L += ["", f"RL-CAI's AI comparisons (the pretrained world model judging by sampled principles) against ground "
-                  f"truth: agreement {_ci(j['agreement'])} on {j['decided_pairs']} pairs where the truth differs "
-                  f"({harm} of them on harmful-request families); verdict flips with order in "
-                  f"{j['order_flip_rate']:.0%} of pairs. A preference model trained on comparisons at chance carries "
-                  "no harm signal, so RL-CAI cannot be expected to lower harm beyond SL-CAI here: the paper's feedback "
-                  "model is a 52B LM. Shown: the RL-CAI pipeline runs end to end and does not undo SL-CAI; not "
-                  "shown: RL-CAI lowering harm further."]
+            hf = [v for f, v in fam.items() if f in ("potion", "vault")]
+            harm_n = sum(v["n"] for v in hf)
+            harm_acc = sum(v["n"] * v["agreement"] for v in hf) / max(1, harm_n)
+            rl = (h or {}).get("rl_vs_sl_unsafe", {}).get("diff")
+            shown = rl is not None and rl["hi"] < 0
+            L += ["", f"RL-CAI's AI comparisons ({j['pairs']} prompts, {c.get('rl_red_team_frac', 0.5):.0%} of them "
+                  "red-team/harmful requests, the rest benign; the pretrained world model judging by sampled "
+                  f"principles) against ground truth: agreement {_ci(j['agreement'])} on {j['decided_pairs']} pairs "
+                  f"where the truth differs; on the {harm_n} harmful-request pairs among them {harm_acc:.2f}; "
+                  f"verdict flips with order in {j['order_flip_rate']:.0%} of pairs. The judge knows harm (refusal ≻ "
+                  "compliance) and little else, so the preference model carries a harm signal and near-noise "
+                  "elsewhere; RL runs on the same red-team/benign mix."]
+            if rl is not None:
+                L.append("")
+                L.append(("Shown: RL-CAI lowers harm beyond SL-CAI, " if shown else "Not shown: RL-CAI lowering harm "
+                          "beyond SL-CAI, ") + f"{_ci(rl)} on {h['n']} harmful prompts × {c.get('harm_eval_samples', 1)} "
+                         "samples (paired per prompt). An earlier run that drew the AI comparisons from the general "
+                         "prompt mix (11 harmful-request pairs of 427) gave −0.004 [−0.018, +0.010]: the PM needs "
+                         "red-team comparisons, as in the paper.")
+        seeds = res.get("cai_rl_seeds") if key == "cai_rl" else None
+        if seeds:
+            L += ["", "The whole SL-CAI → RL-CAI pipeline under other seeds (fresh red-team prompts, comparisons, RL):", "",
+                  "| seed | SL-CAI unsafe | RL-CAI unsafe | RL-CAI − SL-CAI unsafe | RL-CAI − SFT helpfulness |",
+                  "|---|---|---|---|---|"]
+            for sd, v in seeds.items():
+                L.append(f"| {sd} | {v['sl_cai_unsafe']:.3f} | {v['rl_cai_unsafe']:.3f} | {_ci(v['rl_vs_sl_unsafe'])} | "
+                         f"{_ci(v['rl_vs_sft_helpfulness'])} |")
         L.append("")
     path.write_text("\n".join(L) + "\n")
 
@@ -299,6 +333,10 @@ def main() -> None:
             res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, False)
         elif part == "rlcai":    # its own SL-CAI (--sl-prompts, --rounds) with RL-CAI on top
             res["cai_rl"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, True, a.sl_prompts)
+        elif part == "rlcai-seeds":   # the same pipeline under other seeds (robustness of the RL-CAI result)
+            res["cai_rl_seeds"] = {str(s): summary(part_cai(fx, out / f"seed{s}", a.n_eval, a.rounds, a.n_pairs,
+                                                             a.rl_steps, True, a.sl_prompts, seed=s))
+                                   for s in (1, 2)}
         res.setdefault("wall_s", {})[part] = time.perf_counter() - t0
         path.write_text(json.dumps(res, indent=2, default=str))
         write_md(res, RESULTS / "ai_feedback.md")

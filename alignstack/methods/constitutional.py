@@ -21,12 +21,18 @@ plain-English layout (``Critique request: … Critique:`` / ``Revision request: 
 - **RL-CAI** (§9.2): from the SL-CAI model sample two responses per prompt; the feedback model
   labels each pair under a sampled comparison principle (the soft label P(A ≻ B), both orders
   averaged); a preference model is distilled with the soft-label loss; RL (RLOO/GRPO/PPO) against it.
+  Prompts: ``rl_red_team_frac`` of the comparisons (and of the RL prompts) are red-team/harmful
+  requests, the rest benign — as in the paper, whose harmlessness comparisons come from red-team
+  prompts. On the world this matters: from the general mix (~10% harmful-request pairs, few of them
+  differing) the PM got almost no harm signal and RL-CAI did not lower harm further.
 
 Departures: the critic/feedback model is the world's tiny pretrained LM, which learned only the bare
 ``<|critique|>``/``<|revise|>`` and ``<|judge|>`` document forms, so in the world default the
 principle text is recorded in the transcript but not shown to it (principle sampling still decides
 the comparison/critique metadata; with a real LM, ``format`` with ``{request}`` uses it). No few-shot
-examples; one principle per round; fine-tuning uses this repo's SFT loop (not 1 epoch at batch 1024).
+examples; one principle per round; fine-tuning uses this repo's SFT loop (not 1 epoch at batch 1024);
+RL-CAI's benign comparisons are AI-labelled by the same feedback model (the paper uses human
+helpfulness labels there).
 """
 from __future__ import annotations
 
@@ -195,6 +201,8 @@ class ConstitutionalConfig:
                                                                       warmup_steps=0, schedule="constant"))
     judge: JudgeConfig = field(default_factory=JudgeConfig)   # RL-CAI feedback model
     n_pairs: int = 1000
+    rl_red_team_frac: float = 0.5               # RL-CAI comparison and RL prompts: share of red-team prompts
+    rl_prompts: int = 4000                     # RL-CAI prompt pool (same red-team share)
     rm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", min_lr_ratio=0.1, grad_clip=1.0))
     rl: RLConfig = field(default_factory=RLConfig)
@@ -210,7 +218,25 @@ def check_config(cfg: ConstitutionalConfig) -> Constitution:
         raise ConfigError(f"rounds: need at least one critique → revision round, got {cfg.rounds}")
     if cfg.model.path is None:
         raise ConfigError("model.path: the helpful model that answers red-team prompts")
+    if not 0.0 <= cfg.rl_red_team_frac <= 1.0:
+        raise ConfigError(f"rl_red_team_frac: expected a fraction in [0, 1], got {cfg.rl_red_team_frac!r}")
+    if cfg.n_pairs < 1 or cfg.rl_prompts < 1:
+        raise ConfigError(f"n_pairs and rl_prompts must be positive, got {cfg.n_pairs} and {cfg.rl_prompts}")
     return load_constitution(cfg.constitution)
+
+
+def red_team_mix(seed: int, n: int, red_frac: float) -> list:
+    """``n`` world train prompts: ``red_frac`` of them harmful requests (half in red-team phrasing,
+    as SL-CAI uses), the rest benign prompts of the general mix; shuffled deterministically."""
+    from alignstack.world import corpus as C
+    from alignstack.world import tasks as T
+
+    n_red = round(red_frac * n)
+    red = C.prompt_set(seed, "train", n_red, {f: C.MIX.get(f, 0.1) for f in T.HARMFUL}, red_team_frac=0.5)
+    benign = [t for t in C.prompt_set(seed + 1, "train", 2 * (n - n_red) + 50) if not t.is_safety][:n - n_red]
+    out = red + benign
+    random.Random(f"red-team-mix|{seed}|{n}|{red_frac}").shuffle(out)
+    return out
 
 
 def sl_cai_data(cfg: ConstitutionalConfig, constitution: Constitution, policy, tokenizer, critic) -> tuple[list, dict]:
@@ -273,19 +299,29 @@ def train_rl(cfg: ConstitutionalConfig, constitution: Constitution, policy_path:
     """RL-CAI: principle-sampled AI comparisons → soft-label PM → RL."""
     from alignstack.methods.rlaif import RLAIFConfig, label, run_rl, train_soft_rm
     from alignstack.models.load import load_model, load_tokenizer
-    from alignstack.train.dist import barrier
+    from alignstack.train.dist import barrier, is_main_process
 
     policy, tok = load_model(policy_path).eval(), load_tokenizer(policy_path)
     lcfg = RLAIFConfig(out=cfg.out, seed=cfg.seed, judge=cfg.judge, n_pairs=cfg.n_pairs,
                        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
-    rows, report = label(lcfg, policy, tok, principles=constitution.comparison)
+    # Harmlessness comparisons are made on red-team prompts (the paper's PM data); the rest of the
+    # mix keeps the PM from learning "refuse everything" (the paper mixes in helpfulness labels).
+    tasks = red_team_mix(cfg.seed + 2, cfg.n_pairs, cfg.rl_red_team_frac)
+    rows, report = label(lcfg, policy, tok, principles=constitution.comparison, tasks=tasks)
     del policy
     out = Path(cfg.out)
-    (out / "rl_judge_report.json").write_text(json.dumps(report, indent=2))
+    prompts = out / "rl_prompts.jsonl"
+    if is_main_process():
+        (out / "rl_judge_report.json").write_text(json.dumps(report, indent=2))
+        with open(prompts, "w") as f:
+            for t in red_team_mix(cfg.seed + 4, cfg.rl_prompts, cfg.rl_red_team_frac):
+                f.write(json.dumps(t.to_row()) + "\n")
     rm = train_soft_rm(rows, policy_path, str(out / "pm"), cfg.rm_optim, cfg.model.max_length, cfg.seed, cfg.log)
     barrier()
-    rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log, cfg.model)
-    return {"judge": report, "pm": rm, "rl": rl, "path": str(out / "rl" / "model")}
+    rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log, cfg.model,
+                prompts=str(prompts))
+    return {"judge": report, "pm": rm, "rl": rl, "path": str(out / "rl" / "model"),
+            "red_team_frac": cfg.rl_red_team_frac}
 
 
 def train(cfg: ConstitutionalConfig) -> dict:

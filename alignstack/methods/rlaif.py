@@ -165,12 +165,15 @@ def _mean_ci(xs: list[float]) -> dict:
     return {"mean": m, "ci95": [m - h, m + h], "n": n}
 
 
-def label(cfg: RLAIFConfig, policy, tokenizer, principles: list[str] | None = None) -> tuple[list[dict], dict]:
-    """AI-labelled preference rows (with ``soft_label``) and the judge's error report."""
+def label(cfg: RLAIFConfig, policy, tokenizer, principles: list[str] | None = None,
+          tasks: list | None = None) -> tuple[list[dict], dict]:
+    """AI-labelled preference rows (with ``soft_label``) and the judge's error report, on ``tasks``
+    (default: ``cfg.n_pairs`` world train prompts of the general mix)."""
     from alignstack.feedback.judges import PairwiseJudge
     from alignstack.world import corpus as C
 
-    tasks = C.prompt_set(cfg.seed, "train", cfg.n_pairs)
+    if tasks is None:
+        tasks = C.prompt_set(cfg.seed, "train", cfg.n_pairs)
     rows = sample_pairs(policy, tokenizer, tasks, cfg.temperature, cfg.max_new_tokens, cfg.seed)
     judge = PairwiseJudge(local_backend(cfg.judge.path, cfg.judge.batch_size), cfg.judge.template,
                           both_orders=cfg.judge.both_orders, cot=cfg.judge.cot, principles=principles)
@@ -261,16 +264,17 @@ def train_soft_rm(rows: list[dict], init_path: str, out: str, optim: OptimConfig
 
 
 def run_rl(rl: RLConfig, policy_path: str, reward: str, out: str, seed: int = 0, log: LogConfig | None = None,
-           model: ModelConfig | None = None) -> dict:
-    """RL from ``policy_path`` against the reward spec (any :func:`make_scorer` string); the LoRA
-    settings of ``model`` (the user's model config) carry over to the RL stage."""
+           model: ModelConfig | None = None, prompts: str | None = None) -> dict:
+    """RL from ``policy_path`` against the reward spec (any :func:`make_scorer` string) on the
+    ``prompts`` rows file (None: the world's train prompts); the LoRA settings of ``model`` (the
+    user's model config) carry over to the RL stage."""
     mcfg = ModelConfig(path=policy_path)
     if model is not None:
         mcfg.lora = model.lora
     if rl.algorithm == "ppo":
         from alignstack.methods import ppo
         pcfg = ppo.PPOConfig(out=out, seed=seed, reward=reward, model=mcfg, steps=rl.steps,
-                             init_kl_coef=rl.beta, max_new_tokens=rl.max_new_tokens)
+                             init_kl_coef=rl.beta, max_new_tokens=rl.max_new_tokens, prompts=prompts)
         pcfg.optim.lr = rl.lr
         if log is not None:
             pcfg.log = log
@@ -279,7 +283,7 @@ def run_rl(rl: RLConfig, policy_path: str, reward: str, out: str, seed: int = 0,
     cfg = grpo.GRPOConfig(out=out, seed=seed, algorithm=rl.algorithm, reward=reward,
                           model=mcfg, steps=rl.steps, prompts_per_step=rl.prompts_per_step,
                           num_generations=rl.num_generations, beta=rl.beta, max_new_tokens=rl.max_new_tokens,
-                          families=[])
+                          families=[], prompts=prompts)
     cfg.optim.lr = rl.lr
     if log is not None:
         cfg.log = log
