@@ -124,6 +124,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     from alignstack.rollout import llama_decode
 
     synced = _fsdp_group_size(model) > 1
+    cache_kw = _cache_kwarg(model)
     fast = llama_decode.supports(model) and not synced
     was_training = model.training
     model.eval()
@@ -142,7 +143,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
         ids, att = pad_left([prompts[i] for i in rows] if rows else [[pad_id]], pad_id)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        out = model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache, use_cache=True)
+        out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{cache_kw: cache})
         logits = out.logits[:, -1]
         dec = llama_decode.LlamaDecoder(model, cache, att, cfg.max_new_tokens) if fast else None
         active = torch.tensor(rows, dtype=torch.long)
@@ -174,12 +175,21 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
             if dec is not None:
                 logits = dec.step(tok, pos)
             else:
-                out = model(input_ids=tok[:, None], attention_mask=att, position_ids=pos, past_key_values=cache,
-                            use_cache=True)
+                out = model(input_ids=tok[:, None], attention_mask=att, position_ids=pos, use_cache=True,
+                            **{cache_kw: cache})
                 logits = out.logits[:, -1]
     if was_training:
         model.train()
     return Generation([list(p) for p in prompts], comps, lps, fin)
+
+
+def _cache_kwarg(model) -> str:
+    """The forward keyword for the KV cache: ``cache`` in newer transformers 5.x, ``past_key_values``
+    in older ones (deprecated there, to be removed in 5.40)."""
+    import inspect
+    base = getattr(model, "module", model)                                          # DDP wrapper
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base       # peft: forward(*a, **kw)
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 class Backend:
