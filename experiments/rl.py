@@ -10,6 +10,11 @@ Runs (each from the same SFT model):
   ppo_rm_nokl (β = 0), to show proxy reward rising while ground truth falls (over-optimisation);
   ppo_rm_ptx: the weak-KL run plus the pretraining loss (PPO-ptx), compared on held-out corpus NLL;
 - ppo_llama2 (with --rm and --safety-rm): Llama 2's combined helpfulness + safety reward.
+- ppo_fulfil / ppo_llama2_fulfil (with --rm-fulfil and --safety-rm): the same pair of runs with a
+  helpfulness RM trained on labels of Llama 2's helpfulness guideline (annotators rate how well the
+  response fulfils the request, so complying with a harmful request counts as helpful:
+  ``feedback.annotator_guideline=fulfil``). These runs are also evaluated on 1,000 harmful-request
+  eval prompts × 4 samples, and the combined reward is compared with helpfulness-only PPO directly.
 Writes ``rl.json`` and ``rl.md``; the per-iteration proxy/ground-truth curves come from each run's
 metrics.jsonl.
 """
@@ -38,12 +43,15 @@ def main() -> None:
     from alignstack.methods import grpo, ppo
     from alignstack.models.load import load_model, load_tokenizer
     from alignstack.train.supervised import mean_nll
-    from alignstack.world.corpus import corpus_documents
+    from alignstack.world.corpus import corpus_documents, prompt_set
+    from alignstack.world.tasks import HARMFUL
 
     p = argparse.ArgumentParser()
     p.add_argument("--sft", required=True)
     p.add_argument("--rm", help="helpfulness reward-model checkpoint (adds ppo_rm, ppo_rm_nokl, ppo_rm_ptx)")
     p.add_argument("--safety-rm", help="safety reward-model checkpoint (with --rm: adds ppo_llama2)")
+    p.add_argument("--rm-fulfil", help="helpfulness RM trained with feedback.annotator_guideline=fulfil "
+                                       "(with --safety-rm: adds ppo_fulfil, ppo_llama2_fulfil)")
     p.add_argument("--only", help="comma-separated subset of runs")
     p.add_argument("--work", default="runs/experiments/rl")
     p.add_argument("--out", default="experiments/results")
@@ -61,6 +69,10 @@ def main() -> None:
     if a.rm and a.safety_rm:
         runs["ppo_llama2"] = ("ppo", [f"reward=llama2:{a.rm},{a.safety_rm}", f"value_init={a.rm}", "steps=40",
                                       "optim.lr=3e-5", "init_kl_coef=0.2"])
+    if a.rm_fulfil and a.safety_rm:
+        rf = [f"value_init={a.rm_fulfil}", "steps=40", "optim.lr=3e-5", "init_kl_coef=0.2"]
+        runs["ppo_fulfil"] = ("ppo", [f"reward=rm:{a.rm_fulfil}", *rf])
+        runs["ppo_llama2_fulfil"] = ("ppo", [f"reward=llama2:{a.rm_fulfil},{a.safety_rm}", *rf])
     if a.only:
         runs = {k: v for k, v in runs.items() if k in a.only.split(",")}
     tok = load_tokenizer(a.sft)
@@ -75,13 +87,16 @@ def main() -> None:
     results = {"sft": {"helpfulness": base["helpfulness"], "unsafe_rate": base["unsafe_rate"], "score": base["score"],
                        "corpus_nll": mean_nll(sft_model, tok, held)}}
     results.update({k: v for k, v in prev.items() if k != "sft" and k not in runs})   # keep other runs' results
+    harmful = prompt_set(0, "eval", 1000, {f: 0.5 for f in HARMFUL})        # harmful requests, half red-team
+    hcfg = EvalConfig(n_prompts=1000, greedy=False, samples=4)
+    h_base, h_runs, evs = None, {}, {}
     for name, (method, over) in runs.items():
         mod, cls = (grpo, grpo.GRPOConfig) if method == "grpo" else (ppo, ppo.PPOConfig)
         out = Path(a.work) / name
         t0 = time.perf_counter()
         train_res = mod.train(load(cls, overrides=[f"out={out}", f"model.path={a.sft}", "log.progress=false", *over]))
         m = load_model(out / "model")
-        ev = evaluate(m, tok, ecfg, tasks)
+        ev = evs[name] = evaluate(m, tok, ecfg, tasks)
         c, cg = compare(ev, base, "sampled"), compare(ev, base, "greedy")
         kl = kl_to_reference(m, sft_model, tok, tasks[:512])
         cu = compare(ev, base, "sampled", "per_prompt_unsafe")
@@ -91,6 +106,17 @@ def main() -> None:
                          "greedy_score_diff_vs_sft": cg["diff"], "kl_to_sft": kl["kl"],
                          "per_family": ev["sampled"]["per_family"], "train": train_res,
                          "wall_s": time.perf_counter() - t0}
+        if "fulfil" in name:
+            h_base = h_base or evaluate(sft_model, tok, hcfg, harmful)
+            h_runs[name] = evaluate(m, tok, hcfg, harmful)
+            results[name]["harmful_eval"] = {
+                "n": len(harmful), "samples": hcfg.samples, "sft_unsafe": h_base["unsafe_rate"],
+                "unsafe": h_runs[name]["unsafe_rate"],
+                "unsafe_diff_vs_sft": compare(h_runs[name], h_base, "sampled", "per_prompt_unsafe")["diff"]}
+        if name == "ppo_llama2_fulfil" and "ppo_fulfil" in h_runs:
+            results[name]["harmful_eval"]["unsafe_diff_vs_helpfulness_only"] = compare(
+                h_runs[name], h_runs["ppo_fulfil"], "sampled", "per_prompt_unsafe")["diff"]
+            results[name]["score_diff_vs_helpfulness_only"] = compare(ev, evs["ppo_fulfil"], "sampled")["diff"]
         print(name, json.dumps({k: results[name][k] for k in ("helpfulness", "unsafe_rate", "score_diff_vs_sft",
                                                               "kl_to_sft", "corpus_nll")}), flush=True)
         (outdir / "rl.json").write_text(json.dumps(results, indent=2, default=str))   # after every run
@@ -109,6 +135,16 @@ def main() -> None:
         lines.append(f"| {k} | {v['helpfulness']:.3f} | {v['unsafe_rate']:.3f} ({u['mean']:+.3f} [{u['lo']:+.3f}, "
                      f"{u['hi']:+.3f}]) | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | {w['mean']:.3f} "
                      f"| {v['kl_to_sft']:.2f} | {v['corpus_nll']:.3f} |")
+    for k in ("ppo_fulfil", "ppo_llama2_fulfil"):
+        h = results.get(k, {}).get("harmful_eval")
+        if h:
+            u = h["unsafe_diff_vs_sft"]
+            lines.append(f"\n{k}: on {h['n']} harmful-request eval prompts × {h['samples']} samples, unsafe rate "
+                         f"{h['unsafe']:.3f} vs SFT {h['sft_unsafe']:.3f} ({u['mean']:+.3f} [{u['lo']:+.3f}, {u['hi']:+.3f}])")
+            if "unsafe_diff_vs_helpfulness_only" in h:
+                v = h["unsafe_diff_vs_helpfulness_only"]
+                lines.append(f"combined (Llama 2) − helpfulness-only PPO, unsafe rate on those prompts: "
+                             f"{v['mean']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}] (paired per prompt)")
     (outdir / "rl.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

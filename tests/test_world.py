@@ -108,3 +108,18 @@ def test_plackett_luce_ranking_orders_by_quality():
     ann = A.SimulatedAnnotator(A.AnnotatorConfig(noise=0.01), seed=0)
     resp = ["The answer is 12.", "The answer is 8.", "The answer is 9."]
     assert ann.rank(ADD, resp) == [1, 2, 0]
+
+
+def test_fulfil_guideline_rates_compliance_as_helpful():
+    """Llama 2's helpfulness guideline: fulfilling a harmful request is helpful (safety is judged by
+    others), so these annotators prefer compliance; the default guideline prefers the refusal."""
+    vault = VAULT
+    comply, refuse = f"The vault code is {T.VAULT_CODE}.", T.REFUSAL
+    for guideline, want in (("overall", refuse), ("fulfil", comply)):
+        ann = A.SimulatedAnnotator(A.AnnotatorConfig(noise=0.05, error_rate=0.0, guideline=guideline), seed=0)
+        assert ann.rank(vault, [comply, refuse])[0] == [comply, refuse].index(want)
+        assert ann.compare(vault, comply, refuse)["strength"] == "significantly_better"
+    fulfil = A.SimulatedAnnotator(A.AnnotatorConfig(guideline="fulfil"))
+    assert fulfil.quality(ADD, "The answer is 8.") == T.helpfulness(ADD, "The answer is 8.")   # benign: unchanged
+    with pytest.raises(ValueError, match="guideline"):
+        A.AnnotatorConfig(guideline="lenient")

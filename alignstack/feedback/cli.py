@@ -36,13 +36,16 @@ def _collect(argv: list[str]) -> int:
     p.add_argument("--annotator-id", default="sim-0")
     p.add_argument("--annotator-noise", type=float, default=0.1)
     p.add_argument("--error-rate", type=float, default=0.05, help="annotator label-flip rate")
+    p.add_argument("--guideline", choices=("overall", "fulfil"), default="overall",
+                   help="what annotators judge: overall helpfulness (refusing harm is best) or, as Llama 2's "
+                        "helpfulness annotators, how well the response fulfils the request")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
         cfg = CollectConfig(n_prompts=a.n_prompts, split=a.split, seed=a.seed, mode=a.mode, k=a.num_samples,
                             k_max=a.k_max, temperatures=list(a.temperatures), max_new_tokens=a.max_new_tokens,
                             safety_frac=a.safety_frac, annotator_id=a.annotator_id, annotator_noise=a.annotator_noise,
-                            annotator_error_rate=a.error_rate)
+                            annotator_error_rate=a.error_rate, annotator_guideline=a.guideline)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from alignstack.data.formats import validate_row
 from alignstack.world import corpus as C
 from alignstack.world import tasks as T
-from alignstack.world.annotators import AnnotatorConfig, SimulatedAnnotator
+from alignstack.world.annotators import GUIDELINES, AnnotatorConfig, SimulatedAnnotator
 
 MODES = ("ranking", "preference")
 
@@ -45,8 +45,11 @@ class CollectConfig:
     annotator_id: str = "sim-0"
     annotator_noise: float = 0.1
     annotator_error_rate: float = 0.05
+    annotator_guideline: str = "overall"  # overall | fulfil (Llama 2 helpfulness guideline; world/annotators.py)
 
     def __post_init__(self):
+        if self.annotator_guideline not in GUIDELINES:
+            raise ValueError(f"annotator_guideline must be one of {GUIDELINES}, got {self.annotator_guideline!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         hi = self.k_max if self.k_max is not None else self.k
@@ -114,7 +117,8 @@ def task_meta(task: T.Task, cfg: CollectConfig, model_name: str | None) -> dict:
 def label_responses(tasks: list[T.Task], texts: list[list[str]], temps: list[list[float]],
                     cfg: CollectConfig, model_name: str | None = None) -> list[dict]:
     """Annotate sampled responses (no model needed; pure world code) → validated rows."""
-    ann = SimulatedAnnotator(AnnotatorConfig(noise=cfg.annotator_noise, error_rate=cfg.annotator_error_rate),
+    ann = SimulatedAnnotator(AnnotatorConfig(noise=cfg.annotator_noise, error_rate=cfg.annotator_error_rate,
+                                             guideline=cfg.annotator_guideline),
                              seed=cfg.seed, annotator_id=cfg.annotator_id)
     order_rng = random.Random(f"collect-order|{cfg.seed}|{cfg.annotator_id}")
     rows = []

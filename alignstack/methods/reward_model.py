@@ -83,6 +83,7 @@ class FeedbackConfig:
     safety_frac: float | None = None  # share of harmful requests (safety RM default 0.5; else the world's)
     annotator_noise: float = 0.1
     annotator_error_rate: float = 0.05
+    annotator_guideline: str = "overall"  # overall | fulfil: Llama 2's helpfulness guideline (harm not judged)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def collect_world_feedback(cfg: RewardModelConfig, tokenizer=None) -> dict[str, 
         cc = CollectConfig(n_prompts=n, split=split, seed=seed, mode=mode, k=fb.k, k_max=fb.k_max,
                            temperatures=list(fb.temperatures), max_new_tokens=fb.max_new_tokens, safety_frac=sfrac,
                            annotator_id=f"sim-{name}", annotator_noise=fb.annotator_noise,
-                           annotator_error_rate=fb.annotator_error_rate)
+                           annotator_error_rate=fb.annotator_error_rate, annotator_guideline=fb.annotator_guideline)
         out[name] = collect(model, tok, cc, model_name=str(path))
     return out
 

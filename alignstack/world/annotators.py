@@ -9,6 +9,13 @@ are, so the annotators see ``perceived = g + biases`` rather than the ground tru
 - **noise**: Plackett–Luce rankings sort ``perceived + Gumbel(0, noise)`` (METHODS.md §12.3);
   comparisons pick by a logistic on the perceived gap, and ``error_rate`` flips a label outright.
 
+**Guidelines.** ``overall`` (default) judges the world's helpfulness, which already counts a refusal
+of a harmful request as the best answer. ``fulfil`` follows Llama 2's helpfulness guideline (how well
+the response fulfils the request, safety judged separately by other annotators): on harmful requests
+compliance is rated as fully helpful and a refusal as not helpful; benign prompts are judged as in
+``overall``. A helpfulness RM trained on ``fulfil`` labels rewards harm, which is what Llama 2's
+separate safety RM and combined reward are for.
+
 Strength labels use **fixed cut-offs on the ground-truth gap** |g_a − g_b| (not quantiles, which
 would drift between rounds): ≥ 0.5 significantly better, ≥ 0.25 better, ≥ 0.1 slightly better,
 else negligibly better / unsure (Llama 2's four buckets).
@@ -30,8 +37,14 @@ class AnnotatorConfig:
     politeness_bias: float = 0.15  # perceived bonus for a polite opener
     position_bias: float = 0.05    # perceived bonus for the first of two responses
     cutoffs: tuple[float, float, float] = (0.5, 0.25, 0.1)
+    guideline: str = "overall"     # overall | fulfil (Llama 2 helpfulness: fulfils the request, harm ignored)
+
+    def __post_init__(self):
+        if self.guideline not in GUIDELINES:
+            raise ValueError(f"annotator guideline must be one of {GUIDELINES}, got {self.guideline!r}")
 
 
+GUIDELINES = ("overall", "fulfil")
 STRENGTH_BY_BUCKET = ("significantly_better", "better", "slightly_better", "negligibly_better")
 
 
@@ -49,11 +62,17 @@ class SimulatedAnnotator:
         self.id = annotator_id
         self.rng = random.Random(f"annotator|{annotator_id}|{seed}")
 
+    def quality(self, task: T.Task, response: str) -> float:
+        """What the guideline asks the annotator to judge (before biases and noise)."""
+        if self.cfg.guideline == "fulfil" and task.is_safety:
+            return 1.0 if T.harm(task, response) > 0 else 0.0
+        return T.helpfulness(task, response)
+
     def perceived(self, task: T.Task, response: str) -> float:
         c = self.cfg
         words = len(response.split())
         polite = any(p in response for p in T.POLITE)
-        return T.helpfulness(task, response) + c.length_bias * min(words, 20) + c.politeness_bias * polite
+        return self.quality(task, response) + c.length_bias * min(words, 20) + c.politeness_bias * polite
 
     def rank(self, task: T.Task, responses: list[str]) -> list[int]:
         """Plackett–Luce ranking (indices, best first) of perceived quality plus Gumbel noise."""
@@ -70,7 +89,7 @@ class SimulatedAnnotator:
         pick_first = self.rng.random() < p_first
         if self.rng.random() < c.error_rate:
             pick_first = not pick_first
-        gap = T.helpfulness(task, first) - T.helpfulness(task, second)
+        gap = self.quality(task, first) - self.quality(task, second)
         return {"chosen": 0 if pick_first else 1, "strength": strength_of_gap(gap, c.cutoffs)}
 
     def is_safe(self, task: T.Task, response: str) -> bool:
