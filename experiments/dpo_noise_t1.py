@@ -11,7 +11,8 @@ plain DPO, cDPO (label smoothing ε = 0.2) and rDPO (ε = 0.2, the true flip rat
 full-batch tabular optimiser with the library's loss functions. Reported per fit: E[r], KL, the
 objective gap to the optimum ``V*_β − (E[r] − β·KL)`` (0 = the policy DPO should find at this β), and the
 frontier gap ``r*(KL) − E[r]`` (0 = on the best reward–KL frontier, whatever β it corresponds to).
-Writes ``dpo_noise_t1.{json,md}``.
+``--parts sizes`` adds a data-size sweep (50k–400k pairs, every β, 2 data seeds): does each variant
+approach the clean fit as the number of pairs grows? Writes ``dpo_noise_t1.{json,md}``.
 """
 from __future__ import annotations
 
@@ -63,6 +64,31 @@ def run(seeds: int, steps: int) -> dict:
             "fits": fits, "wall_s": time.perf_counter() - t0}
 
 
+SIZES = [50000, 100000, 200000, 400000]
+
+
+def run_sizes(seeds: int, steps: int, sizes=SIZES) -> dict:
+    """The four fits per (β, data seed) at growing numbers of pairs (exact E[r], KL, objective gap)."""
+    from alignstack.world import markov as M
+
+    t0 = time.perf_counter()
+    w = M.make_world(seed=0, n_tokens=12, n_pos=4, n_neg=4, horizon=4)
+    v_star = {b: float(M.optimal_policy(w, b)[1][M.BOS]) for b in BETAS}
+    fits = []
+    for n in sizes:
+        for seed in range(1, seeds + 1):
+            data = {f: M.preference_pairs(w, n, seed=seed, flip=f) for f in (0.0, FLIP)}
+            for beta in BETAS:
+                for name, (flip, loss, eps) in VARIANTS.items():
+                    lp = M.fit_tabular_preference(w, *data[flip], beta=beta, loss=loss, label_smoothing=eps,
+                                                  steps=steps)
+                    e = M.evaluate_policy(w, lp)
+                    fits.append({"n_pairs": n, "seed": seed, "beta": beta, "variant": name, **e,
+                                 "objective_gap": v_star[beta] - (e["reward"] - beta * e["kl"])})
+                    print(json.dumps(fits[-1]), flush=True)
+    return {"sizes": sizes, "seeds": seeds, "fits": fits, "wall_s": time.perf_counter() - t0}
+
+
 def _mean_range(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.3f} ({min(xs):.3f}–{max(xs):.3f})"
 
@@ -93,22 +119,50 @@ def report(r: dict) -> str:
         tot = sum(1 for f in r["fits"] if f["variant"] == v)
         return f"{n}/{tot}"
 
-    L += ["## Verdict", "",
+    L += ["## Verdict at 50,000 pairs", "",
           f"- Paired against plain DPO on the same flipped pairs (data seed × β), smaller objective gap: cDPO "
           f"{wins('cdpo_noisy', 'objective_gap')}, rDPO {wins('rdpo_noisy', 'objective_gap')}; smaller frontier gap: "
           f"cDPO {wins('cdpo_noisy', 'frontier_gap')}, rDPO {wins('rdpo_noisy', 'frontier_gap')}.",
-          "- **Neither variant holds up better at a given β**: with flipped labels plain DPO learns an attenuated "
-          "implicit reward (the flips pull every preference probability toward ½), so it acts like DPO at a larger "
-          "β — less KL, less reward, but still close to the best frontier. cDPO attenuates further (its target "
-          "probability is 1 − ε on top of the noise): the most conservative fit, on the frontier but far from the "
-          "β it was asked for (its small frontier gap comes with a tiny KL, where every policy's gap is small). "
-          "rDPO's loss is unbiased for the clean loss in expectation, and its E[r] even exceeds the clean fit's, "
-          "but per pair it is unbounded below (−ε·h/(1 − 2ε) as the margin h → ∞): a flexible tabular policy "
-          "pushes single pairs' margins up, spends 1.3–5.6 nats of KL and leaves the most reward on the table.",
-          "- So on T1 20% label noise acts mainly as a change of β, and the cheapest remedy is re-tuning β; this "
-          "agrees with the world result (`dpo.md`: cDPO and rDPO not better than plain DPO under 20% flips, one "
-          "seed). Departure from the papers' setting: a tabular policy (no function-class smoothing, which may "
-          "keep rDPO's margins bounded in a neural model) and a known flip rate."]
+          "- With flipped labels plain DPO learns an attenuated implicit reward (the flips pull every preference "
+          "probability toward ½), so it acts like DPO at a larger β — less KL, less reward, but still close to the "
+          "best frontier. cDPO attenuates further (its target probability is 1 − ε on top of the noise): the most "
+          "conservative fit, on the frontier but far from the β it was asked for. rDPO's loss is unbiased for the "
+          "clean loss in expectation, but per pair it is unbounded below (−ε·h/(1 − 2ε) as the margin h → ∞): at "
+          "50,000 pairs over 20,736 sequences (each sequence in ~5 pairs) a flexible tabular policy pushes single "
+          "pairs' margins up, spends 1.3–5.6 nats of KL and leaves the most reward on the table."]
+    sz = r.get("sizes")
+    if sz:
+        L += ["", f"## More pairs: which fit approaches the clean one? ({sz['seeds']} data seeds, "
+              f"{sz['wall_s'] / 60:.0f} min)", "",
+              "Objective gap to the exact β-optimum (mean over data seeds; 0 = the policy DPO targets at this β):", "",
+              "| β | pairs | dpo_clean | dpo_noisy | cdpo_noisy | rdpo_noisy | rDPO E[r] / clean E[r] | plain DPO E[r] / clean E[r] |",
+              "|---|---|---|---|---|---|---|---|"]
+        for b in r["betas"]:
+            for n in sz["sizes"]:
+                fs = {v: [f for f in sz["fits"] if f["beta"] == b and f["n_pairs"] == n and f["variant"] == v]
+                      for v in VARIANTS}
+                g = {v: statistics.mean(f["objective_gap"] for f in x) for v, x in fs.items()}
+                er = {v: statistics.mean(f["reward"] for f in x) for v, x in fs.items()}
+                L.append(f"| {b} | {n:,} | {g['dpo_clean']:.3f} | {g['dpo_noisy']:.3f} | {g['cdpo_noisy']:.3f} | "
+                         f"{g['rdpo_noisy']:.3f} | {er['rdpo_noisy'] / er['dpo_clean']:.2f} | "
+                         f"{er['dpo_noisy'] / er['dpo_clean']:.2f} |")
+        big = max(sz["sizes"])
+        last = {v: [f for f in sz["fits"] if f["n_pairs"] == big and f["variant"] == v] for v in VARIANTS}
+        rd_wins = sum(1 for f in last["rdpo_noisy"] for g in last["dpo_noisy"]
+                      if g["seed"] == f["seed"] and g["beta"] == f["beta"] and f["objective_gap"] < g["objective_gap"])
+        L += ["", "## Verdict", "",
+              f"- **rDPO holds up better once there is enough data**: at {big:,} pairs (each sequence in ~{2 * big // 20736} "
+              f"pairs) rDPO on 20%-flipped labels has a smaller objective gap than plain DPO on the same labels in "
+              f"{rd_wins}/{len(last['rdpo_noisy'])} (β × data seed) fits and lands on the clean fit (same E[r] and "
+              "KL), as the paper's unbiasedness argument says; plain DPO stays attenuated (a larger effective β) at "
+              "every data size, because its bias does not shrink with data. From 100,000 pairs on rDPO's gap is "
+              "below plain DPO's at every β; at 50,000 its unbounded per-pair loss makes it overshoot instead: "
+              "its guarantee is asymptotic.",
+              "- **cDPO does not hold up better at a given β**: it is the most attenuated fit at every size (it "
+              "targets P = 1 − ε on top of the noise by design); it is conservative, not de-biasing.",
+              "- On the world (`dpo.md`, 1,500–2,000 pairs for a neural policy) neither variant resolved a "
+              "difference: that is the small-data regime. Departure from the papers' setting: a tabular policy "
+              "(no function-class smoothing) and a known flip rate."]
     return "\n".join(L) + "\n"
 
 
@@ -120,14 +174,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--report", action="store_true", help="only rewrite the markdown from the committed JSON")
+    p.add_argument("--parts", default="main", help="main (50k pairs, --seeds) and/or sizes (data-size sweep)")
+    p.add_argument("--size-seeds", type=int, default=2)
     a = p.parse_args()
     out = Path(a.out)
-    if a.report:
-        r = json.loads((out / "dpo_noise_t1.json").read_text())
-    else:
+    path = out / "dpo_noise_t1.json"
+    r = json.loads(path.read_text()) if path.exists() else {}
+    if not a.report:
         torch.set_num_threads(1)
-        r = run(a.seeds, a.steps)
-        (out / "dpo_noise_t1.json").write_text(json.dumps(r, indent=2))
+        if "main" in a.parts.split(","):
+            r.update(run(a.seeds, a.steps))
+        if "sizes" in a.parts.split(","):
+            r["sizes"] = run_sizes(a.size_seeds, a.steps)
+        path.write_text(json.dumps(r, indent=2))
     (out / "dpo_noise_t1.md").write_text(report(r))
     print(report(r))
 
