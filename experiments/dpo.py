@@ -420,8 +420,8 @@ def report(res: dict) -> str:
                 lines.append(f"| {name} | {mode} | {_ci(v[mode]['score'])} | {_ci(v[mode]['helpfulness'])} | "
                              f"{_ci(v[mode]['unsafe_rate'])} |")
         lines += ["", "(On the exact testbed, where nothing is left to eval noise, `dpo_noise_t1.md`: at this scale of "
-                  "data neither holds up better; with 100k+ pairs robust DPO does — it recovers the clean fit — while "
-                  "cDPO stays the most conservative.)"]
+                  "data neither holds up better; with 100k+ pairs robust DPO does (it recovers the clean fit), and with few "
+                  "pairs and long training cDPO does (it keeps plain DPO from overfitting the flips).)"]
         lines += ["", "**Label-noise verdict (T = 1, score and unsafe rate):** " + noise_verdict(nv) + ". The "
                   "paper-level claim that cDPO / robust DPO hold up better under 20% flips is only supported where "
                   "a CI excludes 0; one seed."]
