@@ -65,7 +65,8 @@ class HIRConfig:
     rounds: int = 2
     epsilon: float = 0.0                    # label smoothing of the supervised CE (reference code: 0.2, see above)
     contrastive_epsilon: float = REF_CODE_EPSILON   # smoothing inside the contrastive term (reference code: 0.2)
-    balance_goals: bool = True              # weight rows so each relabelled goal carries half the loss
+    balance_goals: bool = True              # weight rows so each relabelled goal carries a fixed share of the loss
+    correct_share: float = 0.5              # with balance_goals: the share carried by rows relabelled "correct"
     contrastive_coef: float = REF_CODE_CONTRASTIVE_COEF
     entropy_coef: float = REF_CODE_ENTROPY_COEF
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, batch_size=32, epochs=2.0,
@@ -84,6 +85,8 @@ class HIRConfig:
         for name in ("epsilon", "contrastive_epsilon"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.correct_share < 1:
+            raise ValueError(f"correct_share must be in (0, 1), got {self.correct_share}")
         if self.contrastive_coef < 0 or self.entropy_coef < 0:
             raise ValueError("contrastive_coef and entropy_coef must be ≥ 0")
         if self.temperature <= 0:
@@ -135,13 +138,17 @@ def hir_pairs(renderer, records: list[dict]) -> list[tuple]:
     return pairs
 
 
-def goal_weights(goals: list[str], balance: bool) -> list[float]:
-    """Per-row weights with mean 1 over the round: with ``balance`` each goal's rows share half the total
-    weight (w = N / (2·N_goal)), else all 1. A goal with no rows leaves the others at weight 1."""
+def goal_weights(goals: list[str], balance: bool, correct_share: float = 0.5) -> list[float]:
+    """Per-row weights with mean 1 over the round: with ``balance`` the rows relabelled ``correct`` carry
+    ``correct_share`` of the total weight and the other goal's rows the rest (0.5: w = N / (2·N_goal)),
+    else all 1. A goal with no rows leaves the others at weight 1."""
     if not balance:
         return [1.0] * len(goals)
     counts = {g: goals.count(g) for g in set(goals)}
-    return [len(goals) / (len(counts) * counts[g]) for g in goals]
+    if len(counts) < 2:
+        return [1.0] * len(goals)
+    share = {g: correct_share if g == "correct" else 1.0 - correct_share for g in counts}
+    return [len(goals) * share[g] / counts[g] for g in goals]
 
 
 def hir_batch_loss(model, pos_batch: dict, neg_batch: dict, epsilon: float, contrastive_coef: float,
@@ -244,7 +251,7 @@ def train(cfg: HIRConfig) -> dict:
             entry.update(train_rows=len(items), steps=res.steps, train_loss=res.final_loss)
         else:
             pairs = hir_pairs(renderer, records)
-            weights = goal_weights([g for _, _, g in pairs], cfg.balance_goals)
+            weights = goal_weights([g for _, _, g in pairs], cfg.balance_goals, cfg.correct_share)
             tr, stats = _train_hir(model, tok, pairs, weights, cfg, rdir, cfg.seed + rnd)
             entry.update(train_rows=len(pairs), steps=tr.step_count,
                          **{k_: stats.get(k_) for k_ in ("loss", "sup", "contrastive", "entropy")})
@@ -255,6 +262,6 @@ def train(cfg: HIRConfig) -> dict:
     result = {"mode": cfg.mode, "rounds": log, "contrastive_coef": cfg.contrastive_coef,
               "entropy_coef": cfg.entropy_coef, "epsilon": cfg.epsilon,
               "contrastive_epsilon": cfg.contrastive_epsilon, "balance_goals": cfg.balance_goals,
-              "wall_s": time.perf_counter() - t0}
+              "correct_share": cfg.correct_share, "wall_s": time.perf_counter() - t0}
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result

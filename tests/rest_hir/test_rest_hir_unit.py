@@ -163,6 +163,10 @@ def test_goal_weights_balance_the_two_goals():
     assert sum(w[:3]) == pytest.approx(w[3]) and sum(w) == pytest.approx(4)
     assert hir.goal_weights(["wrong", "correct"], balance=False) == [1.0, 1.0]
     assert hir.goal_weights(["wrong", "wrong"], balance=True) == [1.0, 1.0]   # one goal only: unchanged
+    w = hir.goal_weights(["wrong", "wrong", "wrong", "correct"], balance=True, correct_share=0.75)
+    assert w == pytest.approx([1 / 3, 1 / 3, 1 / 3, 3.0])               # correct rows: 3/4 of the total weight 4
+    with pytest.raises(ValueError, match="correct_share"):
+        hir.HIRConfig(correct_share=1.0)
 
 
 def test_hir_batch_loss_row_weights_hand_values():
