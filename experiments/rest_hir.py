@@ -160,13 +160,16 @@ def main() -> None:
     p.add_argument("--part", default="all", choices=["rest", "hir", "all", "none"])
     p.add_argument("--work", default="runs/experiments/rest_hir")
     p.add_argument("--hir-over", nargs="*", default=[], help="extra overrides for every HIR/FARL run")
+    p.add_argument("--hir-name", default="hir", help="result key of the HIR part (e.g. a variant run with --hir-over)")
     p.add_argument("--out", default="experiments/results")
     a = p.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     for part, fn in (("rest", run_rest), ("hir", run_hir)):
         if a.part in (part, "all"):
-            (work / f"{part}.json").write_text(json.dumps(fn(a, work), indent=2, default=str))
+            name = a.hir_name if part == "hir" else part
+            (work / f"{name}.json").write_text(json.dumps(fn(a, work / name if name != part else work), indent=2,
+                                                          default=str))
     res = {f.stem: json.loads(f.read_text()) for f in sorted(work.glob("*.json"))}   # rest, hir, hir_* variants
     out = Path(a.out)
     (out / "rest_hir.json").write_text(json.dumps(res, indent=2, default=str))

@@ -1,6 +1,6 @@
 """Reduced ground-truth checks (CI versions of experiments/rest_hir.py), from the cached SFT model:
-ReST raises the true score on the translation family; HIR beats the base model on goal-conditioned tasks
-(evaluated under ``<correct>``) and loses part of that gain without its contrastive term. Paired per-prompt differences with a 95% CI clear of zero."""
+ReST raises the true score on the translation family; HIR beats the base model and the FARL baseline on
+goal-conditioned tasks (evaluated under ``<correct>``). Paired per-prompt differences with a 95% CI clear of zero."""
 import pytest
 import torch
 
@@ -30,23 +30,21 @@ def test_rest_beats_sft_on_translation(trained_world, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="HIR's gain over the base model is small and not robust on the tiny world: +0.025 "
-                          "[+0.010, +0.040] on the experiment's eval prompts, +0.011 [-0.006, +0.029] on these "
-                          "(experiments/results/rest_hir.md)", strict=False)
-def test_hir_beats_base_and_needs_its_contrastive_term(trained_world, tmp_path):
-    # shipped defaults (CE smoothing 0, contrastive smoothing 0.2, goals balanced); the reference code's
-    # CE smoothing 0.2 collapses sampling here (experiments/results/rest_hir.md)
+def test_hir_beats_base_and_farl(trained_world, tmp_path):
+    """Shipped defaults (CE smoothing 0, contrastive smoothing 0.2, 90% of the loss on rows relabelled
+    ``correct``), on eval prompts the defaults were not chosen on (seed 0; the experiment uses seed 1)."""
     torch.set_num_threads(2)
     common = [f"model.path={trained_world['sft']}", "families=[track,sort,add]", "n_prompts=400", "rounds=3",
               "log.progress=false"]
     hir.train(load(hir.HIRConfig, overrides=[f"out={tmp_path}/hir", *common]))
-    hir.train(load(hir.HIRConfig, overrides=[f"out={tmp_path}/nocon", "contrastive_coef=0.0", *common]))
+    hir.train(load(hir.HIRConfig, overrides=[f"out={tmp_path}/farl", "mode=farl", *common]))
     tok = load_tokenizer(trained_world["sft"])
     tasks = C.prompt_set(0, "eval", 800, {"track": 1.0, "sort": 1.0, "add": 1.0}, goal="correct")
     ecfg = EvalConfig(greedy=False, max_new_tokens=16, samples=4)
     res = {n: evaluate(load_model(p), tok, ecfg, tasks) for n, p in
-           (("hir", tmp_path / "hir" / "model"), ("nocon", tmp_path / "nocon" / "model"),
+           (("hir", tmp_path / "hir" / "model"), ("farl", tmp_path / "farl" / "model"),
             ("base", trained_world["sft"]))}
-    vs_base, vs_nocon = compare(res["hir"], res["base"]), compare(res["hir"], res["nocon"])
+    vs_base, vs_farl = compare(res["hir"], res["base"]), compare(res["hir"], res["farl"])
+    print({"vs_base": vs_base["diff"], "vs_farl": vs_farl["diff"]})
     assert vs_base["diff"]["lo"] > 0, vs_base
-    assert vs_nocon["diff"]["mean"] > 0, vs_nocon       # dropping the contrastive term shrinks the gain
+    assert vs_farl["diff"]["mean"] > 0, vs_farl
