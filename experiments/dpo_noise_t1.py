@@ -86,9 +86,8 @@ CDPO_VERDICT = (
 OVERFIT_STEPS = 2000
 
 
-def run_overfit(seeds: int, sizes=OVERFIT_SIZES, steps: int = OVERFIT_STEPS) -> dict:
-    """Few pairs, long training (the regime cDPO was proposed for: plain DPO drives every pair's margin
-    up, flipped pairs included, and overfits)."""
+def fit_grid(sizes, seeds: int, steps: int) -> dict:
+    """The four fits per (pair count, data seed, β) with exact E[r], KL, objective gap and frontier gap."""
     from alignstack.world import markov as M
 
     t0 = time.perf_counter()
@@ -108,29 +107,18 @@ def run_overfit(seeds: int, sizes=OVERFIT_SIZES, steps: int = OVERFIT_STEPS) -> 
                                  "objective_gap": v_star[beta] - (e["reward"] - beta * e["kl"]),
                                  "frontier_gap": reward_at_kl(e["kl"]) - e["reward"]})
                     print(json.dumps(fits[-1]), flush=True)
-    return {"sizes": sizes, "steps": steps, "seeds": seeds, "fits": fits, "wall_s": time.perf_counter() - t0}
+    return {"sizes": list(sizes), "steps": steps, "seeds": seeds, "fits": fits, "wall_s": time.perf_counter() - t0}
+
+
+def run_overfit(seeds: int, sizes=OVERFIT_SIZES, steps: int = OVERFIT_STEPS) -> dict:
+    """Few pairs, long training (the regime cDPO was proposed for: plain DPO drives every pair's margin
+    up, flipped pairs included, and overfits)."""
+    return fit_grid(sizes, seeds, steps)
 
 
 def run_sizes(seeds: int, steps: int, sizes=SIZES) -> dict:
-    """The four fits per (β, data seed) at growing numbers of pairs (exact E[r], KL, objective gap)."""
-    from alignstack.world import markov as M
-
-    t0 = time.perf_counter()
-    w = M.make_world(seed=0, n_tokens=12, n_pos=4, n_neg=4, horizon=4)
-    v_star = {b: float(M.optimal_policy(w, b)[1][M.BOS]) for b in BETAS}
-    fits = []
-    for n in sizes:
-        for seed in range(1, seeds + 1):
-            data = {f: M.preference_pairs(w, n, seed=seed, flip=f) for f in (0.0, FLIP)}
-            for beta in BETAS:
-                for name, (flip, loss, eps) in VARIANTS.items():
-                    lp = M.fit_tabular_preference(w, *data[flip], beta=beta, loss=loss, label_smoothing=eps,
-                                                  steps=steps)
-                    e = M.evaluate_policy(w, lp)
-                    fits.append({"n_pairs": n, "seed": seed, "beta": beta, "variant": name, **e,
-                                 "objective_gap": v_star[beta] - (e["reward"] - beta * e["kl"])})
-                    print(json.dumps(fits[-1]), flush=True)
-    return {"sizes": sizes, "seeds": seeds, "fits": fits, "wall_s": time.perf_counter() - t0}
+    """Growing numbers of pairs at the main part's step count: which fit approaches the clean one?"""
+    return fit_grid(sizes, seeds, steps)
 
 
 def _mean_range(xs: list[float]) -> str:
