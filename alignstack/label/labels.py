@@ -150,6 +150,13 @@ def undo_last(s: Session, project: Project, user: User, *, now: float | None = N
     The row is kept (so a late retry of that submission still answers with its acknowledgement)
     and excluded from counts and exports. Returns the undone label, or None if there is nothing
     to undo. The caller commits.
+
+    Exactly once under concurrency: the retraction is a conditional ``UPDATE ... WHERE undone_seq
+    = 0`` and only the request whose UPDATE changed the row decrements the task's counter. On
+    PostgreSQL a concurrent undo of the same label waits for the winner's row lock, re-checks the
+    condition against the committed row and changes nothing (an ORM attribute write would have
+    updated it again, and eight simultaneous undos drove the counter to -15). A loser answers
+    "nothing to undo": a double-pressed undo retracts one label, not two.
     """
     now = time.time() if now is None else now
     label = s.scalar(select(Label).where(Label.project_id == project.id, Label.user_id == user.id,
@@ -157,9 +164,12 @@ def undo_last(s: Session, project: Project, user: User, *, now: float | None = N
                      .order_by(Label.created_at.desc(), Label.id.desc()).limit(1))
     if label is None:
         return None
-    label.undone_seq = label.id
-    s.flush()
-    s.execute(update(Task).where(Task.id == label.task_id).values(n_labels=Task.n_labels - 1)
+    won = s.execute(update(Label).where(Label.id == label.id, Label.undone_seq == 0)
+                    .values(undone_seq=label.id).execution_options(synchronize_session=False)).rowcount
+    if won != 1:
+        return None
+    s.refresh(label)
+    s.execute(update(Task).where(Task.id == label.task_id, Task.n_labels > 0).values(n_labels=Task.n_labels - 1)
               .execution_options(synchronize_session=False))
     # hand the task straight back to its annotator unless someone else holds it now
     s.execute(update(Task).where(Task.id == label.task_id,
