@@ -8,6 +8,7 @@ from alignstack.data.render import ChatRenderer
 from alignstack.models.logprobs import token_logprobs
 from alignstack.models.tokenizer import stop_token_ids
 from alignstack.rollout.engine import SamplingConfig, sample
+from alignstack.rollout.sampling import inverse_cdf
 
 
 def test_engine_matches_stepwise_forward(nano):
@@ -35,7 +36,7 @@ def test_engine_matches_stepwise_forward(nano):
                 out = model(input_ids=torch.tensor([seqs[i]])).logits[0, -1] / cfg.temperature
                 rows.append(out)
             logits = torch.stack(rows)
-            tokn = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(-1)
+            tokn = inverse_cdf(torch.softmax(logits, -1), gen)
             lps = torch.log_softmax(logits, -1).gather(-1, tokn[:, None]).squeeze(-1)
             nxt = []
             for i, t, lp in zip(active, tokn.tolist(), lps.tolist()):
@@ -109,5 +110,39 @@ def test_lean_llama_decode_matches_generic_forward(monkeypatch, kv_heads):
     a, b = runs["0"], runs["1"]
     assert a.completion_ids == b.completion_ids and a.finished == b.finished
     assert 0 < sum(a.finished) < len(prompts)
+    assert all(len({tuple(c) for c in b.completion_ids[g * 4:(g + 1) * 4]}) > 1 for g in range(5))  # rows differ
+    for x, y in zip(a.logprobs, b.logprobs):
+        assert x == pytest.approx(y, abs=1e-5)
+
+
+@pytest.mark.parametrize("fast", ["0", "1"])
+def test_shared_prefix_groups_give_the_same_samples_as_expanded_prompts(monkeypatch, fast):
+    """A group's K samples prefill their prompt once and expand the KV cache: same tokens and log-probs
+    as prefilling every repeated prompt (same seed), on the lean and the generic decode path, with
+    prompts of different lengths, groups straddling chunk boundaries and rows finishing early."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from alignstack.rollout import engine
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0)
+    model = LlamaForCausalLM(cfg).eval()
+    monkeypatch.setenv("ALIGNSTACK_FAST_DECODE", fast)
+    base = [[5 + (i * 7 + j) % 90 for j in range(3 + i % 4)] for i in range(5)]
+    prompts = [p for p in base for _ in range(4)]                 # 5 groups of K = 4
+    stop = list(range(60, 68))
+    calls = []
+    real = engine.pad_left
+    monkeypatch.setattr(engine, "pad_left", lambda rows, pad: calls.append(len(rows)) or real(rows, pad))
+    runs = {}
+    for share in (False, True):
+        calls.clear()
+        sc = SamplingConfig(16, 1.0, batch_size=6, share_prefix=share)   # chunks of 6 cut through groups
+        runs[share] = (sample(model, prompts, sc, stop, 0, torch.Generator().manual_seed(5)), list(calls))
+    (a, ca), (b, cb) = runs[False], runs[True]
+    assert sum(ca) == 20 and sum(cb) < 20          # fewer prompt rows prefilled when sharing
+    assert a.completion_ids == b.completion_ids and a.finished == b.finished
+    assert 0 < sum(a.finished) < len(prompts)
+    assert all(len({tuple(c) for c in b.completion_ids[g * 4:(g + 1) * 4]}) > 1 for g in range(5))  # rows differ
     for x, y in zip(a.logprobs, b.logprobs):
         assert x == pytest.approx(y, abs=1e-5)

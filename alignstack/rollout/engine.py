@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from alignstack.data.collate import pad_left
+from alignstack.rollout.sampling import pick
 
 
 @dataclass
@@ -29,6 +30,8 @@ class SamplingConfig:
     top_k: int = 0
     greedy: bool = False
     batch_size: int = 256
+    # identical prompts in a chunk (a group's K samples) share one prefill; the KV cache is expanded after
+    share_prefix: bool = True
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -71,26 +74,6 @@ class Generation:
             old[i, len(p) - 1:n - 1] = torch.tensor(lp)
         return {"input_ids": ids, "attention_mask": att, "loss_mask": lm, "old_logprobs": old,
                 "has_eos": torch.tensor(self.finished, dtype=torch.bool)}
-
-
-def _pick(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None):
-    logits = logits.float()
-    if cfg.greedy:
-        tok = logits.argmax(-1)
-        return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
-    scaled = logits / cfg.temperature
-    logp = torch.log_softmax(scaled, -1)
-    filt = scaled
-    if cfg.top_k and cfg.top_k < filt.shape[-1]:
-        kth = torch.topk(filt, cfg.top_k, dim=-1).values[:, -1:]
-        filt = filt.masked_fill(filt < kth, float("-inf"))
-    if cfg.top_p < 1.0:
-        srt, idx = torch.sort(filt, descending=True, dim=-1)
-        cum = torch.softmax(srt, -1).cumsum(-1)
-        drop = cum - torch.softmax(srt, -1) >= cfg.top_p   # keep the smallest prefix reaching top_p
-        filt = filt.scatter(-1, idx, srt.masked_fill(drop, float("-inf")))
-    tok = torch.multinomial(torch.softmax(filt, -1), 1, generator=generator).squeeze(-1)
-    return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
 
 def _fsdp_group_size(model) -> int:
@@ -140,15 +123,21 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     for s in range(0, n_chunks * cfg.batch_size, cfg.batch_size):
         rows = order[s: s + cfg.batch_size]
         idle = not rows                                   # synced only: a dummy chunk, outputs ignored
-        ids, att = pad_left([prompts[i] for i in rows] if rows else [[pad_id]], pad_id)
+        chunk = [prompts[i] for i in rows] if rows else [[pad_id]]
+        uniq, expand = _unique_rows(chunk) if cfg.share_prefix else (chunk, None)
+        ids, att = pad_left(uniq, pad_id)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{cache_kw: cache})
         logits = out.logits[:, -1]
-        dec = llama_decode.LlamaDecoder(model, cache, att, cfg.max_new_tokens) if fast else None
+        if expand is not None:                  # one prefill per distinct prompt, copied to its rows
+            logits, att = logits[expand], att[expand]
+            if not fast:
+                cache.batch_select_indices(expand)
+        dec = llama_decode.LlamaDecoder(model, cache, att, cfg.max_new_tokens, rows=expand) if fast else None
         active = torch.tensor(rows, dtype=torch.long)
         for step in range(cfg.max_new_tokens):
-            tok, lp = _pick(logits, cfg, generator)
+            tok, lp = pick(logits, cfg, generator)
             done = torch.ones_like(tok, dtype=torch.bool)
             if not idle:
                 for r, t, l in zip(active.tolist(), tok.tolist(), lp.tolist()):
@@ -181,6 +170,16 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     if was_training:
         model.train()
     return Generation([list(p) for p in prompts], comps, lps, fin)
+
+
+def _unique_rows(chunk: list[list[int]]) -> tuple[list[list[int]], torch.Tensor | None]:
+    """Distinct prompts of a chunk (first-seen order) and, when some repeat, the index of each row's prompt
+    among them (None when all are distinct: nothing to expand)."""
+    seen: dict[tuple, int] = {}
+    inv = [seen.setdefault(tuple(p), len(seen)) for p in chunk]
+    if len(seen) == len(chunk):
+        return chunk, None
+    return [list(p) for p in seen], torch.tensor(inv, dtype=torch.long)
 
 
 def _cache_kwarg(model) -> str:
