@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alignstack.http_limits import RequestLimits
 from alignstack.serve.engine import Choice, GenParams, ServeEngine
 
 ROLES = ("system", "user", "assistant")
@@ -38,6 +39,9 @@ MAX_N = 16
 MAX_TOP_LOGPROBS = 20
 MAX_STOP = 4
 MAX_PROMPTS = 64   # prompts in one /v1/completions request
+MAX_BODY_BYTES = 4 << 20   # a request body past this gets 413, before it is parsed
+MAX_JSON_DEPTH = 64        # deeper JSON gets 400 before it is parsed (a chat body needs about 5)
+SEED_RANGE = (-(2**63), 2**64 - 1)   # what torch.Generator.manual_seed accepts
 
 
 class APIError(Exception):
@@ -208,7 +212,7 @@ def parse_common(body: dict, engine: ServeEngine, prompt_lens: list[int], defaul
                             f"{key}={max_tokens} would need {longest + max_tokens}", key, "context_length_exceeded")
     return GenParams(max_tokens=max_tokens, temperature=_num(body, "temperature", 1.0, 0.0, 2.0),
                      top_p=_num(body, "top_p", 1.0, 0.0, 1.0, lo_open=True), n=_int(body, "n", 1, 1, MAX_N),
-                     seed=_int(body, "seed", None), stop=_stop(body))
+                     seed=_int(body, "seed", None, *SEED_RANGE), stop=_stop(body))
 
 
 # ---- response building ---------------------------------------------------------------------------
@@ -277,10 +281,22 @@ class Gate:
 
 
 def create_app(engine: ServeEngine, max_concurrency: int = 8, max_queue: int = 64, fault_rate: float = 0.0,
-               fault_delay: float = 0.0, fault_seed: int = 0) -> FastAPI:
+               fault_delay: float = 0.0, fault_seed: int = 0, max_body_bytes: int = MAX_BODY_BYTES,
+               max_json_depth: int = MAX_JSON_DEPTH) -> FastAPI:
     app = FastAPI(title="alignstack serve", docs_url=None, redoc_url=None)
     gate = Gate(max_concurrency, max_queue)
     stats: Counter = Counter()
+
+    def render_limit_error(status: int, message: str) -> tuple[bytes, str]:
+        stats[f"status_{status}"] += 1
+        code, typ = {413: ("request_too_large", "invalid_request_error"), 400: ("invalid_json", "invalid_request_error"),
+                     500: (None, "server_error")}.get(status, (None, "invalid_request_error"))
+        body = {"error": {"message": message, "type": typ, "param": None, "code": code}}
+        return json.dumps(body).encode(), "application/json"
+
+    # body cap and JSON depth cap before routing and parsing; a stray exception answers 500 in the
+    # OpenAI error shape and leaves the keep-alive connection usable
+    app.add_middleware(RequestLimits, render=render_limit_error, max_body=max_body_bytes, max_depth=max_json_depth)
     fault_rng = random.Random(fault_seed)
     fault_lock = threading.Lock()
     app.state.engine, app.state.stats, app.state.gate = engine, stats, gate
@@ -310,7 +326,7 @@ def create_app(engine: ServeEngine, max_concurrency: int = 8, max_queue: int = 6
         raw = await request.body()
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise APIError(400, f"could not parse the request body as JSON: {e}", None, "invalid_json") from None
         if not isinstance(body, dict):
             raise APIError(400, f"the request body must be a JSON object, got {_tname(body)}", None, "invalid_type")

@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fault-delay", type=float, default=0.0,
                     help="testing: with --fault-rate, half the faulty requests sleep this many seconds instead")
     ap.add_argument("--fault-seed", type=int, default=0, help="seed of the fault sequence")
+    ap.add_argument("--max-body-bytes", type=int, default=4 << 20,
+                    help="larger request bodies get 413 before they are read in full (default 4 MiB)")
+    ap.add_argument("--max-json-depth", type=int, default=64,
+                    help="request JSON nested deeper gets 400 before it is parsed (default 64)")
     ap.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     return ap
 
@@ -36,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_concurrency < 1 or args.max_queue < 0:
         print("alignstack serve: --max-concurrency must be ≥ 1 and --max-queue ≥ 0", file=sys.stderr)
+        return 2
+    if args.max_body_bytes < 1024 or args.max_json_depth < 8:
+        print("alignstack serve: --max-body-bytes must be ≥ 1024 and --max-json-depth ≥ 8", file=sys.stderr)
         return 2
     if not 0.0 <= args.fault_rate <= 1.0 or args.fault_delay < 0:
         print("alignstack serve: --fault-rate must be in [0, 1] and --fault-delay ≥ 0", file=sys.stderr)
@@ -58,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alignstack serve: cannot load {args.model}: {e}", file=sys.stderr)
         return 2
     app = create_app(engine, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
-                     fault_rate=args.fault_rate, fault_delay=args.fault_delay, fault_seed=args.fault_seed)
+                     fault_rate=args.fault_rate, fault_delay=args.fault_delay, fault_seed=args.fault_seed,
+                     max_body_bytes=args.max_body_bytes, max_json_depth=args.max_json_depth)
     print(f"alignstack serve: {engine.name} (context {engine.context}) on http://{args.host}:{args.port}/v1",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
