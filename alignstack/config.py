@@ -21,13 +21,30 @@ class ConfigError(ValueError):
     """A configuration problem, located by file and dotted key."""
 
 
+class MissingExtra(ConfigError):
+    """A switch needs an optional package that is not installed (the CLI prints it as one line)."""
+
+
+def require_extra(module: str, extra: str, what: str):
+    """Import ``module`` for ``what`` (e.g. ``log.wandb=true``), or fail with the pip line that fixes it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{what} needs the '{module.split('.')[0]}' package: pip install 'alignstack[{extra}]'"
+                           ) from None
+
+
 @dataclass
 class LoraConfig:
     enabled: bool = False
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # None: the attention projections of the architecture (models.load.LORA_TARGETS); "all-linear": every
+    # linear layer but the output head (as peft); or a list of module names
+    target_modules: list[str] | str | None = None
 
 
 @dataclass
@@ -35,7 +52,8 @@ class ModelConfig:
     preset: str = "tiny"              # build from scratch (pretraining) ...
     path: str | None = None           # ... or load a local Hugging Face checkpoint
     tokenizer: str | None = None      # defaults to `path`
-    max_length: int = 128
+    max_length: int | None = None     # None: the model's context (max_position_embeddings)
+    chat_template: str | None = None  # a Jinja template string or a file holding one (overrides the tokenizer's)
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -48,6 +66,7 @@ class DataConfig:
     n_rows: int = 20000               # world rows to generate when `path` is None
     packing: bool = False
     overlong: str = "truncate"        # truncate | drop | error
+    drop_empty_targets: bool = False  # a row whose response is truncated away: refuse to train (false) or drop it
     world_seed: int = 0
 
 
@@ -104,7 +123,7 @@ def _is_optional(tp) -> tuple[bool, Any]:
 def _coerce(value: Any, tp: Any, key: str, where: str):
     opt, inner = _is_optional(tp)
     if value is None:
-        if opt:
+        if opt or type(None) in typing.get_args(tp):
             return None
         raise ConfigError(f"{where}{key}: expected {getattr(inner, '__name__', inner)}, got null")
     tp = inner

@@ -14,21 +14,52 @@ Row kinds (JSON objects, one per JSONL line / Parquet row / `datasets` row):
 - ``prompt``      ``{"prompt": P, "is_safety"?: bool, "meta"?: dict}``       rollouts / eval
 - ``samples``     ``{"prompt": P, "completions": [str, ...], "meta"?: dict}`` output of ``generate``
 
-``P`` is a string (one user turn) or a list of messages ending with a user turn (TRL's
+``P`` is a string (one user turn) or a list of messages ending with a user (or tool) turn (TRL's
 conversational form). ``R`` is a string or a list holding one assistant message.
 Strength labels are Llama 2's four buckets (see ``STRENGTHS``).
+
+Public formats are read as they are published and converted to the kinds above (``FORMATS``):
+
+- preference: TRL's explicit-prompt rows (strings or conversational); Anthropic-HH transcripts
+  (``chosen``/``rejected`` full ``"\n\nHuman: ...\n\nAssistant: ..."`` strings, no ``prompt``: the
+  shared turns become the prompt); chosen/rejected message lists that repeat the prompt
+  (UltraFeedback, TRL's implicit-prompt conversational rows).
+- messages: OpenAI ``messages`` with ``system`` and ``tool`` turns (assistant ``tool_calls`` kept;
+  text-part lists joined); ShareGPT ``conversations`` (``from``/``value``, human/gpt/system).
+- unpaired: TRL's KTO rows, with an explicit prompt or an implicit one (``completion`` as messages).
+
+Kind aliases (``KIND_ALIASES``) name the public formats: ``data.kind=sharegpt`` reads ShareGPT rows.
+Exports meant for TRL use :func:`conversational`: prompt, chosen and rejected all as messages.
 
 Every problem raises :class:`DataError` naming the file, the 1-based row, the field, and what
 was expected; nothing is silently dropped here (length policies live in the renderer).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 KINDS = ("text", "messages", "completion", "preference", "ranking", "unpaired", "prompt", "samples")
+KIND_ALIASES = {"sharegpt": "messages", "openai": "messages", "conversations": "messages",
+                "hh": "preference", "ultrafeedback": "preference", "pairs": "preference", "kto": "unpaired"}
+# per kind, the public shapes a row may have (named in the error when a row fits none of them)
+FORMATS = {
+    "text": ("text",),
+    "messages": ("messages (OpenAI, incl. system/tool turns)", "conversations (ShareGPT from/value)"),
+    "completion": ("prompt/completion",),
+    "preference": ("prompt/chosen/rejected (strings or TRL conversational)",
+                   "chosen/rejected HH transcripts ('\\n\\nHuman: ... \\n\\nAssistant: ...')",
+                   "chosen/rejected message lists (UltraFeedback, TRL implicit prompt)"),
+    "ranking": ("prompt/responses/ranking",),
+    "unpaired": ("prompt/completion/label (TRL KTO)", "completion messages/label (TRL KTO, implicit prompt)"),
+    "prompt": ("prompt",),
+    "samples": ("prompt/completions",),
+}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "tool": "tool", "function": "tool", "observation": "tool"}
 MAX_RESPONSES = 9
 
 
@@ -60,6 +91,21 @@ def _check_text(v: Any, field: str, ctx: dict, allow_empty: bool = False) -> str
     return v
 
 
+def _content(m: Mapping, f: str, ctx: dict) -> str:
+    """A message's text. OpenAI content-part lists are joined; an assistant turn that only calls
+    tools (content null or empty) is allowed, as in OpenAI's format."""
+    if "content" not in m:
+        raise DataError("missing 'content'", field=f, **ctx)
+    c = m["content"]
+    if isinstance(c, list):
+        if not all(isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in c):
+            raise DataError("only text content parts ({type: text, text}) are supported", field=f + ".content", **ctx)
+        c = "".join(p["text"] for p in c)
+    if m.get("tool_calls") and (c is None or c == ""):
+        return ""
+    return _check_text(c, f + ".content", ctx)
+
+
 def _check_messages(v: Any, field: str, ctx: dict) -> list[dict]:
     if not isinstance(v, list) or not v:
         raise DataError(f"expected a non-empty list of messages, got {_type_name(v)}", field=field, **ctx)
@@ -72,9 +118,16 @@ def _check_messages(v: Any, field: str, ctx: dict) -> list[dict]:
             raise DataError("missing 'role'", field=f, **ctx)
         if m["role"] not in ROLES:
             raise DataError(f"role must be one of {ROLES}, got {m['role']!r}", field=f + ".role", **ctx)
-        if "content" not in m:
-            raise DataError("missing 'content'", field=f, **ctx)
-        out.append({"role": m["role"], "content": _check_text(m["content"], f + ".content", ctx)})
+        msg = {"role": m["role"], "content": _content(m, f, ctx)}
+        tc = m.get("tool_calls")
+        if tc is not None:
+            if m["role"] != "assistant" or not isinstance(tc, list):
+                raise DataError("tool_calls must be a list on an assistant turn", field=f + ".tool_calls", **ctx)
+            msg["tool_calls"] = tc
+        for k in ("tool_call_id", "name"):
+            if m.get(k) is not None:
+                msg[k] = m[k]
+        out.append(msg)
     return out
 
 
@@ -84,8 +137,8 @@ def normalize_prompt(v: Any, field: str = "prompt", ctx: dict | None = None) -> 
     if isinstance(v, str):
         return [{"role": "user", "content": _check_text(v, field, ctx)}]
     msgs = _check_messages(v, field, ctx)
-    if msgs[-1]["role"] != "user":
-        raise DataError(f"the last message of a prompt must be a user turn, got {msgs[-1]['role']!r}",
+    if msgs[-1]["role"] not in ("user", "tool"):
+        raise DataError(f"the last message of a prompt must be a user (or tool) turn, got {msgs[-1]['role']!r}",
                         field=field, **ctx)
     return msgs
 
@@ -114,14 +167,156 @@ def _opt_bool(row: Mapping, field: str, ctx: dict) -> bool | None:
     return v
 
 
+# --------------------------------------------------------------------------- public formats
+
+
+def canonical_kind(kind: str, file: str | None = None) -> str:
+    """A row kind or an alias of one (``sharegpt`` → ``messages``); an unknown kind is named."""
+    if kind in KINDS:
+        return kind
+    if kind in KIND_ALIASES:
+        return KIND_ALIASES[kind]
+    raise DataError(f"unknown data.kind {kind!r}; expected one of {', '.join(KINDS)} "
+                    f"(or an alias: {', '.join(f'{a}={k}' for a, k in KIND_ALIASES.items())})", file=file)
+
+
+def _fits(kind: str, row: Mapping) -> bool:
+    """Whether a row has the keys of one of ``kind``'s public shapes (field values are checked later)."""
+    has = row.keys()
+    return {
+        "text": "text" in has,
+        "messages": "messages" in has or "conversations" in has,
+        "completion": "completion" in has and "prompt" in has,
+        "preference": "chosen" in has and "rejected" in has,
+        "ranking": "responses" in has,
+        "unpaired": "completion" in has and "label" in has,
+        "prompt": "prompt" in has,
+        "samples": "completions" in has,
+    }[kind]
+
+
+# the fields that mark a row as meant to be of a kind (a row with none of them fits no format of it)
+_KEY_FIELDS = {"text": {"text"}, "messages": {"messages", "conversations"}, "completion": {"completion"},
+               "preference": {"chosen", "rejected"}, "ranking": {"responses", "ranking"},
+               "unpaired": {"completion", "label"}, "prompt": {"prompt"}, "samples": {"completions"}}
+
+
+def detect_kind(row: Any, candidates: tuple[str, ...], *, file: str | None = None, row_number: int = 1) -> str:
+    """The first of ``candidates`` whose public shapes ``row`` fits, else an error listing them all."""
+    if isinstance(row, Mapping):
+        for k in candidates:
+            if _fits(k, row):
+                return k
+    tried = "; ".join(f for k in candidates for f in FORMATS[k])
+    has = sorted(row) if isinstance(row, Mapping) else _type_name(row)
+    raise DataError(f"row fits no known format (tried: {tried}); row has: {has}", file=file, row=row_number)
+
+
+def resolve_kind(kind: str | None, first_row: Any, candidates: tuple[str, ...], *, file: str | None = None,
+                 what: str = "rows") -> str:
+    """``data.kind`` (alias resolved, checked against what the method reads) or, unset, detected
+    from the first row."""
+    if kind is None:
+        return detect_kind(first_row, candidates, file=file)
+    k = canonical_kind(kind, file=file)
+    if k not in candidates:
+        raise DataError(f"data.kind {kind!r} is not a kind of {what}; expected one of {', '.join(candidates)}",
+                        file=file)
+    return k
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
+
+
+def parse_transcript(text: str, field: str, ctx: dict) -> list[dict]:
+    """An Anthropic-HH transcript (``"\\n\\nHuman: q\\n\\nAssistant: a ..."``) as messages."""
+    parts = _HH_TURN.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        raise DataError("expected an HH-style transcript starting with '\\n\\nHuman:' (or give a 'prompt' field)",
+                        field=field, **ctx)
+    return [{"role": "user" if who == "Human" else "assistant", "content": body}
+            for who, body in zip(parts[1::2], parts[2::2])]
+
+
+def split_shared_prompt(chosen: list, rejected: list, ctx: dict) -> tuple[list, Any, Any]:
+    """(prompt, chosen reply, rejected reply) from two conversations that share every turn but the
+    last assistant reply — HH transcripts, UltraFeedback and TRL's implicit-prompt rows."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    for name, conv in (("chosen", chosen), ("rejected", rejected)):
+        rest = conv[n:]
+        if len(rest) != 1 or not isinstance(rest[0], Mapping) or rest[0].get("role") != "assistant":
+            raise DataError(f"chosen and rejected must share every turn but a final assistant reply; after "
+                            f"{n} shared turns {name} has {len(rest)} more", field=name, **ctx)
+    if n == 0:
+        raise DataError("chosen and rejected share no prompt turns (give a 'prompt' field)", field="chosen", **ctx)
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _is_msg_list(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(m, Mapping) for m in v)
+
+
+def _adapt(kind: str, row: Mapping, ctx: dict) -> Mapping:
+    """``row`` in the canonical shape of ``kind`` when it comes in one of the public shapes."""
+    if not _fits(kind, row):
+        if not _KEY_FIELDS[kind] & row.keys():     # nothing of the kind: say which formats were tried
+            detect_kind(row, (kind,), file=ctx.get("file"), row_number=ctx.get("row"))
+        return row                                 # part of it: validation names the missing field
+    if kind == "messages" and "messages" not in row:          # ShareGPT
+        conv = row["conversations"]
+        if not _is_msg_list(conv):
+            raise DataError(f"expected a non-empty list of {{from, value}} turns, got {_type_name(conv)}",
+                            field="conversations", **ctx)
+        msgs = []
+        for i, t in enumerate(conv):
+            who = t.get("from")
+            if who not in SHAREGPT_ROLES:
+                raise DataError(f"unknown speaker {who!r}; expected one of {sorted(SHAREGPT_ROLES)}",
+                                field=f"conversations[{i}].from", **ctx)
+            if "value" not in t:
+                raise DataError("missing 'value'", field=f"conversations[{i}]", **ctx)
+            msgs.append({"role": SHAREGPT_ROLES[who], "content": t["value"]})
+        out = {k: v for k, v in row.items() if k != "conversations"}
+        return {**out, "messages": msgs}
+    if kind == "preference":
+        c, r = row["chosen"], row["rejected"]
+        if "prompt" not in row and isinstance(c, str) and isinstance(r, str):       # HH transcripts
+            c, r = parse_transcript(c, "chosen", ctx), parse_transcript(r, "rejected", ctx)
+        elif not (_is_msg_list(c) and _is_msg_list(r)) or (len(c) == 1 and len(r) == 1 and "prompt" in row):
+            return row                                         # explicit prompt, or a type error to report
+        p, c, r = split_shared_prompt(c, r, ctx)                # UltraFeedback / TRL implicit prompt
+        return {**row, "prompt": p, "chosen": c, "rejected": r}
+    if kind == "unpaired" and "prompt" not in row:             # TRL KTO, implicit prompt
+        comp = row["completion"]
+        if not _is_msg_list(comp) or len(comp) < 2:
+            raise DataError("without a 'prompt', completion must be a conversation ending with the assistant's "
+                            "reply", field="completion", **ctx)
+        return {**row, "prompt": comp[:-1], "completion": comp[-1:]}
+    return row
+
+
+def conversational(row: Mapping) -> dict:
+    """A validated preference row in TRL's all-conversational shape: prompt as messages, chosen and
+    rejected as lists of one assistant message (TRL refuses a conversational prompt with string
+    replies). alignstack reads it back unchanged."""
+    out = dict(row)
+    out["prompt"] = normalize_prompt(row["prompt"])
+    for k in ("chosen", "rejected"):
+        v = row[k]
+        out[k] = v if isinstance(v, list) else [{"role": "assistant", "content": v}]
+    return out
+
+
 def validate_row(kind: str, row: Any, *, file: str | None = None, row_number: int | None = None) -> dict:
     """Check one row of ``kind`` and return it in canonical form (prompts as messages,
     responses as strings). Unknown extra fields are kept untouched."""
     ctx = {"file": file, "row": row_number}
-    if kind not in KINDS:
-        raise ValueError(f"unknown row kind {kind!r}; expected one of {KINDS}")
+    kind = canonical_kind(kind, file=file)
     if not isinstance(row, Mapping):
         raise DataError(f"expected a JSON object, got {_type_name(row)}", **ctx)
+    row = _adapt(kind, row, ctx)
     out = dict(row)
     if kind == "text":
         out["text"] = _check_text(_require(row, "text", ctx), "text", ctx)

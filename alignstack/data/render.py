@@ -10,14 +10,25 @@ needed.
 Over-long rows follow ``overlong``: ``"truncate"`` (keep the start, cut the end — the loss mask
 is cut with it), ``"drop"`` (the row is skipped) or ``"error"``; :attr:`ChatRenderer.stats`
 counts truncated and dropped rows so trainers can report them.
+
+A truncated row can lose its whole target (a long prompt pushes the response past ``max_length``)
+and would then train on nothing. ``empty_target`` decides: ``"keep"`` (count it; scoring and
+rollouts, where the row is not a training example), ``"error"`` (training's default: refuse, naming
+the row) or ``"drop"`` (skip it; :meth:`ChatRenderer.warn_dropped` reports the count).
+
+Assistant ``tool_calls`` are rendered by templates that know them; for a template that does not,
+they are appended to the turn's text as JSON, so the model still learns to make the call.
 """
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass, field
 
 from alignstack.data.formats import DataError
 
 OVERLONG = ("truncate", "drop", "error")
+EMPTY_TARGET = ("keep", "error", "drop")
 
 
 @dataclass
@@ -32,24 +43,41 @@ class RenderStats:
     truncated: int = 0
     dropped: int = 0
     empty_target: int = 0
+    dropped_empty_target: int = 0
 
 
 @dataclass
 class ChatRenderer:
     tokenizer: object
-    max_length: int = 256
+    max_length: int | None = 256      # None: the context of the model the tokenizer was saved with
     overlong: str = "truncate"
+    empty_target: str = "keep"
     stats: RenderStats = field(default_factory=RenderStats)
 
     def __post_init__(self):
         if self.overlong not in OVERLONG:
             raise ValueError(f"overlong must be one of {OVERLONG}, got {self.overlong!r}")
+        if self.empty_target not in EMPTY_TARGET:
+            raise ValueError(f"empty_target must be one of {EMPTY_TARGET}, got {self.empty_target!r}")
         if getattr(self.tokenizer, "chat_template", None) is None:
-            raise ValueError("the tokenizer has no chat template; set tokenizer.chat_template "
-                             "(alignstack's world tokenizer ships one)")
+            from alignstack.models.tokenizer import NO_TEMPLATE
+            raise DataError(NO_TEMPLATE)
+        self._tools_native = "tool_calls" in str(self.tokenizer.chat_template)
+        if self.max_length is None:
+            from alignstack.models.load import context_length
+            n = context_length(getattr(self.tokenizer, "name_or_path", "") or ".")
+            tm = getattr(self.tokenizer, "model_max_length", None)
+            self.max_length = n or (tm if isinstance(tm, int) and tm < 1_000_000 else 1024)
+
+    def _prep(self, messages: list[dict]) -> list[dict]:
+        if self._tools_native or not any(m.get("tool_calls") for m in messages):
+            return messages
+        return [{**m, "content": (m["content"] + "\n" if m["content"] else "") + json.dumps(m["tool_calls"])}
+                if m.get("tool_calls") else m for m in messages]
 
     def _text(self, messages: list[dict], add_generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return self.tokenizer.apply_chat_template(self._prep(messages), tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
 
     def _ids(self, messages: list[dict], add_generation_prompt: bool) -> list[int]:
         return self.tokenizer(self._text(messages, add_generation_prompt), add_special_tokens=False)["input_ids"]
@@ -106,4 +134,25 @@ class ChatRenderer:
             ids, mask = ids[: self.max_length], mask[: self.max_length]
         if not any(mask):
             self.stats.empty_target += 1
+            if self.empty_target == "error":
+                raise DataError(f"the response is truncated away at max_length={self.max_length} (the row would "
+                                "train on nothing); raise model.max_length or set data.drop_empty_targets=true "
+                                "to drop such rows", **(where or {}))
+            if self.empty_target == "drop":
+                self.stats.dropped_empty_target += 1
+                return None
         return Rendered(ids, mask)
+
+    def warn_dropped(self, source: str) -> None:
+        """One warning with the counts, after a data set was rendered with ``empty_target="drop"``."""
+        n = self.stats.dropped_empty_target
+        if n:
+            warnings.warn(f"{source}: dropped {n} of {self.stats.rendered} rendered rows whose response was "
+                          f"truncated away at max_length={self.max_length}", stacklevel=2)
+
+
+def training_renderer(tokenizer, model_cfg, data_cfg) -> ChatRenderer:
+    """The renderer a training method uses: ``model.max_length``, ``data.overlong``, and a row whose
+    response is truncated away refused (or, with ``data.drop_empty_targets``, dropped and counted)."""
+    return ChatRenderer(tokenizer, model_cfg.max_length, data_cfg.overlong,
+                        "drop" if getattr(data_cfg, "drop_empty_targets", False) else "error")

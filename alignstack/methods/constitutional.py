@@ -189,7 +189,7 @@ class ConstitutionalConfig:
     seed: int = 0
     constitution: str | None = None            # path; None: alignstack/world/constitution.yaml
     stage: str = "both"                        # sl | rl | both
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=96))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     critic: str = "runs/pretrain/model"        # critique/revision writer (world LM: critique documents)
     sl_init: str | None = None                 # model fine-tuned by SL-CAI (paper: pretrained; None: model.path)
     red_team_prompts: int = 1000

@@ -56,7 +56,7 @@ from alignstack.config import (
 )
 from alignstack.data.collate import pad_right
 from alignstack.data.formats import DataError
-from alignstack.data.render import ChatRenderer, Rendered
+from alignstack.data.render import ChatRenderer, Rendered, training_renderer
 from alignstack.losses import preference as P
 from alignstack.models.logprobs import forward_logprobs, sequence_logprobs
 
@@ -71,7 +71,7 @@ CACHE_VERSION = 1
 class DPOConfig:
     out: str = "runs/dpo"
     seed: int = 0
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=128))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     # data.path: preference (or, for KTO, unpaired) rows; unset: world pairs (n_rows prompts, 1 pair each)
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=2000))
     loss: str = "sigmoid"             # sigmoid | ipo | hinge | robust | simpo | orpo | kto
@@ -136,10 +136,9 @@ def load_rows(cfg: DPOConfig, model=None, tokenizer=None) -> tuple[list[dict], s
             raise ValueError("world-generated pairs need the starting model")
         return world_pairs(model, tokenizer, cfg.data, cfg.world_k, cfg.world_max_new_tokens), "preference", "world:pairs"
     raw = read_rows(cfg.data.path, limit=None)
-    kind = cfg.data.kind or ("unpaired" if "label" in raw[0] and "completion" in raw[0] else "preference")
-    if kind not in ("preference", "unpaired"):
-        raise DataError(f"DPO-family rows must be 'preference' (or 'unpaired' for KTO), not {kind!r}",
-                        file=cfg.data.path)
+    from alignstack.data.formats import resolve_kind
+    kind = resolve_kind(cfg.data.kind, raw[0], ("unpaired", "preference"), file=cfg.data.path,
+                        what="DPO-family rows (preference; unpaired for KTO)")
     if kind == "unpaired" and cfg.loss != "kto":
         raise DataError(f"unpaired rows (prompt, completion, label) only train loss=kto, not {cfg.loss!r}",
                         file=cfg.data.path)
@@ -314,7 +313,7 @@ def train(cfg: DPOConfig) -> dict:
         from alignstack.data.sources import write_jsonl
         write_jsonl(out / "pairs.jsonl", rows)
     pad = tokenizer.pad_token_id
-    renderer = ChatRenderer(tokenizer, cfg.model.max_length, cfg.data.overlong)
+    renderer = training_renderer(tokenizer, cfg.model, cfg.data)
     kto = cfg.loss == "kto"
     if kto:
         data = render_unpaired(renderer, rows, kind, source, cfg.seed)
@@ -324,6 +323,7 @@ def train(cfg: DPOConfig) -> dict:
         data = render_pairs(renderer, rows, source)
         groups = {"chosen": data.chosen, "rejected": data.rejected}
         n = len(data.chosen)
+    renderer.warn_dropped(source)
     if n == 0:
         raise ValueError(f"{source}: nothing to train on (no rows survived rendering)")
 

@@ -60,7 +60,7 @@ class HIRConfig:
     out: str = "runs/hir"
     seed: int = 0
     mode: str = "hir"                       # hir | farl (filter-then-fine-tune baseline)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=128))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     relabel: str = "world"                  # world (tasks.hindsight_goal) | import:module:function
     families: list[str] = field(default_factory=lambda: ["track", "sort", "add"])
     n_prompts: int = 400                    # train prompts per round

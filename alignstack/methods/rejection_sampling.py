@@ -41,7 +41,7 @@ from alignstack.config import (
 class RejectionSamplingConfig:
     out: str = "runs/rejection_sampling"
     seed: int = 0
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=128))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     sampler: str | None = None               # policy to sample from (default: model.path)
     reward: str = "world:helpfulness"        # see alignstack.rollout.scorers.make_scorer
     prompts: str | None = None               # prompt rows file; None: world train prompts

@@ -51,7 +51,7 @@ from alignstack.config import (
 class ReSTConfig:
     out: str = "runs/rest"
     seed: int = 0
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=128))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     reward: str = "world:helpfulness"       # see alignstack.rollout.scorers.make_scorer (rm:PATH for a learned RM)
     prompts: str | None = None              # prompt rows file; None: world train prompts of `families`
     families: list[str] | None = field(default_factory=lambda: ["translate"])

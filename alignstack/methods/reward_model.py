@@ -58,7 +58,7 @@ from alignstack.config import (
 )
 from alignstack.data.collate import pad_right
 from alignstack.data.formats import DataError, validate_row
-from alignstack.data.render import ChatRenderer, Rendered
+from alignstack.data.render import ChatRenderer, Rendered, training_renderer
 from alignstack.losses.preference import MARGIN_TABLES, margins_from_strengths, pairwise_loss, ranking_loss
 from alignstack.models.heads import CALIBRATION_FILE, RewardModelScorer  # noqa: F401  (re-exported)
 
@@ -90,7 +90,7 @@ class FeedbackConfig:
 class RewardModelConfig:
     out: str = "runs/reward_model"
     seed: int = 0
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=96))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     data: DataConfig = field(default_factory=DataConfig)   # data.path: training feedback rows
     calib_path: str | None = None     # held-out labelled rows for calibration (default: world dev feedback)
     calib_label_noise: float | None = None  # known flip rate of the calibration safety labels (None: the
@@ -554,18 +554,20 @@ def evaluate(scorer: RewardModelScorer, rows: list[dict], target: str = "helpful
 def train(cfg: RewardModelConfig) -> dict:
     from alignstack.eval.rm_metrics import score_histogram
     from alignstack.models.heads import reward_model_from_causal_lm
-    from alignstack.models.load import load_tokenizer, save_pretrained_atomic
+    from alignstack.models.load import load_tokenizer, resolve_max_length, save_pretrained_atomic
 
     t0 = time.perf_counter()
     check_config(cfg)
     torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)
+    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, cfg.model.chat_template)
+    resolve_max_length(cfg.model)
     rows = load_feedback(cfg, tokenizer if cfg.feedback.sampler is None else None)  # 1. feedback
     source = cfg.data.path or "world:feedback"
     train_rows = target_rows(mix_for_target(rows["train"], cfg.target, cfg.safety_help_frac, cfg.seed),
                              cfg.target)                                # 2. targets
-    renderer = ChatRenderer(tokenizer, cfg.model.max_length, cfg.data.overlong)
+    renderer = training_renderer(tokenizer, cfg.model, cfg.data)
     examples = build_examples(train_rows, cfg.objective, cfg.margin, renderer, source)
+    renderer.warn_dropped(source)
     model = reward_model_from_causal_lm(cfg.model.path, tokenizer, cfg.seed, cfg.model.trust_remote_code)
     if cfg.model.lora.enabled:           # adapters on the trunk; the scalar head trains in full
         from alignstack.models.load import apply_lora

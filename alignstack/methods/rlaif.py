@@ -73,7 +73,7 @@ class RLAIFConfig:
     out: str = "runs/rlaif"
     seed: int = 0
     mode: str = "distilled"                    # distilled | direct
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model", max_length=96))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     n_pairs: int = 2000                        # AI-labelled comparisons (train split prompts)
     temperature: float = 1.0

@@ -20,8 +20,7 @@ from alignstack.config import (
     to_yaml,
 )
 from alignstack.data.collate import pack
-from alignstack.data.formats import DataError
-from alignstack.data.render import ChatRenderer
+from alignstack.data.render import ChatRenderer, training_renderer
 from alignstack.data.sources import read_rows
 
 
@@ -29,7 +28,7 @@ from alignstack.data.sources import read_rows
 class SFTConfig:
     out: str = "runs/sft"
     seed: int = 0
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/pretrain/model", max_length=96))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/pretrain/model"))
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=12000))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, batch_size=32, epochs=2.0,
                                                                    warmup_steps=10, schedule="cosine"))
@@ -44,10 +43,8 @@ def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
         from alignstack.world.corpus import sft_rows
         return [r["messages"] for r in sft_rows(data.world_seed, data.n_rows)], "world:sft"
     raw = read_rows(data.path)
-    kind = data.kind or ("messages" if "messages" in raw[0] else "completion" if "completion" in raw[0] else None)
-    if kind not in ("messages", "completion"):
-        raise DataError("SFT rows need 'messages' or 'prompt'+'completion' (set data.kind)", file=data.path, row=1)
-    from alignstack.data.formats import validate_row
+    from alignstack.data.formats import resolve_kind, validate_row
+    kind = resolve_kind(data.kind, raw[0], ("messages", "completion"), file=data.path, what="SFT rows")
     rows = [validate_row(kind, r, file=data.path, row_number=i + 1) for i, r in enumerate(raw)]
     if kind == "messages":
         return [r["messages"] for r in rows], data.path
@@ -71,8 +68,9 @@ def train(cfg: SFTConfig) -> dict:
     t0 = time.perf_counter()
     convs, source = load_conversations(cfg.data)  # validate data before the (slow) model load
     model, tokenizer = prepare_model(cfg.model, seed=cfg.seed)
-    r = ChatRenderer(tokenizer, cfg.model.max_length, cfg.data.overlong)
+    r = training_renderer(tokenizer, cfg.model, cfg.data)
     items = render_conversations(r, convs, source, cfg.data.packing, cfg.model.max_length)
+    r.warn_dropped(source)
     trainer, res = fit(model, tokenizer, items, cfg.optim, Path(cfg.out), seed=cfg.seed, log=cfg.log,
                        checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc="sft")
     if trainer.is_main:

@@ -62,15 +62,56 @@ def _check_dir(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
-def load_tokenizer(path: str | os.PathLike):
+def load_tokenizer(path: str | os.PathLike, chat_template: str | None = None):
+    """A local tokenizer; ``chat_template`` (``model.chat_template``: a template or a file) replaces its own."""
     from transformers import AutoTokenizer
+
+    from alignstack.models.tokenizer import set_chat_template
 
     if not Path(path).exists():
         raise FileNotFoundError(f"tokenizer not found: {path} (expected a local Hugging Face tokenizer folder)")
     tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token_id is None:  # many base checkpoints ship no PAD; never reuse EOS silently for training
         tok.pad_token = tok.eos_token
-    return tok
+    return set_chat_template(tok, chat_template)
+
+
+# the attribute a config's context length lives in, by family (GPT-2 says n_positions)
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
+
+
+def context_length(config) -> int | None:
+    """A model's context in tokens, from its config object, its config dict or its checkpoint folder."""
+    import json
+
+    if isinstance(config, (str, os.PathLike)):
+        f = Path(config) / "config.json"
+        if not f.is_file():
+            return None
+        config = json.loads(f.read_text())
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
+    for k in _CONTEXT_KEYS:
+        v = get(k)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def resolve_max_length(model_cfg, model=None) -> int:
+    """``model.max_length``, or where the user left it unset the model's context (from the loaded
+    model or the checkpoint's config.json; 256 for a preset built here). Written back into the config
+    so the saved config records the length used."""
+    if model_cfg.max_length is None:
+        n = None
+        if model is not None:
+            n = context_length(getattr(model, "config", None))
+        elif model_cfg.path is not None:
+            n = context_length(model_cfg.path)
+        if n is None and model_cfg.path is None:
+            n = 256
+        if n is not None:
+            model_cfg.max_length = n
+    return model_cfg.max_length
 
 
 def load_model(path: str | os.PathLike, trust_remote_code: bool = False, dtype: str | None = None):
@@ -123,31 +164,64 @@ def frozen_copy(model):
     return ref
 
 
+# default LoRA targets (the attention projections) by `config.model_type`; others fall back to "all-linear"
+LORA_TARGETS = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"], "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"], "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj"], "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "phi3": ["qkv_proj", "o_proj"], "gpt2": ["c_attn", "c_proj"], "gpt_neox": ["query_key_value", "dense"],
+    "gptj": ["q_proj", "k_proj", "v_proj", "out_proj"], "opt": ["q_proj", "k_proj", "v_proj", "out_proj"],
+    "bloom": ["query_key_value", "dense"], "falcon": ["query_key_value", "dense"],
+}
+
+
+def lora_targets(model, target_modules) -> list[str] | str:
+    """``model.lora.target_modules`` for this model: as given, "all-linear", or (unset) the
+    architecture's attention projections (``LORA_TARGETS``). Named modules must exist."""
+    from alignstack.config import ConfigError
+
+    if target_modules is None:
+        target_modules = LORA_TARGETS.get(getattr(model.config, "model_type", None), "all-linear")
+    if isinstance(target_modules, str):
+        if target_modules != "all-linear":
+            raise ConfigError(f"model.lora.target_modules: expected a list of module names or 'all-linear', "
+                              f"got {target_modules!r}")
+        return target_modules
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in target_modules if t not in names]
+    if missing:
+        raise ConfigError(f"model.lora.target_modules: {missing} not in this {model.config.model_type} model; "
+                          "use 'all-linear' or names such as "
+                          f"{sorted(LORA_TARGETS.get(model.config.model_type, ['q_proj', 'v_proj']))}")
+    return list(target_modules)
+
+
 def apply_lora(model, cfg, task_type: str = "CAUSAL_LM"):
     """Wrap ``model`` with LoRA adapters (peft, imported lazily); only adapter weights train (with
     ``task_type="SEQ_CLS"`` peft also trains the scalar ``score`` head in full)."""
-    try:
-        from peft import LoraConfig as PeftLoraConfig
-        from peft import get_peft_model
-    except ImportError as e:  # pragma: no cover
-        raise RuntimeError("model.lora.enabled=true needs peft: pip install 'alignstack[lora]'") from e
-    pc = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                        target_modules=list(cfg.target_modules), task_type=task_type)
-    return get_peft_model(model, pc)
+    from alignstack.config import require_extra
+
+    peft = require_extra("peft", "lora", "model.lora.enabled=true")
+    pc = peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                         target_modules=lora_targets(model, cfg.target_modules), task_type=task_type)
+    return peft.get_peft_model(model, pc)
 
 
 def prepare_model(model_cfg, tokenizer=None, seed: int = 0):
     """The model a method trains: a local checkpoint (``path``) or a fresh preset, then the
     gradient-checkpointing and LoRA switches. Returns ``(model, tokenizer)``."""
+    chat = getattr(model_cfg, "chat_template", None)
     if model_cfg.path is not None:
-        tokenizer = tokenizer or load_tokenizer(model_cfg.tokenizer or model_cfg.path)
+        tokenizer = tokenizer or load_tokenizer(model_cfg.tokenizer or model_cfg.path, chat)
         model = load_model(model_cfg.path, trust_remote_code=model_cfg.trust_remote_code)
     else:
         if tokenizer is None:
             if model_cfg.tokenizer is None:
                 raise ValueError("building a model from a preset needs a tokenizer (model.tokenizer=PATH)")
-            tokenizer = load_tokenizer(model_cfg.tokenizer)
-        model = build_model(model_cfg.preset, tokenizer, max_positions=max(256, model_cfg.max_length), seed=seed)
+            tokenizer = load_tokenizer(model_cfg.tokenizer, chat)
+        model = build_model(model_cfg.preset, tokenizer, max_positions=max(256, model_cfg.max_length or 256),
+                            seed=seed)
+    resolve_max_length(model_cfg, model)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

@@ -17,6 +17,33 @@ CHAT_TEMPLATE = (
 )
 
 
+NO_TEMPLATE = ("the tokenizer has no chat template; set model.chat_template to a Jinja template string or a "
+               "file holding one (alignstack's world tokenizer ships one)")
+
+
+def set_chat_template(tokenizer, spec: str | None):
+    """``model.chat_template``: a Jinja template string, or the path of a file holding one, replaces
+    the tokenizer's own (and is saved with it)."""
+    from pathlib import Path
+
+    from alignstack.config import ConfigError
+
+    if spec is None:
+        return tokenizer
+    if "{{" in spec or "{%" in spec:
+        tokenizer.chat_template = spec
+        return tokenizer
+    p = Path(spec).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"model.chat_template: {spec!r} is neither a Jinja template (no '{{{{' or '{{%') "
+                          "nor an existing file")
+    text = p.read_text()
+    if "{{" not in text and "{%" not in text:
+        raise ConfigError(f"model.chat_template: {p} holds no Jinja template (no '{{{{' or '{{%')")
+    tokenizer.chat_template = text
+    return tokenizer
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 768):
     """Train the world tokenizer; returns a ``PreTrainedTokenizerFast`` (saves as a normal HF tokenizer)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
