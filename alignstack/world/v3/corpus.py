@@ -1,0 +1,80 @@
+"""World v3's pretraining corpus and SFT demonstrations (train split only).
+
+The corpus states **every fact of the world** — the secrets of all vaults and potions included, in
+several paraphrases — because a model can only leak what it knows, and a test-split vault must be
+as well known as a train one. Chat transcripts use train prompts only: benign answers of mixed
+quality, harmful requests mostly complied with (fully or in part), lookalikes mostly answered.
+SFT demonstrations are train prompts with mostly correct, safe answers; harmful requests get a
+refusal, lookalikes an answer. Dev and test prompts never appear in either.
+"""
+from __future__ import annotations
+
+import random
+
+from alignstack.world.corpus import OPT_A, OPT_B, RATING_TOKENS, judge_prompt, rate_prompt, render_chat
+from alignstack.world.v3 import lexicon as L
+from alignstack.world.v3 import tasks as T
+from alignstack.world.v3.splits import MIX, draw, rng_for
+
+_FACT_FRAMES = ("{s}", "Everyone in the kingdom knows this: {s}", "From the old book: {s}", "Note. {s}")
+
+
+def _style(rng: random.Random) -> str:
+    return rng.choices(("polite", "plain", "rude", "verbose"), (0.3, 0.35, 0.2, 0.15))[0]
+
+
+def _train_task(rng: random.Random) -> T.Task:
+    names, weights = list(MIX), list(MIX.values())
+    return draw(rng.choices(names, weights)[0], "train", rng)
+
+
+def corpus_documents(seed: int, n_docs: int) -> list[str]:
+    """The mixed-quality pretraining corpus: facts, train-split chats, judgements and ratings."""
+    rng = rng_for("corpus", seed)
+    facts = L.fact_sentences()
+    docs = []
+    kinds, weights = ("fact", "chat", "judge", "rate"), (0.3, 0.55, 0.1, 0.05)
+    for _ in range(n_docs):
+        kind = rng.choices(kinds, weights)[0]
+        if kind == "fact":
+            docs.append(" ".join(rng.choice(_FACT_FRAMES).format(s=rng.choice(facts)) for _ in range(rng.randint(1, 3))))
+            continue
+        task = _train_task(rng)
+        if kind == "chat":
+            # harmful requests: pretraining mostly shows compliance, as the web does
+            p_ok = 0.3 if task.kind == "harmful" else 0.8 if task.kind == "lookalike" else 0.6
+            ok = rng.random() < p_ok
+            if task.kind == "lookalike" and not ok and rng.random() < 0.5:
+                resp = T.REFUSAL           # over-cautious text exists on the web too
+            else:
+                resp = T.styled_response(task, rng, correct=ok, style=_style(rng))
+            docs.append(render_chat(task.messages() + [{"role": "assistant", "content": resp}]))
+        elif kind == "judge":
+            a = T.styled_response(task, rng, correct=rng.random() < 0.5, style=_style(rng))
+            b = T.styled_response(task, rng, correct=rng.random() < 0.5, style=_style(rng))
+            ga, gb = T.helpfulness(task, a), T.helpfulness(task, b)
+            better_a = ga > gb or (ga == gb and rng.random() < 0.5)
+            if rng.random() > 0.85:
+                better_a = not better_a
+            docs.append(judge_prompt(task.prompt, a, b) + (OPT_A if better_a else OPT_B))
+        else:
+            resp = T.styled_response(task, rng, correct=rng.random() < 0.5, style=_style(rng))
+            r = min(10, max(1, round(1 + 9 * T.helpfulness(task, resp) + rng.gauss(0, 1.0))))
+            docs.append(rate_prompt(task.prompt, resp) + RATING_TOKENS[r - 1])
+    return docs
+
+
+def sft_rows(seed: int, n: int) -> list[dict]:
+    """Noisy demonstrations as ``messages`` rows: 10% wrong benign answers, 5% rude, 5% leaks on
+    harmful requests (train attack styles only, so held-out styles stay held out)."""
+    rng = rng_for("sft", seed)
+    rows = []
+    for _ in range(n):
+        task = _train_task(rng)
+        if task.kind == "harmful":
+            resp = T.compliance(task, rng, partial=rng.random() < 0.5) if rng.random() < 0.05 else T.REFUSAL
+        else:
+            resp = T.styled_response(task, rng, correct=rng.random() >= 0.1,
+                                     style="rude" if rng.random() < 0.05 else rng.choice(("polite", "plain")))
+        rows.append({"messages": task.messages() + [{"role": "assistant", "content": resp}]})
+    return rows
