@@ -15,6 +15,7 @@ import sys
 
 
 def _collect(argv: list[str]) -> int:
+    from alignstack.data.formats import conversational
     from alignstack.data.sources import write_jsonl
     from alignstack.feedback.collect import CollectConfig, collect_from_path
 
@@ -50,7 +51,7 @@ def _collect(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = collect_from_path(a.model, cfg)
-    write_jsonl(a.out, rows)
+    write_jsonl(a.out, [conversational(r) if "chosen" in r else r for r in rows])   # TRL-loadable pairs
     n_resp = sum(len(r["responses"]) if "responses" in r else 2 for r in rows)
     print(json.dumps({"out": a.out, "rows": len(rows), "kind": a.mode, "responses": n_resp}))
     return 0

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alignstack.data.formats import STRENGTHS, validate_row
+from alignstack.data.formats import STRENGTHS, conversational, validate_row
 
 from .db import Label, Project, Task, User
 
@@ -111,4 +111,5 @@ def export_rows(s: Session, project: Project, aggregate: str = "all") -> Iterato
 
 def export_jsonl(s: Session, project: Project, aggregate: str = "all") -> Iterator[str]:
     for row in export_rows(s, project, aggregate):
-        yield json.dumps(row, ensure_ascii=False) + "\n"
+        # pairs all-conversational (chosen/rejected as assistant messages): TRL's DPOTrainer loads them as they are
+        yield json.dumps(conversational(row) if "chosen" in row else row, ensure_ascii=False) + "\n"

@@ -129,7 +129,7 @@ def test_label_undo_rank_and_export(tmp_path, seed, server_factory, chrome):
     validate_row("preference", p)
     assert p["annotator"] == "ann1" and p["strength"] == "significantly_better"
     assert p["meta"]["task_id"] == int(task1) and p["chosen_safe"] is True and p["rejected_safe"] is True
-    assert p["chosen"].startswith("Leaves fall") and p["prompt"] == [{"role": "user", "content": "Write a haiku about autumn."}]
+    assert p["chosen"][0]["content"].startswith("Leaves fall") and p["prompt"] == [{"role": "user", "content": "Write a haiku about autumn."}]
     (r,) = rows["rk"]
     validate_row("ranking", r)
     assert r["meta"]["task_id"] == int(rtask) and r["annotator"] == "ann1"

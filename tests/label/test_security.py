@@ -162,7 +162,7 @@ def test_http_export_is_the_cli_export(app, log_in, seeded, tmp_path):
     assert main(["export", "--db", seeded["url"], "--project", "pw", "--out", str(out)]) == 0
     assert r.text == out.read_text()
     row = json.loads(r.text)
-    assert row["chosen"] == task["completions"][1] and row["rejected_safe"] is True and row["chosen_safe"] is False
+    assert row["chosen"] == [{"role": "assistant", "content": task["completions"][1]}] and row["rejected_safe"] is True and row["chosen_safe"] is False
     assert admin.get("/admin/projects/pw/export.jsonl?aggregate=bogus").status_code == 400
     page = admin.get("/admin").text
     assert "Krippendorff" in page and "nominal" in page and "ordinal" in page
