@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,6 +37,17 @@ def require_extra(module: str, extra: str, what: str):
                            ) from None
 
 
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    """Range checks in the groups' ``__post_init__``: the message starts with the key, and
+    ``_build`` puts the group's dotted prefix and the file in front (``optim.lr must be ...``)."""
+    if not ok:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 @dataclass
 class LoraConfig:
     enabled: bool = False
@@ -45,6 +57,11 @@ class LoraConfig:
     # None: the attention projections of the architecture (models.load.LORA_TARGETS); "all-linear": every
     # linear layer but the output head (as peft); or a list of module names
     target_modules: list[str] | str | None = None
+
+    def __post_init__(self):
+        _require(_num(self.r) and self.r >= 1, "r", "an integer ≥ 1", self.r)
+        _require(_num(self.alpha) and self.alpha > 0, "alpha", "> 0", self.alpha)
+        _require(_num(self.dropout) and 0 <= self.dropout < 1, "dropout", "in [0, 1)", self.dropout)
 
 
 @dataclass
@@ -58,6 +75,13 @@ class ModelConfig:
     trust_remote_code: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
 
+    def __post_init__(self):
+        # a file where a checkpoint folder belongs used to surface as a traceback from transformers
+        _require(self.path is None or not Path(self.path).is_file(), "path",
+                 "a checkpoint folder (config.json + weights), not a file", self.path)
+        _require(self.max_length is None or (_num(self.max_length) and self.max_length >= 2), "max_length",
+                 "null or an integer ≥ 2", self.max_length)
+
 
 @dataclass
 class DataConfig:
@@ -68,6 +92,9 @@ class DataConfig:
     overlong: str = "truncate"        # truncate | drop | error
     drop_empty_targets: bool = False  # a row whose response is truncated away: refuse to train (false) or drop it
     world_seed: int = 0
+
+    def __post_init__(self):
+        _require(_num(self.n_rows) and self.n_rows >= 1, "n_rows", "an integer ≥ 1", self.n_rows)
 
 
 @dataclass
@@ -82,9 +109,32 @@ class OptimConfig:
     grad_clip: float = 1.0
     batch_size: int = 64              # global batch (rows), split over processes and accumulation
     grad_accum: int = 1
+    micro_batch_size: int = 0         # rows per forward/backward of an update (0: split by grad_accum only); exact
     epochs: float = 1.0
     max_steps: int | None = None
     group_by_length: int = 0          # >0: batches drawn from mega-batches of this many batches sorted by length
+
+    def __post_init__(self):
+        # nan, inf or a negative batch size used to reach the trainer and fail there with a traceback
+        _require(_num(self.lr) and self.lr > 0, "lr", "a finite number > 0", self.lr)
+        _require(_num(self.eps) and self.eps > 0, "eps", "a finite number > 0", self.eps)
+        _require(_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a finite number ≥ 0",
+                 self.weight_decay)
+        _require(len(self.betas) == 2 and all(_num(b) and 0 <= b < 1 for b in self.betas), "betas",
+                 "two numbers in [0, 1)", self.betas)
+        _require(_num(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]",
+                 self.min_lr_ratio)
+        _require(_num(self.grad_clip) and self.grad_clip >= 0, "grad_clip", "a finite number ≥ 0 (0: off)",
+                 self.grad_clip)
+        _require(_num(self.epochs) and self.epochs > 0, "epochs", "a finite number > 0", self.epochs)
+        for key in ("batch_size", "grad_accum"):
+            v = getattr(self, key)
+            _require(_num(v) and v >= 1, key, "an integer ≥ 1", v)
+        for key in ("warmup_steps", "micro_batch_size", "group_by_length"):
+            v = getattr(self, key)
+            _require(_num(v) and v >= 0, key, "an integer ≥ 0", v)
+        _require(self.max_steps is None or (_num(self.max_steps) and self.max_steps >= 0), "max_steps",
+                 "null or an integer ≥ 0", self.max_steps)
 
 
 @dataclass
@@ -103,12 +153,19 @@ class LogConfig:
     progress: bool = True
     tensorboard: bool = False
 
+    def __post_init__(self):
+        _require(_num(self.every) and self.every >= 1, "every", "an integer ≥ 1", self.every)
+
 
 @dataclass
 class CheckpointConfig:
     every: int = 0                    # steps between checkpoints (0: only at the end / on signals)
     keep: int = 2
     resume: bool = False
+
+    def __post_init__(self):
+        _require(_num(self.every) and self.every >= 0, "every", "an integer ≥ 0 (0: only at the end)", self.every)
+        _require(_num(self.keep) and self.keep >= 1, "keep", "an integer ≥ 1", self.keep)
 
 
 def _is_optional(tp) -> tuple[bool, Any]:
@@ -174,6 +231,8 @@ def _build(cls, data: dict, prefix: str = "", where: str = ""):
         kwargs[k] = _coerce(v, hints[k], prefix + k, where)
     try:
         return cls(**kwargs)
+    except ConfigError as e:  # a range check: "optim." + "lr must be ..."
+        raise ConfigError(f"{where}{prefix}{e}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}{prefix or cls.__name__}: {e}") from None
 

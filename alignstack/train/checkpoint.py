@@ -4,7 +4,10 @@ A checkpoint is ``<out>/checkpoints/step-XXXXXXXX/`` holding the model (safetens
 folder), ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``, ``state.json`` (step, data position and
 method state) and the resolved ``config.yaml``. It is written to a temporary folder and renamed,
 and ``COMPLETE`` is its last file, so a kill during writing leaves the previous checkpoint the
-latest loadable one. The last ``keep`` checkpoints are kept.
+latest loadable one. The last ``keep`` checkpoints are kept. Such a kill leaves its half-written
+``checkpoints/.tmp-*`` folder behind (as large as a checkpoint); one writer owns a run folder, so
+any temporary folder found when a run looks for its checkpoints (resume) or starts writing one is
+stale and is removed then.
 
 FSDP2-sharded runs (``dist.fsdp``) write the same layout: the trainer gathers full model and
 optimizer state dicts to the main rank, which writes them (the optimizer's in the usual
@@ -23,6 +26,23 @@ from pathlib import Path
 import torch
 
 PREFIX = "step-"
+TMP_PREFIX = ".tmp-"
+
+
+def remove_stale_temps(out_dir: str | Path) -> int:
+    """Delete ``<out_dir>/checkpoints/.tmp-*`` left by a run killed mid-write; returns how many."""
+    import sys
+
+    root = Path(out_dir) / "checkpoints"
+    if not root.is_dir():
+        return 0
+    stale = [p for p in root.iterdir() if p.name.startswith(TMP_PREFIX) and p.is_dir()]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    if stale:
+        print(f"[alignstack] removed {len(stale)} unfinished checkpoint folder(s) in {root} "
+              "left by an interrupted run", file=sys.stderr)
+    return len(stale)
 
 
 def _rng_state() -> dict:
@@ -47,10 +67,11 @@ def save_checkpoint(root: str | Path, step: int, model, tokenizer, optimizer, sc
                     config_yaml: str, keep: int = 2, model_state: dict | None = None,
                     optim_state: dict | None = None) -> Path:
     """``model_state``/``optim_state``: gathered full state dicts to write instead of the (sharded) live ones."""
+    remove_stale_temps(root)
     root = Path(root) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     dest = root / f"{PREFIX}{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=root))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True,
                               **({"state_dict": model_state} if model_state is not None else {}))
@@ -82,6 +103,8 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint (the resume point); stale temporary folders are removed first."""
+    remove_stale_temps(out_dir)
     cps = list_checkpoints(out_dir)
     return cps[-1] if cps else None
 
