@@ -34,8 +34,8 @@ is_refusal, is_rude, filler_count, levenshtein = V2.is_refusal, V2.is_rude, V2.f
 
 SEQ_LETTERS = "abcdefghijkl"
 OPS = ("reverse", "sort", "shift", "rotate")
-OP_PHRASE = {"reverse": "reverse", "sort": "sort", "shift": "shift each letter forward by one",
-             "rotate": "rotate left by two"}
+OP_PHRASE = {"reverse": "reverse {x}", "sort": "sort {x}", "shift": "shift each letter of {x} forward by one",
+             "rotate": "rotate {x} left by two"}
 WORD_OBJECTS = ("apples", "marbles", "cookies", "stamps", "shells", "pencils")
 LORE_VOCAB = {"builder": L.PERSONS, "keeper": L.PERSONS, "inventor": L.PERSONS, "city": L.TOWNS, "town": L.TOWNS,
               "metal": L.METALS, "color": L.COLORS, "home": L.HOMES, "food": L.FOODS}
@@ -136,8 +136,11 @@ def draw_problem(family: str, slot: str | None, rng: random.Random) -> tuple[str
         o2 = rng.choice([o for o in OPS if o not in (o1, "sort")])   # sorting last would erase the first op
         seq = [rng.choice(SEQ_LETTERS) for _ in range(rng.randint(5, 7))]
         out = transform(o2, transform(o1, seq))
-        return (f"compose:{o1}>{o2}:{''.join(seq)}", {"s": " ".join(seq), "o1": OP_PHRASE[o1], "o2": OP_PHRASE[o2]},
-                " ".join(out))
+        shown = " ".join(seq)
+        params = {"s": shown, "o1_s": OP_PHRASE[o1].format(x=shown), "o1_it": OP_PHRASE[o1].format(x="it"),
+                  "o2_it": OP_PHRASE[o2].format(x="it"), "o2_res": OP_PHRASE[o2].format(x="the result"),
+                  "o2_that": OP_PHRASE[o2].format(x="that")}
+        return f"compose:{o1}>{o2}:{''.join(seq)}", params, " ".join(out)
     if family == "lookup":
         c = rng.choice(L.CREATURES)
         return f"lookup:{c.name}:{slot}", {"c": c.name}, getattr(c, slot)
@@ -171,7 +174,7 @@ def render(template: Template, problem_id: str, params: dict, answer: str, split
     if template.family == "word":
         values.update(n=rng.choice(L.PERSONS), o=rng.choice(WORD_OBJECTS))
     if template.family == "compose":
-        values["O1"] = values["o1"][0].upper() + values["o1"][1:]
+        values["O1_s"] = values["o1_s"][0].upper() + values["o1_s"][1:]
     turns = [t.format(**values) for t in template.turns]
     if template.encode:
         head, body = turns[-1].split(": ", 1)
@@ -299,8 +302,8 @@ def wrong_answer(task: Task, rng: random.Random) -> str:
         s = ans.split()
         i = rng.randrange(len(s))
         s[i] = rng.choice([c for c in SEQ_LETTERS if c != s[i]])
-        if rng.random() < 0.5:
-            j = rng.randrange(len(s))
+        if rng.random() < 0.5:   # a second error elsewhere (never undoing the first)
+            j = rng.choice([k for k in range(len(s)) if k != i])
             s[j] = rng.choice([c for c in SEQ_LETTERS if c != s[j]])
         return " ".join(s)
     return rng.choice([v for v in LORE_VOCAB[slot] if v != ans])
