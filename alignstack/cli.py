@@ -11,7 +11,7 @@ import os
 import sys
 
 COMMANDS = {
-    "world": "write the built-in world's data files",
+    "world": "write the built-in world's data files (`world stats`: splits and their overlaps)",
     "pretrain": "next-token pretraining (built-in world corpus or your text rows)",
     "sft": "supervised fine-tuning on conversations (loss on assistant tokens)",
     "generate": "sample K completions per prompt from a model (rows for feedback/labeling)",
@@ -55,14 +55,17 @@ METHOD_BASE = {"rloo": ["algorithm=rloo"], "farl": ["mode=farl"]}
 def _method(name: str, argv: list[str]) -> int:
     import importlib
 
-    from alignstack.config import load
+    from alignstack.config import describe_keys, load
+    mod_name, cls_name = METHODS[name]
+    keys = describe_keys(getattr(importlib.import_module(mod_name), cls_name))
     p = argparse.ArgumentParser(prog=f"alignstack {name}", description=COMMANDS[name],
-                                epilog="Overrides: dotted keys, e.g. optim.lr=1e-4 model.lora.enabled=true")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Overrides: dotted keys, e.g. optim.lr=1e-4 model.lora.enabled=true\n\n"
+                                       "config keys (defaults):\n  " + "\n  ".join(keys))
     p.add_argument("--config", help="YAML config file (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in `out`")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     a = p.parse_intermixed_args(argv)       # overrides may come before or after flags
-    mod_name, cls_name = METHODS[name]
     mod = importlib.import_module(mod_name)
     over = METHOD_BASE.get(name, []) + list(a.overrides) + (["checkpoint.resume=true"] if a.resume else [])
     cfg = load(getattr(mod, cls_name), a.config, over)
@@ -75,6 +78,8 @@ def _method(name: str, argv: list[str]) -> int:
 
 
 def _world(argv: list[str]) -> int:
+    if argv[:1] == ["stats"]:
+        return _world_stats(argv[1:])
     from alignstack.world.files import write_world
     p = argparse.ArgumentParser(prog="alignstack world", description=COMMANDS["world"])
     p.add_argument("--out", default="runs/world")
@@ -85,6 +90,27 @@ def _world(argv: list[str]) -> int:
     a = p.parse_args(argv)
     info = write_world(a.out, a.seed, a.docs, a.sft, a.prompts)
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def _world_stats(argv: list[str]) -> int:
+    from alignstack.world import world_version
+    from alignstack.world.v3.stats import format_stats, world_stats
+    p = argparse.ArgumentParser(prog="alignstack world stats",
+                                description="each split's families, attack styles, distinct problems and templates, "
+                                            "and the overlaps between splits")
+    p.add_argument("--version", default=None, help="world version (2 or 3; default: the default world)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", "--n-prompts", type=int, default=2000, help="prompts drawn per split")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    a = p.parse_args(argv)
+    try:
+        version = world_version(a.version)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    st = world_stats(version, a.seed, a.n_prompts)
+    print(json.dumps(st, indent=2) if a.json else format_stats(st))
     return 0
 
 
@@ -110,17 +136,20 @@ def _generate(argv: list[str]) -> int:
     p.add_argument("--prompts", default="world:train", help="prompt rows (JSONL/Parquet) or world:train|dev|eval")
     p.add_argument("--n-prompts", type=int, default=None)
     p.add_argument("-k", "--num-samples", type=int, default=4)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 means greedy")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    if a.temperature < 0:
+        p.error(f"--temperature must be ≥ 0 (0: greedy), got {a.temperature}")
     rows = _load_prompt_rows(a.prompts, a.n_prompts)
     tok, model = load_tokenizer(a.model), load_model(a.model)
     r = ChatRenderer(tok)
     prompts = [r.prompt_ids(row["prompt"]) for row in rows for _ in range(a.num_samples)]
-    g = sample(model, prompts, SamplingConfig(a.max_new_tokens, a.temperature, a.top_p), stop_token_ids(tok),
+    sc = SamplingConfig(a.max_new_tokens, a.temperature or 1.0, a.top_p, greedy=a.temperature == 0)
+    g = sample(model, prompts, sc, stop_token_ids(tok),
                tok.pad_token_id, torch.Generator().manual_seed(a.seed))
     texts = g.texts(tok)
     out = [{"prompt": row["prompt"], "completions": texts[i * a.num_samples:(i + 1) * a.num_samples],
@@ -199,9 +228,23 @@ def _pipeline(argv: list[str]) -> int:
     return 0
 
 
+# the optional extra each delegated command's module needs (its imports fail without it)
+EXTRAS = {"alignstack.label.cli": "label", "alignstack.serve.cli": "serve"}
+
+
 def _delegate(module: str, argv: list[str]) -> int:
     import importlib
-    return importlib.import_module(module).main(argv)
+
+    from alignstack.config import MissingExtra
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if module not in EXTRAS or not e.name or e.name.startswith("alignstack"):
+            raise
+        cmd = module.split(".")[1]
+        raise MissingExtra(f"alignstack {cmd} needs the '{e.name}' package: pip install 'alignstack[{EXTRAS[module]}]'"
+                           ) from None
+    return mod.main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
