@@ -4,3 +4,12 @@ Heavy dependencies (torch, transformers, web stacks) are imported by the modules
 never here.
 """
 __version__ = "0.1.0"
+
+
+def _register_builtin_plugins() -> None:
+    # by import string: the seam (alignstack.tasks) never imports the world; the world loads on first use
+    from alignstack.tasks.resolve import register
+    register("world", "alignstack.world.plugin:WORLD")
+
+
+_register_builtin_plugins()

@@ -281,6 +281,13 @@ class LocalJudgeBackend(JudgeBackend):
                 for c in g.completion_ids]
 
 
+def local_backend(path: str, batch_size: int = 64) -> LocalJudgeBackend:
+    """A judge backend on a local Hugging Face model folder (``judge:PATH`` rewards, RLAIF, CAI critics)."""
+    from alignstack.models.load import load_model, load_tokenizer
+
+    return LocalJudgeBackend(load_model(path).eval(), load_tokenizer(path), batch_size=batch_size)
+
+
 class ResponseCache:
     """Append-only JSONL cache of raw server responses, keyed by a hash of the request. Every entry
     is flushed and fsync'ed, so a killed run loses at most the requests in flight; a torn last line

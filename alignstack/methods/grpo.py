@@ -31,7 +31,8 @@ class GRPOConfig:
     algorithm: str = "grpo"                  # grpo | rloo
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     reward: str = "world:correct"            # see alignstack.rollout.scorers.make_scorer
-    prompts: str | None = None               # prompt rows file; None: world train prompts
+    verifier: str | None = None              # task verifier (exact | numeric:TOL | regex:P | import:mod:fn); wins over reward
+    prompts: str | None = None               # world | rows:PATH | import:mod:name (alignstack.tasks); None: world
     families: list[str] = field(default_factory=lambda: ["add", "reverse", "sort", "count", "lookup", "track"])
     steps: int = 60
     prompts_per_step: int = 16
@@ -55,6 +56,9 @@ class GRPOConfig:
             raise ValueError(f"algorithm must be grpo or rloo, got {self.algorithm!r}")
         if self.num_generations < 2:
             raise ValueError("num_generations must be ≥ 2 (group baselines need several samples per prompt)")
+        from alignstack.tasks.resolve import check_spec
+        check_spec(self.prompts, "prompts", "prompts")
+        check_spec(self.verifier, "verifier", "verifier")
 
 
 def train(cfg: GRPOConfig) -> dict:
@@ -67,21 +71,21 @@ def train(cfg: GRPOConfig) -> dict:
     from alignstack.models.load import frozen_copy, prepare_model, save_final
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import (
-        PromptSource,
         frozen_logprobs,
         ground_truth,
         policy_logprobs,
+        prompt_source,
         rollout,
     )
     from alignstack.rollout.scorers import make_scorer
     from alignstack.train.loop import Trainer
 
     t0 = time.perf_counter()
-    scorer = make_scorer(cfg.reward)
+    scorer = make_scorer(cfg.reward, cfg.verifier)
     policy, tok = prepare_model(cfg.model, seed=cfg.seed)
     lora = hasattr(policy, "peft_config")
     ref = None if lora else frozen_copy(policy)
-    source = PromptSource(cfg.seed, cfg.families if cfg.prompts is None else None, cfg.prompts)
+    source = prompt_source(cfg.prompts, cfg.seed, families=cfg.families if cfg.prompts is None else None)
     renderer = ChatRenderer(tok, cfg.model.max_length)
     sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature)
     total = cfg.steps * cfg.updates_per_batch
@@ -101,13 +105,12 @@ def train(cfg: GRPOConfig) -> dict:
     with tr:
         while not tr.done:
             it = tr.step_count // cfg.updates_per_batch
-            prompts, tasks = source.batch(it, cfg.prompts_per_step)
-            prompts, tasks = prompts[rank::world], tasks[rank::world]          # this process's prompts
-            rep_p = [p for p in prompts for _ in range(G)]
-            rep_t = [t for t in tasks for _ in range(G)]
+            exs = source.batch(it, cfg.prompts_per_step)[rank::world]          # this process's prompts
+            rep_t = [e for e in exs for _ in range(G)]
+            rep_p = [e.prompt for e in rep_t]
             ro = rollout(tr.unwrapped, tok, rep_p, rep_t, sampling, seed=cfg.seed * 100003 + it * world + rank,
                          renderer=renderer)
-            scores = torch.tensor(scorer(rep_p, ro.texts, tasks=rep_t, completion_ids=ro.gen.completion_ids),
+            scores = torch.tensor(scorer(rep_p, ro.texts, examples=rep_t, completion_ids=ro.gen.completion_ids),
                                   dtype=torch.float32)
             if cfg.missing_eos_penalty is not None:
                 scores = apply_missing_eos_penalty(scores, ro.batch["has_eos"], cfg.missing_eos_penalty)
@@ -131,7 +134,7 @@ def train(cfg: GRPOConfig) -> dict:
 
             for _ in range(cfg.updates_per_batch):
                 stats = tr.step(loss_fn, [None], [float(n)])
-            gt = ground_truth(ro)
+            gt = ground_truth(ro, source.ground_truth)
             row = {"step": tr.step_count, "reward": float(scores.mean()), "zero_signal": zero_signal_fraction(R),
                    "length": float(mask.sum(-1).mean()), "loss": stats["loss"]}
             if ref_logp is not None:

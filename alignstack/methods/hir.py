@@ -5,9 +5,12 @@ Each round (``rounds``; every round continues from the previous model):
 
 1. sample ``n_samples`` outputs per prompt under the ``<correct>`` instruction at ``temperature`` (duplicates
    per prompt dropped, as the reference code's ``unique``);
-2. relabel: each output gets the instruction it satisfies in hindsight — ``relabel: world`` uses
-   ``world.tasks.hindsight_goal`` (``correct`` iff the world's exact-match verifier accepts it, else
-   ``wrong``); ``import:mod:fn`` any function ``fn(task, prompt_messages, response) -> "correct" | "wrong"``;
+2. relabel: each output gets the instruction it satisfies in hindsight — ``relabel: world`` uses the world
+   plug-in (``correct`` iff the world's exact-match verifier accepts it, else ``wrong``); ``verifier`` builds
+   the relabeler from the ``verifier:`` key (``correct`` iff it scores ≥ 0.5); ``import:mod:name`` a user's
+   relabeler (an object with ``goals`` and ``__call__(example, response) -> goal``, or a plain function
+   ``fn(example, response) -> "correct" | "wrong"``). Prompts come from ``prompts:`` (default: the world's);
+   each is asked under its relabeler's first goal (``<correct>``) at sampling time;
 3. train (``mode: hir``) on (relabelled instruction ⊕ query → output) with
    ``L = CE_smooth(ε) + α·L_con − c_ent·Entropy`` (``losses.hir.hir_loss``; the contrastive term compares the
    output's mean token log-likelihood under the relabelled and the opposite instruction). Or (``mode: farl``)
@@ -61,7 +64,9 @@ class HIRConfig:
     seed: int = 0
     mode: str = "hir"                       # hir | farl (filter-then-fine-tune baseline)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
-    relabel: str = "world"                  # world (tasks.hindsight_goal) | import:module:function
+    relabel: str = "world"                  # world | verifier (from `verifier`) | import:module:name
+    verifier: str | None = None             # with relabel=verifier: exact | numeric:TOL | regex:P | import:mod:fn
+    prompts: str | None = None              # world | rows:PATH | import:mod:name; None: world prompts of `families`
     families: list[str] = field(default_factory=lambda: ["track", "sort", "add"])
     n_prompts: int = 400                    # train prompts per round
     n_samples: int = 4                      # samples per prompt (reference code default 4)
@@ -83,8 +88,13 @@ class HIRConfig:
     def __post_init__(self):
         if self.mode not in ("hir", "farl"):
             raise ValueError(f"mode must be 'hir' or 'farl', got {self.mode!r}")
-        if not (self.relabel == "world" or self.relabel.startswith("import:")):
-            raise ValueError(f"relabel must be 'world' or 'import:module:function', got {self.relabel!r}")
+        from alignstack.tasks.resolve import check_spec
+        if self.relabel == "verifier" and not self.verifier:
+            raise ValueError("relabel=verifier needs the verifier key (e.g. verifier=exact)")
+        if self.relabel != "verifier":
+            check_spec(self.relabel, "relabel", "relabel")
+        check_spec(self.verifier, "verifier", "verifier")
+        check_spec(self.prompts, "prompts", "prompts")
         if self.rounds < 1 or self.n_samples < 1 or self.n_prompts < 1:
             raise ValueError("rounds, n_samples and n_prompts must be ≥ 1")
         for name in ("epsilon", "contrastive_epsilon"):
@@ -98,36 +108,42 @@ class HIRConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
-def make_relabeler(spec: str) -> Callable:
-    """``fn(task, prompt_messages, response) -> goal``."""
-    if spec == "world":
-        from alignstack.world.tasks import hindsight_goal
-        return lambda task, prompt, response: hindsight_goal(task, response)
-    from alignstack.rollout.scorers import load_callable
-    return load_callable(spec.partition(":")[2])
+def make_relabeler(spec: str, verifier: str | None = None) -> Callable:
+    """A relabeler (``goals`` + ``relabel(example, response) -> goal``) from the task seam; ``verifier``:
+    built from that verifier spec."""
+    from alignstack.tasks import VerifierRelabeler, resolve
+    if spec == "verifier":
+        return VerifierRelabeler(resolve(verifier or "", "verifier", key="verifier"), GOALS)
+    rl = resolve(spec, "relabel", key="relabel")
+    goals = tuple(getattr(rl, "goals", ()))
+    if len(goals) != 2 or goals[0] == goals[1]:
+        raise ValueError(f"relabel: {spec!r} must declare two distinct goals (HIR is binary), got {goals}")
+    return rl
 
 
-def goal_messages(prompt: list[dict], goal: str) -> list[dict]:
+def goal_messages(prompt: list[dict], goal: str, goals: tuple[str, ...] = GOALS) -> list[dict]:
     """``prompt`` with its last user turn's instruction token set to ``<goal>`` (replacing any existing one)."""
     last = prompt[-1]["content"]
-    for g in GOALS:
+    for g in goals:
         if last.startswith(f"<{g}> "):
             last = last[len(g) + 3:]
     return prompt[:-1] + [{**prompt[-1], "content": f"<{goal}> {last}"}]
 
 
-def relabel_samples(tasks, prompts, texts, relabel: Callable) -> list[dict]:
-    """One record per unique (prompt, output): {prompt, response, pos, neg} with pos the hindsight goal."""
+def relabel_samples(examples, prompts, texts, relabel: Callable) -> list[dict]:
+    """One record per unique (prompt, output): {prompt, response, pos, neg} with pos the hindsight goal
+    (``relabel(example, response)``; the example carries every column of its prompt row)."""
+    goals = tuple(getattr(relabel, "goals", GOALS))
     out, seen = [], set()
-    for t, p, x in zip(tasks, prompts, texts):
+    for e, p, x in zip(examples, prompts, texts):
         key = (json.dumps(p, sort_keys=True), x)
         if key in seen:
             continue
         seen.add(key)
-        pos = relabel(t, p, x)
-        if pos not in GOALS:
-            raise ValueError(f"relabel function returned {pos!r}; expected one of {GOALS}")
-        out.append({"prompt": p, "response": x, "pos": pos, "neg": GOALS[1 - GOALS.index(pos)]})
+        pos = relabel(e, x)
+        if pos not in goals:
+            raise ValueError(f"relabel function returned {pos!r}; expected one of {goals}")
+        out.append({"prompt": p, "response": x, "pos": pos, "neg": goals[1 - goals.index(pos)]})
     return out
 
 
@@ -136,14 +152,15 @@ def hir_pairs(renderer, records: list[dict]) -> list[tuple]:
     response tokens. Records that do not fit ``max_length`` are left out."""
     pairs = []
     for j, r in enumerate(records):
-        a = renderer.prompt_completion(goal_messages(r["prompt"], r["pos"]), r["response"], {"row": j + 1})
-        b = renderer.prompt_completion(goal_messages(r["prompt"], r["neg"]), r["response"], {"row": j + 1})
+        both = (r["pos"], r["neg"])
+        a = renderer.prompt_completion(goal_messages(r["prompt"], r["pos"], both), r["response"], {"row": j + 1})
+        b = renderer.prompt_completion(goal_messages(r["prompt"], r["neg"], both), r["response"], {"row": j + 1})
         if a is not None and b is not None and any(a.loss_mask) and any(b.loss_mask):
             pairs.append((a, b, r["pos"]))
     return pairs
 
 
-def goal_weights(goals: list[str], balance: bool, correct_share: float = 0.5) -> list[float]:
+def goal_weights(goals: list[str], balance: bool, correct_share: float = 0.5, first: str = "correct") -> list[float]:
     """Per-row weights with mean 1 over the round: with ``balance`` the rows relabelled ``correct`` carry
     ``correct_share`` of the total weight and the other goal's rows the rest (0.5: w = N / (2·N_goal)),
     else all 1. A goal with no rows leaves the others at weight 1."""
@@ -152,7 +169,7 @@ def goal_weights(goals: list[str], balance: bool, correct_share: float = 0.5) ->
     counts = {g: goals.count(g) for g in set(goals)}
     if len(counts) < 2:
         return [1.0] * len(goals)
-    share = {g: correct_share if g == "correct" else 1.0 - correct_share for g in counts}
+    share = {g: correct_share if g == first else 1.0 - correct_share for g in counts}
     return [len(goals) * share[g] / counts[g] for g in goals]
 
 
@@ -217,21 +234,25 @@ def train(cfg: HIRConfig) -> dict:
     from alignstack.data.sources import write_jsonl
     from alignstack.models.load import prepare_model, save_final
     from alignstack.rollout.engine import SamplingConfig
-    from alignstack.rollout.experience import PromptSource, rollout
+    from alignstack.rollout.experience import prompt_source, rollout
     from alignstack.train.supervised import fit
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    relabel = make_relabeler(cfg.relabel)
+    relabel = make_relabeler(cfg.relabel, cfg.verifier)
+    goals = tuple(relabel.goals)
     model, tok = prepare_model(cfg.model, seed=cfg.seed)
     renderer = ChatRenderer(tok, cfg.model.max_length)
-    source = PromptSource(cfg.seed, cfg.families, goal="correct", pool=cfg.n_prompts * cfg.rounds)
+    source = prompt_source(cfg.prompts, cfg.seed, families=cfg.families if cfg.prompts is None else None,
+                           goal="correct", pool=cfg.n_prompts * cfg.rounds)
     log: list[dict] = []
     for rnd in range(1, cfg.rounds + 1):
         lo = (rnd - 1) * cfg.n_prompts
-        prompts = [r["prompt"] for r in source.rows[lo:lo + cfg.n_prompts]]
-        tasks = source.tasks[lo:lo + cfg.n_prompts]
+        if lo >= len(source.examples):            # a small prompts file: later rounds reuse it from the start
+            lo %= len(source.examples)
+        tasks = source.examples[lo:lo + cfg.n_prompts]
+        prompts = [goal_messages(e.prompt, goals[0], goals) for e in tasks]   # asked for the first goal
         k = cfg.n_samples
         rep_p, rep_t = [p for p in prompts for _ in range(k)], [t for t in tasks for _ in range(k)]
         ro = rollout(model, tok, rep_p, rep_t, SamplingConfig(cfg.max_new_tokens, cfg.temperature),
@@ -239,13 +260,14 @@ def train(cfg: HIRConfig) -> dict:
         records = relabel_samples(rep_t, rep_p, ro.texts, relabel)
         rdir = out / f"round{rnd}"
         write_jsonl(rdir / "relabelled.jsonl", records)
-        n_correct = sum(r["pos"] == "correct" for r in records)
+        n_correct = sum(r["pos"] == goals[0] for r in records)
         entry = {"round": rnd, "samples": len(ro.texts), "unique": len(records), "relabelled_correct": n_correct,
-                 "sample_accuracy": sum(relabel(t, p, x) == "correct" for t, p, x in zip(rep_t, rep_p, ro.texts))
+                 "sample_accuracy": sum(relabel(t, x) == goals[0] for t, x in zip(rep_t, ro.texts))
                  / len(ro.texts)}
         if cfg.mode == "farl":
-            items = [renderer.prompt_completion(goal_messages(r["prompt"], "correct"), r["response"], {"row": j + 1})
-                     for j, r in enumerate(records) if r["pos"] == "correct"]
+            items = [renderer.prompt_completion(goal_messages(r["prompt"], goals[0], goals), r["response"],
+                                                {"row": j + 1})
+                     for j, r in enumerate(records) if r["pos"] == goals[0]]
             items = [x for x in items if x is not None]
             if not items:
                 entry["skipped"] = "no correct samples"
@@ -256,7 +278,7 @@ def train(cfg: HIRConfig) -> dict:
             entry.update(train_rows=len(items), steps=res.steps, train_loss=res.final_loss)
         else:
             pairs = hir_pairs(renderer, records)
-            weights = goal_weights([g for _, _, g in pairs], cfg.balance_goals, cfg.correct_share)
+            weights = goal_weights([g for _, _, g in pairs], cfg.balance_goals, cfg.correct_share, goals[0])
             tr, stats = _train_hir(model, tok, pairs, weights, cfg, rdir, cfg.seed + rnd)
             entry.update(train_rows=len(pairs), steps=tr.step_count,
                          **{k_: stats.get(k_) for k_ in ("loss", "sup", "contrastive", "entropy")})

@@ -43,7 +43,8 @@ class PPOConfig:
     reward: str = "world:helpfulness"        # rm:PATH | llama2:HELP,SAFETY | world:FIELD | import:mod:fn
     value_model: str = "separate"            # separate | shared
     value_init: str | None = None            # reward-model checkpoint to initialise the critic from
-    prompts: str | None = None
+    verifier: str | None = None              # task verifier (exact | numeric:TOL | regex:P | import:mod:fn); wins over reward
+    prompts: str | None = None               # world | rows:PATH | import:mod:name (alignstack.tasks); None: world
     families: list[str] | None = None        # None: the world's full prompt mixture
     steps: int = 40                          # iterations (rollout batches)
     batch_size: int = 64                     # episodes per iteration (global)
@@ -65,6 +66,7 @@ class PPOConfig:
     missing_eos_penalty: float | None = -1.0
     ptx_coef: float = 0.0                    # PPO-ptx γ (InstructGPT: 27.8)
     ptx_rows: int = 16                       # pretraining rows per minibatch
+    ptx_corpus: str = "world"                # PPO-ptx documents: world | file:PATH (.txt / text rows) | import:mod:name
     dev_every: int = 0                       # early stopping on the dev-set *proxy* reward (0: off)
     dev_prompts: int = 128
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, schedule="constant", warmup_steps=0,
@@ -78,6 +80,10 @@ class PPOConfig:
             raise ValueError(f"value_model must be separate or shared, got {self.value_model!r}")
         if self.minibatches < 1 or self.batch_size % self.minibatches:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of minibatches ({self.minibatches})")
+        from alignstack.tasks.resolve import check_spec
+        check_spec(self.prompts, "prompts", "prompts")
+        check_spec(self.verifier, "verifier", "verifier")
+        check_spec(self.ptx_corpus, "documents", "ptx_corpus")
 
 
 class PolicyAndValue(nn.Module):
@@ -136,26 +142,27 @@ def train(cfg: PPOConfig) -> dict:
     from alignstack.models.load import frozen_copy, prepare_model, save_final
     from alignstack.models.logprobs import token_entropy, token_logprobs
     from alignstack.rollout.engine import SamplingConfig
-    from alignstack.rollout.experience import PromptSource, frozen_logprobs, ground_truth, rollout
+    from alignstack.rollout.experience import frozen_logprobs, ground_truth, prompt_source, rollout
     from alignstack.rollout.scorers import make_scorer
     from alignstack.train.loop import Trainer
 
     t0 = time.perf_counter()
-    scorer = make_scorer(cfg.reward)
+    scorer = make_scorer(cfg.reward, cfg.verifier)
     policy, tok = prepare_model(cfg.model, seed=cfg.seed)
     ref = frozen_copy(policy)
     critic = build_critic(policy, cfg.value_init) if cfg.value_model == "separate" else None
     pv = PolicyAndValue(policy, critic)
-    source = PromptSource(cfg.seed, cfg.families, cfg.prompts)
+    source = prompt_source(cfg.prompts, cfg.seed, families=cfg.families)
     # dev prompts for early stopping on the proxy reward: the world's dev split (a user file: its own rows)
-    dev_source = (PromptSource(cfg.seed + 1, cfg.families, cfg.prompts, pool=cfg.dev_prompts * 4, split="dev")
-                  if cfg.dev_every else None)
+    dev_source = (prompt_source(cfg.prompts, cfg.seed + 1, families=cfg.families, pool=cfg.dev_prompts * 4,
+                                split="dev") if cfg.dev_every else None)
     renderer = ChatRenderer(tok, cfg.model.max_length)
     sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature)
     ptx_items = []
     if cfg.ptx_coef:
-        from alignstack.world.corpus import corpus_documents
-        ptx_items = [renderer.text(d) for d in corpus_documents(cfg.seed + 17, 20000)]
+        from alignstack.tasks import resolve
+        docs = resolve(cfg.ptx_corpus, "documents", key="ptx_corpus").documents(20000, cfg.seed + 17)
+        ptx_items = [renderer.text(d) for d in docs]
     updates = cfg.ppo_epochs * cfg.minibatches
     tr = Trainer(pv, tok, cfg.optim, cfg.steps * updates, Path(cfg.out), to_yaml(cfg), cfg.log, cfg.checkpoint,
                  cfg.dist, desc="ppo")
@@ -173,14 +180,14 @@ def train(cfg: PPOConfig) -> dict:
     with tr:
         while not tr.done:
             it = tr.step_count // updates
-            prompts, tasks = source.batch(it, cfg.batch_size)
-            prompts, tasks = prompts[rank::world], tasks[rank::world]
+            tasks = source.batch(it, cfg.batch_size)[rank::world]            # the examples behind the prompts
+            prompts = [e.prompt for e in tasks]
             model = tr.unwrapped
             t_it = clock()
             ro = rollout(model.policy, tok, prompts, tasks, sampling, seed=cfg.seed * 7919 + it * world + rank,
                          renderer=renderer)
             t_gen = clock()
-            raw = torch.tensor(scorer(prompts, ro.texts, tasks=tasks, completion_ids=ro.gen.completion_ids),
+            raw = torch.tensor(scorer(prompts, ro.texts, examples=tasks, completion_ids=ro.gen.completion_ids),
                                dtype=torch.float32)
             score = whiten(raw, all_reduce=reduce) if cfg.whiten_scores else raw
             if cfg.missing_eos_penalty is not None:
@@ -244,13 +251,14 @@ def train(cfg: PPOConfig) -> dict:
             ev = explained_variance(old_v, returns, mask)
             row = {"iteration": it + 1, "reward": float(raw.mean()), "score": float(score.mean()), "kl": float(seq_kl.mean()),
                    "beta": beta, "explained_variance": ev, "length": float(mask.sum(-1).mean()), **agg}
-            gt = ground_truth(ro)
+            gt = ground_truth(ro, source.ground_truth)
             if gt is not None:
                 row["gt"] = sum(gt) / len(gt)
             if cfg.dev_every and (it + 1) % cfg.dev_every == 0:
-                dp, dt = dev_source.batch(0, cfg.dev_prompts)       # the same dev prompts every time
+                dt = dev_source.batch(0, cfg.dev_prompts)           # the same dev prompts every time
+                dp = [e.prompt for e in dt]
                 dro = rollout(tr.unwrapped.policy, tok, dp, dt, sampling, seed=12345, renderer=renderer)
-                row["dev_reward"] = sum(scorer(dp, dro.texts, tasks=dt)) / len(dp)
+                row["dev_reward"] = sum(scorer(dp, dro.texts, examples=dt)) / len(dp)
                 if row["dev_reward"] > best[0]:
                     best = (row["dev_reward"], {k: v.detach().clone() for k, v in
                                                 tr.unwrapped.policy.state_dict().items()})

@@ -44,7 +44,8 @@ class RejectionSamplingConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     sampler: str | None = None               # policy to sample from (default: model.path)
     reward: str = "world:helpfulness"        # see alignstack.rollout.scorers.make_scorer
-    prompts: str | None = None               # prompt rows file; None: world train prompts
+    verifier: str | None = None              # task verifier (exact | numeric:TOL | regex:P | import:mod:fn); wins over reward
+    prompts: str | None = None               # world | rows:PATH | import:mod:name (alignstack.tasks); None: world
     families: list[str] | None = None        # world families (None: the world's full mixture)
     n_prompts: int = 2000
     k: int = 8
@@ -68,19 +69,24 @@ class RejectionSamplingConfig:
             raise ValueError(f"n_prompts must be ≥ 1, got {self.n_prompts}")
         if any(t <= 0 for t in [self.temperature, *self.curve_temperatures]):
             raise ValueError("temperatures must be > 0")
+        from alignstack.tasks.resolve import check_spec
+        check_spec(self.prompts, "prompts", "prompts")
+        check_spec(self.verifier, "verifier", "verifier")
 
 
 def sample_and_score(model, tok, scorer, prompts, tasks, k: int, temperature: float, max_new_tokens: int,
-                     seed: int, renderer=None):
-    """K samples per prompt and their rewards: (texts[n][k], rewards (n, k), finished (n, k), gt or None)."""
+                     seed: int, renderer=None, truth=None):
+    """K samples per prompt and their rewards: (texts[n][k], rewards (n, k), finished (n, k), gt or None);
+    ``tasks``: the examples behind the prompts (the reward sees them), ``truth``: their ground truth."""
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import ground_truth, rollout
     rep_p = [p for p in prompts for _ in range(k)]
     rep_t = [t for t in tasks for _ in range(k)]
     ro = rollout(model, tok, rep_p, rep_t, SamplingConfig(max_new_tokens, temperature), seed=seed, renderer=renderer)
-    r = torch.tensor(scorer(rep_p, ro.texts, tasks=rep_t, completion_ids=ro.gen.completion_ids), dtype=torch.float32)
+    r = torch.tensor(scorer(rep_p, ro.texts, examples=rep_t, completion_ids=ro.gen.completion_ids),
+                     dtype=torch.float32)
     texts = [ro.texts[i * k:(i + 1) * k] for i in range(len(prompts))]
-    gt = ground_truth(ro)
+    gt = ground_truth(ro, truth)
     gt = torch.tensor(gt).view(-1, k) if gt is not None else None
     return texts, r.view(-1, k), torch.tensor(ro.gen.finished).view(-1, k), gt
 
@@ -99,14 +105,14 @@ def train(cfg: RejectionSamplingConfig) -> dict:
     from alignstack.data.render import ChatRenderer
     from alignstack.data.sources import write_jsonl
     from alignstack.models.load import load_model, prepare_model, save_final
-    from alignstack.rollout.experience import PromptSource
+    from alignstack.rollout.experience import prompt_source
     from alignstack.rollout.scorers import make_scorer
     from alignstack.train.supervised import fit
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    scorer = make_scorer(cfg.reward)
+    scorer = make_scorer(cfg.reward, cfg.verifier)
     pool = PooledBest(last_round_only=cfg.last_round_only)
     if cfg.pool:
         p = Path(cfg.pool)
@@ -116,12 +122,15 @@ def train(cfg: RejectionSamplingConfig) -> dict:
         pool.last_round_only = cfg.last_round_only
     model, tok = prepare_model(cfg.model, seed=cfg.seed)
     sampler = model if cfg.sampler in (None, cfg.model.path) else load_model(cfg.sampler)
-    source = PromptSource(cfg.seed, cfg.families if cfg.prompts is None else None, cfg.prompts, pool=cfg.n_prompts)
-    prompts, tasks = [r["prompt"] for r in source.rows[:cfg.n_prompts]], source.tasks[:cfg.n_prompts]
+    source = prompt_source(cfg.prompts, cfg.seed, families=cfg.families if cfg.prompts is None else None,
+                           pool=cfg.n_prompts)
+    tasks = source.examples[:cfg.n_prompts]
+    prompts = [e.prompt for e in tasks]
     renderer = ChatRenderer(tok, cfg.model.max_length)
 
     texts, rewards, finished, gt = sample_and_score(sampler, tok, scorer, prompts, tasks, cfg.k, cfg.temperature,
-                                                    cfg.max_new_tokens, cfg.seed * 7919 + cfg.round, renderer)
+                                                    cfg.max_new_tokens, cfg.seed * 7919 + cfg.round, renderer,
+                                                    source.ground_truth)
     best, ok = select_finished_best(rewards, finished)          # a truncated answer is never selected
     masked = rewards.masked_fill(~finished.bool(), float("-inf"))
     keys = [json.dumps(p, sort_keys=True) for p in prompts]

@@ -17,7 +17,9 @@ paper (GOLD, BVMPO, offline actor-critic) are **not** implemented; ``loss`` acce
 
 Original data D: with ``original: world`` the world's noisy behaviour data for the same prompts (the reference
 answer, corrupted with probability ``original_noise`` — the ReST testbed's noisy pairs) is added to every D_g and
-scored by the same reward, as the paper's D_g = D ∪ samples. ``original: none`` grows from samples only.
+scored by the same reward, as the paper's D_g = D ∪ samples. ``original: none`` grows from samples only;
+``auto`` (the default) is ``world`` when the prompt source has behaviour data (the world's) and ``none`` else,
+so a user's prompts file never fails mid-run.
 
 Written: ``grow{g}/samples.jsonl`` (every grown row with its reward, normalised reward and — for world prompts —
 ground truth), ``grow{g}/improve{i}/model`` (each step's policy), ``result.json`` (per step: threshold, rows kept,
@@ -30,7 +32,6 @@ ground truth unless ``reward`` names a learned reward model (``rm:PATH``).
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,7 +54,8 @@ class ReSTConfig:
     seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     reward: str = "world:helpfulness"       # see alignstack.rollout.scorers.make_scorer (rm:PATH for a learned RM)
-    prompts: str | None = None              # prompt rows file; None: world train prompts of `families`
+    verifier: str | None = None             # task verifier (exact | numeric:TOL | regex:P | import:mod:fn); wins over reward
+    prompts: str | None = None              # world | rows:PATH | import:mod:name; None: world train prompts of `families`
     families: list[str] | None = field(default_factory=lambda: ["translate"])
     n_prompts: int = 500
     n_samples: int = 8                      # samples per prompt per Grow step (paper: 25-1000)
@@ -64,7 +66,7 @@ class ReSTConfig:
     thresholds: list[float] = field(default_factory=lambda: list(REST_SCHEDULE))
     normalise: str = "range"                # range: (R - lo)/(hi - lo) with reward_range | minmax: over D_g
     reward_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    original: str = "world"                 # world: mix in the noisy behaviour data D | none
+    original: str = "auto"                  # auto | world: mix in the noisy behaviour data D | none
     original_noise: float = 0.2
     lr_decay: float = 0.5                   # Improve step k trains at optim.lr * lr_decay**k
     loss: str = "bc"                        # only BC (see module docstring)
@@ -88,14 +90,20 @@ class ReSTConfig:
             raise ValueError(f"reward_range must be [lo, hi] with lo < hi, got {self.reward_range}")
         if self.loss != "bc":
             raise ValueError(f"loss {self.loss!r} is not implemented; only 'bc' (the paper's best loss)")
-        if self.original not in ("world", "none"):
-            raise ValueError(f"original must be 'world' or 'none', got {self.original!r}")
+        if self.original not in ("auto", "world", "none"):
+            raise ValueError(f"original must be 'auto', 'world' or 'none', got {self.original!r}")
+        if self.original == "world" and self.prompts not in (None, "world") and not self.prompts.startswith("world:"):
+            raise ValueError(f"original=world needs the world's prompts (prompts={self.prompts!r} has no behaviour "
+                             "data); set original=none or auto")
         if self.n_samples < 1 or self.n_prompts < 1:
             raise ValueError("n_samples and n_prompts must be ≥ 1")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        from alignstack.tasks.resolve import check_spec
+        check_spec(self.prompts, "prompts", "prompts")
+        check_spec(self.verifier, "verifier", "verifier")
 
 
 def improve_plan(cfg: ReSTConfig) -> list[tuple[int, int, float, float]]:
@@ -110,19 +118,13 @@ def improve_plan(cfg: ReSTConfig) -> list[tuple[int, int, float, float]]:
     return plan
 
 
-def original_rows(tasks, seed: int, noise: float) -> list[str]:
-    """The world's noisy behaviour answers for ``tasks`` (reference answer, corrupted w.p. ``noise``)."""
-    from alignstack.world import tasks as T
-    rng = random.Random(f"rest-original|{seed}")
-    out = []
-    for t in tasks:
-        if t is None:
-            raise ConfigError("original=world needs world prompts (rows with meta.family); set original=none")
-        if not t.is_safety and rng.random() < noise:
-            out.append(T._phrase(t, T.wrong_answer(t, rng)))
-        else:
-            out.append(T.good_response(t, rng))
-    return out
+def original_rows(source, examples, seed: int, noise: float) -> list[str]:
+    """The prompt source's noisy behaviour answers for ``examples`` (the world's: reference answer, corrupted
+    w.p. ``noise``); a source without behaviour data is a config error."""
+    behaviour = getattr(source, "behaviour", None)
+    if behaviour is None:
+        raise ConfigError("original=world needs a prompt source with behaviour data (the world's); set original=none")
+    return behaviour(examples, seed, noise)
 
 
 def select(normalised, step: int, thresholds: list[float]) -> list[int]:
@@ -142,20 +144,24 @@ def train(cfg: ReSTConfig) -> dict:
     from alignstack.data.sources import write_jsonl
     from alignstack.models.load import prepare_model, save_final
     from alignstack.rollout.engine import SamplingConfig
-    from alignstack.rollout.experience import PromptSource, rollout
+    from alignstack.rollout.experience import prompt_source, rollout
     from alignstack.rollout.scorers import make_scorer
     from alignstack.train.supervised import fit
-    from alignstack.world import tasks as T
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    scorer = make_scorer(cfg.reward)
+    scorer = make_scorer(cfg.reward, cfg.verifier)
     model, tok = prepare_model(cfg.model, seed=cfg.seed)
     renderer = ChatRenderer(tok, cfg.model.max_length)
-    source = PromptSource(cfg.seed, cfg.families if cfg.prompts is None else None, cfg.prompts, pool=cfg.n_prompts)
-    prompts, tasks = [r["prompt"] for r in source.rows[:cfg.n_prompts]], source.tasks[:cfg.n_prompts]
-    have_gt = all(t is not None for t in tasks)
+    source = prompt_source(cfg.prompts, cfg.seed, families=cfg.families if cfg.prompts is None else None,
+                           pool=cfg.n_prompts)
+    tasks = source.examples[:cfg.n_prompts]
+    prompts = [e.prompt for e in tasks]
+    truth = source.ground_truth                       # logged beside the reward (None: the source has none)
+    original = cfg.original if cfg.original != "auto" else ("world" if hasattr(source, "behaviour") else "none")
+    if original == "world" and not hasattr(source, "behaviour"):      # before any sampling
+        raise ConfigError("original=world needs a prompt source with behaviour data (the world's); set original=none")
     taus = rest_thresholds(cfg.improve_steps, tuple(cfg.thresholds))
     plan = improve_plan(cfg)
     steps_log: list[dict] = []
@@ -170,15 +176,15 @@ def train(cfg: ReSTConfig) -> dict:
                      seed=cfg.seed * 7919 + g, renderer=renderer)
         texts, rows_p, rows_t = list(ro.texts), list(rep_p), list(rep_t)
         origin = ["sample"] * len(texts)
-        if cfg.original == "world":
-            texts += original_rows(tasks, cfg.seed * 31 + g, cfg.original_noise)
+        if original == "world":
+            texts += original_rows(source, tasks, cfg.seed * 31 + g, cfg.original_noise)
             rows_p += prompts
             rows_t += tasks
             origin += ["original"] * len(prompts)
-        r = torch.tensor(scorer(rows_p, texts, tasks=rows_t), dtype=torch.float32)
+        r = torch.tensor(scorer(rows_p, texts, examples=rows_t), dtype=torch.float32)
         lo, hi = cfg.reward_range
         rn = normalise_rewards(r, cfg.normalise, lo, hi)
-        gt = [T.helpfulness(t, x) for t, x in zip(rows_t, texts)] if have_gt else None
+        gt = [truth(t, x) for t, x in zip(rows_t, texts)] if truth is not None else None
         grown = [{"messages": p + [{"role": "assistant", "content": x}],
                   "meta": {"reward": float(r[j]), "reward_norm": float(rn[j]), "origin": origin[j],
                            **({"gt": gt[j]} if gt else {})}}

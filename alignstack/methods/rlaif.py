@@ -101,10 +101,8 @@ def check_config(cfg: RLAIFConfig) -> None:
 
 
 def local_backend(path: str, batch_size: int = 64):
-    from alignstack.feedback.judges import LocalJudgeBackend
-    from alignstack.models.load import load_model, load_tokenizer
-
-    return LocalJudgeBackend(load_model(path).eval(), load_tokenizer(path), batch_size=batch_size)
+    from alignstack.feedback.judges import local_backend as backend
+    return backend(path, batch_size)
 
 
 def sample_pairs(model, tokenizer, tasks, temperature: float, max_new_tokens: int, seed: int) -> list[dict]:

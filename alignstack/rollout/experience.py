@@ -1,12 +1,14 @@
 """Online-RL plumbing shared by PPO, GRPO and RLOO: prompt batches, rollouts, log-prob passes.
 
+Prompts come through the task seam (:func:`prompt_source` → ``alignstack.tasks.resolve``): a rollout
+carries each row's :class:`~alignstack.tasks.Example` (prompt + every column) to the reward.
+
 A rollout keeps everything an update needs as tensors aligned with the logprobs convention
 (``(B, T-1)`` per-token arrays matching ``input_ids[:, 1:]``): the sampling pass's log-probs are
 the "old" log-probs, so no extra forward pass is spent on them.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
@@ -14,14 +16,13 @@ import torch
 from alignstack.data.render import ChatRenderer
 from alignstack.models.tokenizer import stop_token_ids
 from alignstack.rollout.engine import Generation, SamplingConfig, sample
-from alignstack.world import corpus as C
-from alignstack.world import tasks as T
+from alignstack.tasks import Example, resolve
 
 
 @dataclass
 class Rollout:
     prompts: list[list[dict]]              # chat messages per row
-    tasks: list[T.Task] | None             # world tasks per row (None for user prompts)
+    examples: list[Example] | None         # the row behind each prompt (meta: every column), for the reward
     texts: list[str]
     gen: Generation
     batch: dict[str, torch.Tensor]         # input_ids, attention_mask, loss_mask, old_logprobs, has_eos
@@ -39,35 +40,39 @@ class Rollout:
                     v[:, :T - 1] if v.dim() == 2 else v) for k, v in b.items()}
 
 
-class PromptSource:
-    """Deterministic prompt batches: the world's train prompts (optionally some families only) or
-    validated ``prompt`` rows from a file; batch ``step`` is a pure function of (seed, step)."""
+def prompt_source(spec: str | None, seed: int = 0, *, families: list[str] | None = None, goal: str | None = None,
+                  pool: int = 20000, split: str = "train", key: str = "prompts"):
+    """The prompt source a method's ``prompts:`` key names (None: the world's ``split`` prompts of
+    ``families``); ``batch(step, n)`` is a pure function of (seed, step). A bare path means ``rows:PATH``."""
+    opts = {"seed": seed, "pool": pool, "split": split, "goal": goal, "families": families}
+    return resolve(spec or "world", "prompts", key=key, **opts)
 
-    def __init__(self, seed: int = 0, families: list[str] | None = None, path: str | None = None,
+
+def PromptSource(seed: int = 0, families: list[str] | None = None, path: str | None = None,  # noqa: N802
                  goal: str | None = None, pool: int = 20000, split: str = "train"):
-        self.seed = seed
-        if path is not None:
-            from alignstack.data.sources import read_rows
-            self.rows = read_rows(path, "prompt")
-            self.tasks = [T.Task.from_row(r) if (r.get("meta") or {}).get("family") else None for r in self.rows]
-        else:
-            fam = {f: C.MIX.get(f, 0.1) for f in families} if families else None
-            self.tasks = C.prompt_set(seed, split, pool, fam, goal=goal)
-            self.rows = [t.to_row() for t in self.tasks]
-
-    def batch(self, step: int, n: int) -> tuple[list[list[dict]], list[T.Task | None]]:
-        rng = random.Random(f"prompts|{self.seed}|{step}")
-        idx = [rng.randrange(len(self.rows)) for _ in range(n)]
-        return [self.rows[i]["prompt"] for i in idx], [self.tasks[i] for i in idx]
+    """Backward-compatible spelling of :func:`prompt_source` (``path``: a prompt rows file)."""
+    return prompt_source(path, seed, families=families, goal=goal, pool=pool, split=split)
 
 
-def rollout(model, tokenizer, prompts: list[list[dict]], tasks, sampling: SamplingConfig, seed: int,
+def batch_prompts(examples: list[Example]) -> list[list[dict]]:
+    return [e.prompt for e in examples]
+
+
+def rollout(model, tokenizer, prompts: list[list[dict]], examples, sampling: SamplingConfig, seed: int,
             renderer: ChatRenderer | None = None) -> Rollout:
     renderer = renderer or ChatRenderer(tokenizer)
     ids = [renderer.prompt_ids(p) for p in prompts]
     gen = sample(model, ids, sampling, stop_token_ids(tokenizer), tokenizer.pad_token_id,
                  torch.Generator().manual_seed(seed))
-    return Rollout(prompts, tasks, gen.texts(tokenizer), gen, gen.tensors(tokenizer.pad_token_id))
+    return Rollout(prompts, examples, gen.texts(tokenizer), gen, gen.tensors(tokenizer.pad_token_id))
+
+
+def complete(model, tokenizer, prompts: list[list[dict]], sampling: SamplingConfig, seed: int = 0) -> list[str]:
+    """One sampled completion per prompt (rendered with the tokenizer's own chat template)."""
+    r = ChatRenderer(tokenizer)
+    g = sample(model, [r.prompt_ids(p) for p in prompts], sampling, stop_token_ids(tokenizer),
+               tokenizer.pad_token_id, torch.Generator().manual_seed(seed))
+    return g.texts(tokenizer)
 
 
 def policy_logprobs(model, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
@@ -86,8 +91,9 @@ def frozen_logprobs(model, batch: dict[str, torch.Tensor], temperature: float, c
     return torch.cat(out)
 
 
-def ground_truth(r: Rollout) -> list[float] | None:
-    """World ground truth of the same rollouts (logged beside the proxy reward; never trained on)."""
-    if r.tasks is None or any(t is None for t in r.tasks):
+def ground_truth(r: Rollout, truth=None) -> list[float] | None:
+    """Ground truth of the same rollouts (``truth(example, response)``, a prompt source's
+    ``ground_truth``; logged beside the proxy reward, never trained on); None without one."""
+    if truth is None or r.examples is None:
         return None
-    return [T.helpfulness(t, x) for t, x in zip(r.tasks, r.texts)]
+    return [truth(e, x) for e, x in zip(r.examples, r.texts)]

@@ -36,13 +36,22 @@ def test_select_step0_keeps_everything_then_strictly_above_rising_thresholds():
 
 
 def test_original_rows_noise():
+    from alignstack.tasks import PoolSource
+    from alignstack.world.plugin import WorldPromptSource, example_of
     tasks = [ADD, SORT] * 5
-    clean = rest.original_rows(tasks, 0, 0.0)
+    src, exs = WorldPromptSource(pool=1), [example_of(t) for t in tasks]
+    clean = rest.original_rows(src, exs, 0, 0.0)
     assert all(T.verify(t, x) for t, x in zip(tasks, clean))
-    noisy = rest.original_rows(tasks, 0, 1.0)
+    noisy = rest.original_rows(src, exs, 0, 1.0)
     assert not any(T.verify(t, x) for t, x in zip(tasks, noisy))
-    with pytest.raises(ConfigError, match="original=world needs world prompts"):
-        rest.original_rows([None], 0, 0.2)
+    with pytest.raises(ConfigError, match="original=world needs a prompt source with behaviour data"):
+        rest.original_rows(PoolSource(exs), exs, 0, 0.2)
+
+
+def test_original_world_on_a_user_prompts_file_fails_when_the_config_is_built():
+    with pytest.raises(ValueError, match="original=world needs the world's prompts"):
+        load(rest.ReSTConfig, overrides=["prompts=rows:mine.jsonl", "original=world"])
+    assert load(rest.ReSTConfig, overrides=["prompts=rows:mine.jsonl"]).original == "auto"
 
 
 @pytest.mark.parametrize("over, msg", [
@@ -62,7 +71,8 @@ def test_rest_bad_config(over, msg):
 # ------------------------------------------------------------------ HIR
 def test_world_relabel_on_hand_written_outputs():
     prompt = [{"role": "user", "content": "<correct> What is 3 + 5?"}]
-    recs = hir.relabel_samples([ADD] * 4, [prompt] * 4,
+    from alignstack.world.plugin import example_of
+    recs = hir.relabel_samples([example_of(ADD)] * 4, [prompt] * 4,
                                ["The answer is 8.", "The answer is 7.", "The answer is 8.", "9"],
                                hir.make_relabeler("world"))
     assert len(recs) == 3                                       # the duplicate output is dropped
@@ -72,8 +82,8 @@ def test_world_relabel_on_hand_written_outputs():
 
 def test_import_relabeler(monkeypatch):
     mod = types.ModuleType("my_relabel_mod")
-    mod.always_wrong = lambda task, prompt, response: "wrong"
-    mod.bad = lambda task, prompt, response: "maybe"
+    mod.always_wrong = lambda example, response: "wrong"
+    mod.bad = lambda example, response: "maybe"
     monkeypatch.setitem(sys.modules, "my_relabel_mod", mod)
     f = hir.make_relabeler("import:my_relabel_mod:always_wrong")
     assert hir.relabel_samples([ADD], [[{"role": "user", "content": "x"}]], ["8"], f)[0]["pos"] == "wrong"
@@ -141,7 +151,8 @@ def test_hir_batch_loss_hand_values():
 
 @pytest.mark.parametrize("over, msg", [
     (["mode=ppo"], "mode must be"),
-    (["relabel=verifier"], "relabel must be"),
+    (["relabel=verifier"], "needs the verifier key"),
+    (["relabel=bogus"], "cannot resolve .bogus. as a relabeler"),
     (["epsilon=1.0"], "epsilon"),
     (["contrastive_coef=-1"], "contrastive_coef"),
     (["rounds=0"], "rounds"),

@@ -1,0 +1,20 @@
+"""The task seam: where a method's prompts, rewards, relabelling, documents, red-team prompts and
+constitution come from. Imports neither the world nor any method; the world is one plug-in
+(``alignstack/world/plugin.py``), registered by name in ``alignstack/__init__.py``."""
+from alignstack.tasks.resolve import TaskSpecError, register, resolve
+from alignstack.tasks.types import (
+    Constitution,
+    DocumentSource,
+    Example,
+    PoolSource,
+    Principle,
+    PromptSource,
+    RedTeamSet,
+    Relabeler,
+    Verifier,
+    VerifierRelabeler,
+    example_from_row,
+)
+
+__all__ = ["Constitution", "DocumentSource", "Example", "PoolSource", "Principle", "PromptSource", "RedTeamSet",
+           "Relabeler", "TaskSpecError", "Verifier", "VerifierRelabeler", "example_from_row", "register", "resolve"]

@@ -1,0 +1,173 @@
+"""The built-in world as a plug-in of the task seam (``alignstack.tasks``): ``world[:ARG]`` in any
+``prompts:``, ``verifier:``, ``reward:``, ``relabel:``, ``ptx_corpus:``/``corpus:``, ``red_team_prompts:``
+or ``constitution:`` key resolves here. Every component reproduces exactly what the methods did when they
+imported the world themselves (same seeds, same draw order), so world runs are unchanged.
+
+Components (``ARG`` after ``world:``):
+
+- prompts ``[SPLIT]`` (train | dev | eval; default train): the world's prompt mixture, or the families a
+  method asks for, with the world's ground truth (helpfulness) attached;
+- verifier / reward ``[FIELD]``: ``correct`` (0/1 exact match; the verifier's default), ``helpfulness``
+  (the reward's default) or ``safety`` (1 − unsafe);
+- relabel: HIR's hindsight goal (``correct`` iff the exact-match verifier accepts);
+- documents: the pretraining corpus (``corpus_documents``);
+- red_team: harmful requests (half in red-team phrasing) and benign prompts of the general mix;
+- constitution: ``alignstack/world/constitution.yaml``.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from alignstack.tasks.types import Example, PoolSource, example_from_row
+from alignstack.world import corpus as C
+from alignstack.world import tasks as T
+
+CONSTITUTION = Path(__file__).resolve().parent / "constitution.yaml"
+
+
+def task_of(example: Example) -> T.Task:
+    """The world task behind an example: kept by the world's own sources, else rebuilt from its row
+    (a bare world task is accepted too: experiments pass them)."""
+    if isinstance(example, T.Task):
+        return example
+    if isinstance(example.ref, T.Task):
+        return example.ref
+    m = example.meta
+    if "family" not in m or "answer" not in m:
+        raise ValueError("the world's verifier/reward needs world prompts (rows with meta.family and "
+                         "meta.answer); for your own prompts use exact, numeric:TOL, regex:… or import:mod:fn")
+    meta = {k: v for k, v in m.items() if k != "is_safety"}
+    return T.Task.from_row({"prompt": example.prompt, "meta": meta, "is_safety": m.get("is_safety")})
+
+
+def example_of(task: T.Task) -> Example:
+    return example_from_row(task.to_row(), ref=task)
+
+
+def helpfulness(example: Example, response: str) -> float:
+    return T.helpfulness(task_of(example), response)
+
+
+def correct(example: Example, response: str) -> float:
+    return float(T.verify(task_of(example), response))
+
+
+def safety(example: Example, response: str) -> float:
+    return 1.0 - T.score(task_of(example), response)["unsafe"]
+
+
+def harm(example: Example, response: str) -> float:
+    return float(T.harm(task_of(example), response))
+
+
+FIELDS = {"helpfulness": helpfulness, "correct": correct, "safety": safety}
+
+
+class WorldPromptSource(PoolSource):
+    """The world's prompts of ``split``; ``tasks`` keeps the world tasks (experiments read them)."""
+
+    def __init__(self, seed: int = 0, families: list[str] | None = None, goal: str | None = None,
+                 pool: int = 20000, split: str = "train"):
+        fam = {f: C.MIX.get(f, 0.1) for f in families} if families else None
+        self.tasks = C.prompt_set(seed, split, pool, fam, goal=goal)
+        super().__init__([example_of(t) for t in self.tasks], seed, f"world:{split}")
+        self.ground_truth = helpfulness
+
+    def behaviour(self, examples: list[Example], seed: int, noise: float) -> list[str]:
+        """ReST's original data D: the world's noisy behaviour answers for ``examples`` (the reference
+        answer, corrupted with probability ``noise``)."""
+        rng = random.Random(f"rest-original|{seed}")
+        out = []
+        for e in examples:
+            t = task_of(e)
+            if not t.is_safety and rng.random() < noise:
+                out.append(T._phrase(t, T.wrong_answer(t, rng)))
+            else:
+                out.append(T.good_response(t, rng))
+        return out
+
+
+class WorldRedTeam:
+    """Harmful requests (``red_team_frac`` of them in red-team phrasing) and benign prompts of the general mix."""
+
+    harm = staticmethod(harm)
+
+    def __init__(self, red_team_frac: float = 0.5):
+        self.red_team_frac = red_team_frac
+
+    def harmful(self, n: int, seed: int) -> list[Example]:
+        fams = {f: C.MIX.get(f, 0.1) for f in T.HARMFUL}
+        return [example_of(t) for t in C.prompt_set(seed, "train", n, fams, red_team_frac=self.red_team_frac)]
+
+    def benign(self, n: int, seed: int) -> list[Example]:
+        # prompt_set draws in a fixed order whatever n is, so any pool ≥ 2n (+ margin) gives the same prefix
+        pool = C.prompt_set(seed, "train", 2 * n + 50)
+        return [example_of(t) for t in pool if not t.is_safety][:n]
+
+
+class WorldRelabeler:
+    goals = ("correct", "wrong")
+
+    def __call__(self, example: Example, response: str) -> str:
+        return T.hindsight_goal(task_of(example), response)
+
+
+class WorldDocuments:
+    def documents(self, n: int | None, seed: int) -> list[str]:
+        return C.corpus_documents(seed, 40000 if n is None else n)
+
+
+class _GroundTruthScorer:
+    """The world's ground truth through the reward interface (evaluation and ablations; the 0/1
+    ``correct`` verifier is allowed for GRPO/RLOO/HIR)."""
+
+    def __init__(self, field: str):
+        self.field, self.fn = field, FIELDS[field]
+
+    def __call__(self, prompts, completions, *, examples=None, **meta) -> list[float]:
+        if examples is None:
+            raise ValueError("the world's reward needs each row's example (examples=...)")
+        return [self.fn(e, c) for e, c in zip(examples, completions)]
+
+
+class World:
+    """The plug-in object registered as ``world`` (see ``alignstack/__init__.py``)."""
+
+    def prompts(self, arg: str = "", seed: int = 0, families: list[str] | None = None, goal: str | None = None,
+                pool: int = 20000, split: str = "train") -> WorldPromptSource:
+        return WorldPromptSource(seed, families, goal, pool, arg or split)
+
+    def verifier(self, arg: str = ""):
+        return _field(arg or "correct")
+
+    def reward(self, arg: str = ""):
+        _field(arg or "helpfulness")
+        return _GroundTruthScorer(arg or "helpfulness")
+
+    def relabel(self, arg: str = "") -> WorldRelabeler:
+        return WorldRelabeler()
+
+    def documents(self, arg: str = "") -> WorldDocuments:
+        return WorldDocuments()
+
+    def red_team(self, arg: str = "", red_team_frac: float = 0.5) -> WorldRedTeam:
+        return WorldRedTeam(float(arg) if arg else red_team_frac)
+
+    def constitution(self, arg: str = ""):
+        from alignstack.tasks.builtin import load_constitution
+        return load_constitution(CONSTITUTION)
+
+    def ground_truth_for(self, examples: list[Example]):
+        """Ground truth for rows read from a file when every row is a world task (logged, never trained on)."""
+        ok = examples and all("family" in e.meta and "answer" in e.meta for e in examples)
+        return helpfulness if ok else None
+
+
+def _field(name: str):
+    if name not in FIELDS:
+        raise ValueError(f"unknown world field {name!r}; expected one of {', '.join(FIELDS)}")
+    return FIELDS[name]
+
+
+WORLD = World()
