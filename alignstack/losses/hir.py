@@ -88,6 +88,7 @@ def hir_loss(
     entropy_coef: float = REF_CODE_ENTROPY_COEF,
     contrastive_epsilon: float | None = None,
     row_weights: torch.Tensor | None = None,
+    token_scale: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = L_sup + α·L_con − c_ent·Entropy (METHODS §8 "As implemented").
 
@@ -96,6 +97,9 @@ def hir_loss(
     (ε 0.2, α 1, c_ent 0.001) are the reference-code values, unverified against the paper;
     ``contrastive_epsilon`` (default: ``epsilon``, as the code) smooths the contrastive term separately.
     ``row_weights`` (B,) weight each example in the supervised and contrastive terms (goal balancing).
+    ``token_scale`` multiplies the two token-mean terms (CE, entropy) in the loss: a micro-batch weighted by
+    its rows passes (its tokens / its rows)·(batch rows / batch tokens), so that they stay token means over the
+    whole batch under gradient accumulation (alignstack.train.microbatch).
     Returns (loss, detached components).
     """
     ce = epsilon if contrastive_epsilon is None else contrastive_epsilon
@@ -103,6 +107,6 @@ def hir_loss(
     con = hir_contrastive_loss(pos_mean_logliks, neg_mean_logliks, ce)
     con = (con * row_weights.to(con.dtype)).mean() if row_weights is not None else con.mean()
     ent = entropy_bonus(logits, mask)
-    loss = sup + contrastive_coef * con - entropy_coef * ent
+    loss = sup * token_scale + contrastive_coef * con - entropy_coef * (ent * token_scale)
     stats = {"sup": sup.detach(), "contrastive": con.detach(), "entropy": ent.detach()}
     return loss, stats

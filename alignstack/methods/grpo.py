@@ -79,6 +79,7 @@ def train(cfg: GRPOConfig) -> dict:
     )
     from alignstack.rollout.scorers import make_scorer
     from alignstack.train.loop import Trainer
+    from alignstack.train.microbatch import aggregation_weight, split
 
     t0 = time.perf_counter()
     scorer = make_scorer(cfg.reward, cfg.verifier)
@@ -122,18 +123,26 @@ def train(cfg: GRPOConfig) -> dict:
             else:
                 r = rloo_kl_rewards(scores, ro.batch["old_logprobs"], ref_logp, mask, cfg.beta) if cfg.beta else scores
                 adv = rloo_advantages(r.view(-1, G)).flatten()
-            n = len(rep_p)
+            # micro-batches of rows (optim.micro_batch_size); each returns its loss times what its mean was
+            # taken over, so the step's normalisation is over the whole batch (train.microbatch)
+            mbs = split(list(range(len(rep_p))), cfg.optim)
+            weights = [aggregation_weight(mask[i], cfg.aggregation) if cfg.algorithm == "grpo" else float(len(i))
+                       for i in mbs]
 
-            def loss_fn(_):
-                lp = policy_logprobs(tr.model, ro.batch, cfg.temperature)
+            def loss_fn(idx):
+                mb = ro.select(idx)                          # trimmed to the micro-batch's longest row
+                Tm = mb["old_logprobs"].shape[1]
+                m = mask[idx, :Tm]
+                lp = policy_logprobs(tr.model, mb, cfg.temperature)
                 if cfg.algorithm == "grpo":
-                    loss, st = grpo_loss(lp, ro.batch["old_logprobs"], ref_logp, adv, mask, cfg.clip_range, cfg.beta,
-                                         cfg.aggregation)
-                    return loss * n, n, {k: float(v) * n for k, v in st.items()}
-                return reinforce_loss(masked_sum(lp, mask, dim=-1), adv) * n, n, {}
+                    loss, st = grpo_loss(lp, mb["old_logprobs"], None if ref_logp is None else ref_logp[idx, :Tm],
+                                         adv[idx], m, cfg.clip_range, cfg.beta, cfg.aggregation)
+                    w = aggregation_weight(m, cfg.aggregation)
+                    return loss * w, w, {k: float(v) * w for k, v in st.items()}
+                return reinforce_loss(masked_sum(lp, m, dim=-1), adv[idx]) * len(idx), len(idx), {}
 
             for _ in range(cfg.updates_per_batch):
-                stats = tr.step(loss_fn, [None], [float(n)])
+                stats = tr.step(loss_fn, mbs, weights)
             gt = ground_truth(ro, source.ground_truth)
             row = {"step": tr.step_count, "reward": float(scores.mean()), "zero_signal": zero_signal_fraction(R),
                    "length": float(mask.sum(-1).mean()), "loss": stats["loss"]}

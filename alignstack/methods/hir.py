@@ -174,7 +174,8 @@ def goal_weights(goals: list[str], balance: bool, correct_share: float = 0.5, fi
 
 
 def hir_batch_loss(model, pos_batch: dict, neg_batch: dict, epsilon: float, contrastive_coef: float,
-                   entropy_coef: float, contrastive_epsilon: float | None = None, row_weights=None):
+                   entropy_coef: float, contrastive_epsilon: float | None = None, row_weights=None,
+                   token_scale: float = 1.0):
     """HIR loss of one batch (mean over rows) and its components: label-smoothed CE and entropy on the
     relabelled (positive) instruction; contrastive between mean token log-liks under both instructions;
     ``row_weights`` (B,) weight rows in the CE and contrastive terms."""
@@ -194,14 +195,15 @@ def hir_batch_loss(model, pos_batch: dict, neg_batch: dict, epsilon: float, cont
     logits, labels, mask, pos_ll = run(pos_batch)
     _, _, _, neg_ll = run(neg_batch)
     return hir_loss(logits, labels, mask, pos_ll, neg_ll, epsilon, contrastive_coef, entropy_coef,
-                    contrastive_epsilon, row_weights)
+                    contrastive_epsilon, row_weights, token_scale)
 
 
 def _train_hir(model, tok, pairs, weights, cfg: HIRConfig, out: Path, seed: int):
     import torch
 
     from alignstack.data.collate import pad_right
-    from alignstack.train.loop import Trainer, microbatches, shard
+    from alignstack.train.loop import Trainer, shard
+    from alignstack.train.microbatch import split
     from alignstack.train.supervised import IndexStream, total_steps
 
     steps = total_steps(len(pairs), cfg.optim)
@@ -210,12 +212,12 @@ def _train_hir(model, tok, pairs, weights, cfg: HIRConfig, out: Path, seed: int)
     pad = tok.pad_token_id
     rank, world = tr.acc.process_index, tr.acc.num_processes
 
-    def loss_fn(idx):
-        pb = pad_right([pairs[i][0] for i in idx], pad)
+    def loss_fn(mb):
+        idx, pb, scale = mb
         nb = pad_right([pairs[i][1] for i in idx], pad)
         w = torch.tensor([weights[i] for i in idx])
         loss, st = hir_batch_loss(tr.model, pb, nb, cfg.epsilon, cfg.contrastive_coef, cfg.entropy_coef,
-                                  cfg.contrastive_epsilon, w)
+                                  cfg.contrastive_epsilon, w, scale)
         n = float(len(idx))
         return loss * n, n, {k: float(v) * n for k, v in st.items()}
 
@@ -224,8 +226,14 @@ def _train_hir(model, tok, pairs, weights, cfg: HIRConfig, out: Path, seed: int)
         while not tr.done:
             g0 = tr.step_count * cfg.optim.batch_size
             mine = shard([stream(g0 + j) for j in range(cfg.optim.batch_size)], rank, world)
-            mbs = microbatches(mine, cfg.optim.grad_accum)
-            stats = tr.step(loss_fn, mbs, [float(len(m)) for m in mbs])
+            mbs = split(mine, cfg.optim)       # optim.micro_batch_size or grad_accum
+            pbs = [pad_right([pairs[i][0] for i in m], pad) for m in mbs]
+            # micro-batches are weighted by rows (the contrastive term is a row mean); the CE and entropy
+            # token means are rescaled so they stay means over the batch's tokens (hir_loss token_scale)
+            toks = [int(b["loss_mask"][:, 1:].sum()) for b in pbs]
+            n_all, t_all = tr.global_sum(len(mine)), tr.global_sum(sum(toks))
+            scales = [(t * n_all) / (len(m) * t_all) for m, t in zip(mbs, toks)]
+            stats = tr.step(loss_fn, list(zip(mbs, pbs, scales)), [float(len(m)) for m in mbs])
     return tr, stats
 
 

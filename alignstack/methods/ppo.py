@@ -145,6 +145,7 @@ def train(cfg: PPOConfig) -> dict:
     from alignstack.rollout.experience import frozen_logprobs, ground_truth, prompt_source, rollout
     from alignstack.rollout.scorers import make_scorer
     from alignstack.train.loop import Trainer
+    from alignstack.train.microbatch import split as micro_split
 
     t0 = time.perf_counter()
     scorer = make_scorer(cfg.reward, cfg.verifier)
@@ -195,9 +196,10 @@ def train(cfg: PPOConfig) -> dict:
             b, mask = ro.batch, ro.mask
             t_score = clock()
             ref_lp = frozen_logprobs(ref, b, cfg.temperature)
-            with torch.no_grad():
+            with torch.no_grad():                   # in micro-batches too: the logits are (B, T, V)
                 model.eval()
-                _, old_v = model(b["input_ids"], b["attention_mask"])
+                old_v = torch.cat([model(ro.batch["input_ids"][c], ro.batch["attention_mask"][c])[1]
+                                   for c in micro_split(list(range(len(mask))), cfg.optim)])
             beta = ctl.value
             rewards, kl = kl_shaped_rewards(score, b["old_logprobs"], ref_lp, mask, beta)
             if cfg.whiten_rewards:
@@ -215,34 +217,41 @@ def train(cfg: PPOConfig) -> dict:
                 size = max(1, n // cfg.minibatches)
                 for s in range(0, size * cfg.minibatches, size):
                     idx = perm[s:s + size]
-                    mb = ro.select(idx)
-                    Tm = mb["old_logprobs"].shape[1]
-                    mb_adv, mb_ret, mb_v = adv[idx, :Tm], returns[idx, :Tm], old_v[idx, :Tm]
-                    mb_mask = mb["loss_mask"][:, 1:].float()
                     ptx = None
                     if cfg.ptx_coef:
                         g = torch.Generator().manual_seed(cfg.seed * 31 + tr.step_count)
                         ptx = pad_right([ptx_items[i] for i in torch.randint(len(ptx_items), (cfg.ptx_rows,),
                                                                              generator=g).tolist()], tok.pad_token_id)
+                    # micro-batches of the minibatch (optim.micro_batch_size), each weighted by its response
+                    # tokens: the step's token-mean is over the whole minibatch (train.microbatch)
+                    mbs = micro_split(idx, cfg.optim)
+                    weights = [float(mask[sub].sum()) for sub in mbs]
+                    first, total = mbs[0], sum(weights)
 
-                    def loss_fn(_):
+                    def loss_fn(sub):
+                        mb = ro.select(sub)
+                        Tm = mb["old_logprobs"].shape[1]
+                        mb_adv, mb_ret, mb_v = adv[sub, :Tm], returns[sub, :Tm], old_v[sub, :Tm]
+                        mb_mask = mb["loss_mask"][:, 1:].float()
+                        w = float(mb_mask.sum())
                         logits, v = tr.model(mb["input_ids"], mb["attention_mask"])
                         lp = token_logprobs(logits, mb["input_ids"], cfg.temperature)
                         l_pg, s1 = ppo_policy_loss(lp, mb["old_logprobs"], mb_adv, mb_mask, cfg.clip_range)
                         l_v, s2 = value_loss(v, mb_v, mb_ret, mb_mask, cfg.value_clip)
-                        loss = l_pg + cfg.vf_coef * l_v
-                        stats = {"policy_loss": l_pg.item(), "value_loss": l_v.item(),
-                                 "clipfrac": float(s1["clipfrac"]),
-                                 "entropy": float(masked_mean(token_entropy(logits.detach(), cfg.temperature), mb_mask))}
-                        if ptx is not None:
+                        loss = (l_pg + cfg.vf_coef * l_v) * w
+                        stats = {"policy_loss": l_pg.item() * w, "value_loss": l_v.item() * w,
+                                 "clipfrac": float(s1["clipfrac"]) * w,
+                                 "entropy": float(masked_mean(token_entropy(logits.detach(), cfg.temperature),
+                                                              mb_mask)) * w}
+                        if ptx is not None and sub is first:   # the pretraining term once per minibatch
                             out = tr.unwrapped.policy(input_ids=ptx["input_ids"], attention_mask=ptx["attention_mask"])
-                            s, c = lm_loss_sum(out.logits, ptx["input_ids"], ptx["loss_mask"])
-                            loss = loss + cfg.ptx_coef * s / c
-                            stats["ptx_nll"] = (s / c).item()
-                        return loss, 1.0, stats
+                            s_, c = lm_loss_sum(out.logits, ptx["input_ids"], ptx["loss_mask"])
+                            loss = loss + cfg.ptx_coef * s_ / c * total
+                            stats["ptx_nll"] = (s_ / c).item() * total
+                        return loss, w, stats
 
                     tr.state = {"kl": ctl.state_dict()}
-                    out = tr.step(loss_fn, [None], [1.0])
+                    out = tr.step(loss_fn, mbs, weights)
                     for k, v in out.items():
                         agg[k] = agg.get(k, 0.0) + v / updates
             t_train = clock()

@@ -16,7 +16,8 @@ from alignstack.config import CheckpointConfig, DistConfig, LogConfig, OptimConf
 from alignstack.data.collate import pad_right
 from alignstack.data.render import Rendered
 from alignstack.losses.lm import lm_loss_sum
-from alignstack.train.loop import Trainer, microbatches, shard
+from alignstack.train.loop import Trainer, shard
+from alignstack.train.microbatch import split
 
 
 @dataclass
@@ -104,7 +105,7 @@ def fit(model, tokenizer, items: list[Rendered], optim: OptimConfig, out_dir, *,
         while not tr.done:
             idx = plan(tr.step_count)
             mine = shard(idx, rank, world)
-            batches = [pad_right([items[i] for i in mb], pad) for mb in microbatches(mine, optim.grad_accum)]
+            batches = [pad_right([items[i] for i in mb], pad) for mb in split(mine, optim)]
             weights = [float(b["loss_mask"][:, 1:].sum()) for b in batches]
             tokens += int(sum(b["attention_mask"].sum() for b in batches))
             stats = tr.step(loss_fn, batches, weights)
