@@ -55,7 +55,7 @@ METHOD_BASE = {"rloo": ["algorithm=rloo"], "farl": ["mode=farl"]}
 def _method(name: str, argv: list[str]) -> int:
     import importlib
 
-    from alignstack.config import describe_keys, load
+    from alignstack.config import check_extras, describe_keys, load
     mod_name, cls_name = METHODS[name]
     keys = describe_keys(getattr(importlib.import_module(mod_name), cls_name))
     p = argparse.ArgumentParser(prog=f"alignstack {name}", description=COMMANDS[name],
@@ -69,6 +69,7 @@ def _method(name: str, argv: list[str]) -> int:
     mod = importlib.import_module(mod_name)
     over = METHOD_BASE.get(name, []) + list(a.overrides) + (["checkpoint.resume=true"] if a.resume else [])
     cfg = load(getattr(mod, cls_name), a.config, over)
+    check_extras(cfg)
     res = mod.train(cfg)
     from alignstack.train.dist import finish, is_main_process
     if is_main_process():

@@ -26,15 +26,15 @@ class MissingExtra(ConfigError):
     """A switch needs an optional package that is not installed (the CLI prints it as one line)."""
 
 
-def require_extra(module: str, extra: str, what: str):
+def require_extra(module: str, extra: str, what: str, package: str | None = None):
     """Import ``module`` for ``what`` (e.g. ``log.wandb=true``), or fail with the pip line that fixes it."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingExtra(f"{what} needs the '{module.split('.')[0]}' package: pip install 'alignstack[{extra}]'"
-                           ) from None
+        raise MissingExtra(f"{what} needs the '{package or module.split('.')[0]}' package: "
+                           f"pip install 'alignstack[{extra}]'") from None
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -152,6 +152,7 @@ class LogConfig:
     every: int = 10
     progress: bool = True
     tensorboard: bool = False
+    wandb: bool = False               # Weights & Biases (pip install 'alignstack[wandb]'); project: $WANDB_PROJECT
 
     def __post_init__(self):
         _require(_num(self.every) and self.every >= 1, "every", "an integer ≥ 1", self.every)
@@ -289,6 +290,31 @@ def load(cls, path: str | Path | None = None, overrides: list[str] | None = None
         data = _merge(data, ov)
         where = where or "command line: "
     return _build(cls, data, "", where)
+
+
+def check_extras(cfg) -> None:
+    """Fail before any model loads when a switch needs a package that is not installed."""
+    log, model = getattr(cfg, "log", None), getattr(cfg, "model", None)
+    if getattr(log, "tensorboard", False):
+        require_extra("torch.utils.tensorboard", "tensorboard", "log.tensorboard=true", package="tensorboard")
+    if getattr(log, "wandb", False):
+        require_extra("wandb", "wandb", "log.wandb=true")
+    if getattr(getattr(model, "lora", None), "enabled", False):
+        require_extra("peft", "lora", "model.lora.enabled=true")
+
+
+def describe_keys(cls) -> list[str]:
+    """Every dotted config key of ``cls`` with its default (``optim.lr = 0.001``), for ``--help``."""
+    def walk(obj, prefix):
+        out = []
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                out += walk(v, f"{prefix}{f.name}.")
+            else:
+                out.append(f"{prefix}{f.name} = {v!r}")
+        return out
+    return walk(cls(), "")
 
 
 def to_dict(cfg) -> dict:

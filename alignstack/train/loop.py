@@ -209,7 +209,8 @@ class Trainer:
 
     def __enter__(self):
         self.logger = MetricsLogger(self.out_dir, self.total_steps, self.desc, self.log_cfg.progress and self.is_main,
-                                    self.log_cfg.tensorboard, self.is_main, self.step_count)
+                                    self.log_cfg.tensorboard, self.is_main, self.step_count,
+                                    wandb=getattr(self.log_cfg, "wandb", False))
         self._old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         for s in self._old:
             signal.signal(s, self._on_signal)
