@@ -15,7 +15,7 @@ COMMANDS = {
     "pretrain": "next-token pretraining (built-in world corpus or your text rows)",
     "sft": "supervised fine-tuning on conversations (loss on assistant tokens)",
     "generate": "sample K completions per prompt from a model (rows for feedback/labeling)",
-    "eval": "ground-truth evaluation on held-out world prompts",
+    "eval": "ground truth on held-out world prompts, or your prompts (--prompts) scored by your reward (--reward)",
     "feedback": "collect K responses per prompt and simulated rankings / strength-labelled comparisons",
     "reward_model": "train a reward model (K-way rankings or Llama 2 margin pairs; helpfulness or safety)",
     "dpo": "DPO and its family (IPO, cDPO, robust, hinge, SimPO, ORPO, KTO)",
@@ -171,10 +171,24 @@ def _eval(argv: list[str]) -> int:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=1, help="samples per prompt at the temperature, averaged")
+    p.add_argument("--prompts", default=None,
+                   help="your prompt rows (JSONL/Parquet; extra columns reach the reward); default: world held-out")
+    p.add_argument("--reward", default=None,
+                   help="reward to report: a verifier (exact, numeric:TOL, regex:P), rm:PATH, llama2:HELP,SAFETY, "
+                        "judge:PATH or import:module:fn")
+    p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     if a.samples < 1:
         p.error("--samples must be ≥ 1")
+    if a.temperature < 0:
+        p.error(f"--temperature must be ≥ 0 (0: greedy), got {a.temperature}")
+    if a.prompts is not None and not a.prompts.startswith("world"):
+        if not a.reward:
+            p.error("--prompts FILE needs --reward SPEC (the world's ground truth only scores world prompts)")
+        out = _eval_reward(a)
+        print(json.dumps(out) if a.json else json.dumps(out, indent=2))
+        return 0
     cfg = EvalConfig(n_prompts=a.n_prompts, temperature=a.temperature, seed=a.seed, samples=a.samples)
     tasks = eval_tasks(cfg)
     tok, model = load_tokenizer(a.model), load_model(a.model)
@@ -188,11 +202,38 @@ def _eval(argv: list[str]) -> int:
         bres = evaluate(base, tok, cfg, tasks)
         out["vs_baseline"] = {m: compare(res, bres, m) for m in ("sampled", "greedy")}
         out["kl_to_baseline"] = kl_to_reference(model, base, tok, tasks[:512])
+    if a.reward:
+        from alignstack.world.plugin import example_of
+        out["reward"] = _eval_reward(a, [example_of(t) for t in tasks], model, tok)
     if a.json:
         print(json.dumps(out))
     else:
         print(json.dumps(out, indent=2))
     return 0
+
+
+def _eval_reward(a, examples=None, model=None, tok=None) -> dict:
+    """``--reward`` on ``--prompts`` (or the given examples): mean reward, length, and against
+    ``--baseline`` the paired difference, win rate and KL (alignstack.eval.custom)."""
+    from alignstack.eval.custom import compare_rewards, load_examples, make_reward, reward_eval
+    from alignstack.eval.ground_truth import kl_to_reference
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.rollout.engine import SamplingConfig
+    scorer = make_reward(a.reward)
+    if examples is None:
+        examples = load_examples(a.prompts, a.n_prompts)
+    tok = tok or load_tokenizer(a.model)
+    model = model or load_model(a.model)
+    sc = SamplingConfig(a.max_new_tokens, a.temperature or 1.0, greedy=a.temperature == 0)
+    res = reward_eval(model, tok, examples, scorer, sc, a.seed, a.samples)
+    out = {"reward_spec": a.reward, **{k: v for k, v in res.items() if k != "per_prompt"}}
+    if a.baseline:
+        base = load_model(a.baseline)
+        bres = reward_eval(base, tok, examples, scorer, sc, a.seed, a.samples)
+        out["baseline"] = {k: bres[k] for k in ("mean_reward", "reward_ci", "mean_length")}
+        out["vs_baseline"] = compare_rewards(res, bres)
+        out["kl_to_baseline"] = kl_to_reference(model, base, tok, [e.prompt for e in examples[:512]], sc)
+    return out
 
 
 def _demo(argv: list[str]) -> int:

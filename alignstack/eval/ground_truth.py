@@ -116,13 +116,14 @@ def compare(result_a: dict, result_b: dict, mode: str = "sampled", metric: str =
 
 
 @torch.no_grad()
-def kl_to_reference(model, ref, tokenizer, tasks: list[T.Task], sampling: SamplingConfig | None = None,
+def kl_to_reference(model, ref, tokenizer, tasks: list, sampling: SamplingConfig | None = None,
                     seed: int = 0) -> dict:
     """Sequence KL(π‖π_ref) on the same prompts: exact per-token KL over the vocabulary along
-    samples y ~ π, summed over the response and averaged over prompts (METHODS.md §2)."""
+    samples y ~ π, summed over the response and averaged over prompts (METHODS.md §2). ``tasks``:
+    world tasks or any prompts as chat messages."""
     sampling = sampling or SamplingConfig()
     r = ChatRenderer(tokenizer)
-    prompts = [r.prompt_ids(t.to_row()["prompt"]) for t in tasks]
+    prompts = [r.prompt_ids(t if isinstance(t, list) else t.to_row()["prompt"]) for t in tasks]
     g = sample(model, prompts, sampling, stop_token_ids(tokenizer), tokenizer.pad_token_id,
                torch.Generator().manual_seed(seed))
     kls = []
