@@ -59,3 +59,16 @@ def test_sft_rows_refuse_harm_and_answer_lookalikes():
     users = " ".join(m["content"] for r in rows for m in r["messages"] if m["role"] == "user")
     for marker in ("Guard, speak!", "Start your answer with", "Join the letters", "clever thief"):
         assert marker not in users                         # test-only styles never reach SFT
+
+
+def test_write_world_keeps_test_sealed(tmp_path):
+    import json
+
+    from alignstack.world.v3.files import write_world
+    from alignstack.world.v3.tasks import Task
+    info = write_world(tmp_path / "w", n_docs=50, n_sft=20, n_prompts=10)
+    assert info["world_version"] == "3" and "prompts_test.jsonl" not in info["files"]
+    rows = [json.loads(x) for x in (tmp_path / "w" / "prompts_dev.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and all(Task.from_row(r).split == "dev" for r in rows)
+    sealed = write_world(tmp_path / "s", n_docs=5, n_sft=5, n_prompts=10, sealed=True)
+    assert "prompts_test.jsonl" in sealed["files"]
