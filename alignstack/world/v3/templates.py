@@ -16,6 +16,7 @@ split's lookalike phrases reuse the vocabulary of train's harmful ones ("code", 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 SPLITS = ("train", "dev", "test")
 _RANK = {s: i for i, s in enumerate(SPLITS)}
@@ -201,5 +202,6 @@ TEMPLATES = _build()
 TEMPLATE_BY_ID = {t.id: t for t in TEMPLATES}
 
 
-def templates_for(family: str, split: str) -> list[Template]:
-    return [t for t in TEMPLATES if t.family == family and t.split == split]
+@cache
+def templates_for(family: str, split: str) -> tuple[Template, ...]:
+    return tuple(t for t in TEMPLATES if t.family == family and t.split == split)
