@@ -96,6 +96,8 @@ def train(cfg: GRPOConfig) -> dict:
     rank, world = tr.acc.process_index, tr.acc.num_processes
     G = cfg.num_generations
     history = []
+    from alignstack.train.alarms import HackingAlarms
+    alarms = HackingAlarms()                 # length collapse, KL, reward up while the check falls: warn once
 
     def ref_lp(batch):
         if ref is not None:
@@ -155,9 +157,11 @@ def train(cfg: GRPOConfig) -> dict:
             row["entropy_proxy"] = float(-masked_mean(ro.batch["old_logprobs"], mask))
             history.append(row)
             tr.log(row)
+            alarms.update(history)
     if tr.is_main:
         save_final(tr.unwrapped, tok, cfg.out, to_yaml(cfg))
     last = history[-5:] if history else []
     avg = lambda k: sum(h[k] for h in last if k in h) / max(1, sum(k in h for h in last))
     return {"steps": tr.step_count, "final_reward": avg("reward"), "final_gt": avg("gt") if last else None,
-            "first_reward": history[0]["reward"] if history else None, "wall_s": time.perf_counter() - t0}
+            "first_reward": history[0]["reward"] if history else None, "alarms": alarms.fired,
+            "wall_s": time.perf_counter() - t0}

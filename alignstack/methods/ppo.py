@@ -175,6 +175,8 @@ def train(cfg: PPOConfig) -> dict:
     rank, world = tr.acc.process_index, tr.acc.num_processes
     reduce = (lambda t: tr.acc.reduce(t, reduction="sum")) if world > 1 else None
     history, best = [], (-float("inf"), None)
+    from alignstack.train.alarms import HackingAlarms
+    alarms = HackingAlarms()                 # length collapse, KL, reward up while the check falls: warn once
     split = {"generation": 0.0, "scoring": 0.0, "ref_value": 0.0, "training": 0.0}   # wall-time split (s)
     clock = time.perf_counter
 
@@ -273,6 +275,7 @@ def train(cfg: PPOConfig) -> dict:
                                                 tr.unwrapped.policy.state_dict().items()})
             history.append(row)
             tr.log(row)
+            alarms.update(history)
     policy = tr.unwrapped.policy
     if best[1] is not None:
         policy.load_state_dict(best[1])
@@ -282,6 +285,7 @@ def train(cfg: PPOConfig) -> dict:
     avg = lambda k: sum(h[k] for h in last if k in h) / max(1, sum(k in h for h in last))
     return {"iterations": len(history), "final_reward": avg("reward"), "final_kl": avg("kl"),
             "final_gt": avg("gt") if any("gt" in h for h in last) else None,
-            "best_dev_reward": best[0] if best[1] is not None else None, "wall_s": time.perf_counter() - t0,
+            "best_dev_reward": best[0] if best[1] is not None else None, "alarms": alarms.fired,
+            "wall_s": time.perf_counter() - t0,
             "time_split_s": {k: round(v, 2) for k, v in split.items()},
             "completions_per_s": len(history) * cfg.batch_size / max(sum(split.values()), 1e-9)}
