@@ -91,6 +91,8 @@ class DataConfig:
     packing: bool = False
     overlong: str = "truncate"        # truncate | drop | error
     drop_empty_targets: bool = False  # a row whose response is truncated away: refuse to train (false) or drop it
+    eval_path: str | None = None      # held-out rows for an eval loss (SFT, DPO, reward models) ...
+    eval_frac: float = 0.0            # ... or this share of the training rows held out (seeded)
     world_seed: int = 0
 
     def __post_init__(self):

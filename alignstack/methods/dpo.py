@@ -312,6 +312,11 @@ def train(cfg: DPOConfig) -> dict:
         rows, kind, source = load_rows(cfg, model, tokenizer)
         from alignstack.data.sources import write_jsonl
         write_jsonl(out / "pairs.jsonl", rows)
+    from dataclasses import replace
+
+    from alignstack.data.splits import eval_split
+    rows, eval_rows = eval_split(rows, cfg.data, lambda p: load_rows(replace(cfg, data=replace(cfg.data, path=p)))[0],
+                                 cfg.seed)
     pad = tokenizer.pad_token_id
     renderer = training_renderer(tokenizer, cfg.model, cfg.data)
     kto = cfg.loss == "kto"
@@ -404,10 +409,17 @@ def train(cfg: DPOConfig) -> dict:
     if tr.is_main:
         save_final(tr.unwrapped, tokenizer, cfg.out, to_yaml(cfg))
     first = history[0] if history else {}
-    return {"steps": tr.step_count, "examples": n, "rows": len(rows), "loss_type": cfg.loss,
-            "reference": mode, "ref_cache": ref_cache, "first_loss": first.get("loss"),
-            "train_loss": stats.get("loss"), "final_stats": stats, "history": history,
-            "render": vars(renderer.stats), "wall_s": time.perf_counter() - t0}
+    res = {"steps": tr.step_count, "examples": n, "rows": len(rows), "loss_type": cfg.loss,
+           "reference": mode, "ref_cache": ref_cache, "first_loss": first.get("loss"),
+           "train_loss": stats.get("loss"), "final_stats": stats, "history": history,
+           "render": vars(renderer.stats), "wall_s": time.perf_counter() - t0}
+    if eval_rows and kind == "preference" and tr.is_main and cfg.model.path is not None:
+        # held-out plain-DPO loss and implicit-reward accuracy against the starting model
+        from alignstack.models.load import load_model
+        ref_eval = ref_model if ref_model is not None else load_model(cfg.model.path).eval()
+        ev = heldout_pair_metrics(tr.unwrapped.eval(), ref_eval, tokenizer, eval_rows, cfg.beta, cfg.model.max_length)
+        res.update(eval_loss=ev["loss"], eval_accuracy=ev["accuracy"], eval_rows=ev["n"])
+    return res
 
 
 # --------------------------------------------------------------------------- held-out metrics

@@ -183,9 +183,12 @@ def collect_world_feedback(cfg: RewardModelConfig, tokenizer=None) -> dict[str, 
 def load_feedback(cfg: RewardModelConfig, tokenizer=None) -> dict[str, list[dict]]:
     if cfg.data.path is None:
         return collect_world_feedback(cfg, tokenizer)
-    rows = {"train": load_rows(cfg.data.path, cfg.data.kind)}
+    from alignstack.data.splits import eval_split
+    train, held = eval_split(load_rows(cfg.data.path, cfg.data.kind), cfg.data,
+                             lambda p: load_rows(p, cfg.data.kind), cfg.seed)   # data.eval_path / data.eval_frac
+    rows = {"train": train}
     rows["calib"] = load_rows(cfg.calib_path) if cfg.calib_path else []
-    rows["eval"] = load_rows(cfg.eval_path) if cfg.eval_path else []
+    rows["eval"] = load_rows(cfg.eval_path) if cfg.eval_path else held
     return rows
 
 
@@ -367,8 +370,8 @@ def world_demonstrations(cfg: RewardModelConfig) -> list[tuple[list[dict], str]]
         rows = read_rows(cfg.demos_path, "messages")
         convs = [r["messages"] for r in rows]
     elif cfg.data.path is None:
-        from alignstack.world.corpus import sft_rows
-        convs = [r["messages"] for r in sft_rows(cfg.data.world_seed, cfg.n_demos)]
+        from alignstack.tasks import resolve
+        convs = resolve("world", "demonstrations", key="demos_path").conversations(cfg.n_demos, cfg.data.world_seed)
     else:
         return []
     out = []
@@ -453,8 +456,8 @@ def platt_calibrate_noisy(logits: torch.Tensor, labels: torch.Tensor, eps: float
 
 def _pairs_for_eval(rows: list[dict], target: str, tasks) -> list[dict]:
     """Held-out (chosen, rejected) pairs with a strength bucket; responses referenced by index."""
-    from alignstack.world import tasks as T
-    from alignstack.world.annotators import strength_of_gap
+    from alignstack.feedback import collect as T  # the world's ground truth of its feedback rows
+    from alignstack.feedback.collect import strength_of_gap
 
     out = []
     for n, r in enumerate(rows):
@@ -476,8 +479,8 @@ def _pairs_for_eval(rows: list[dict], target: str, tasks) -> list[dict]:
 def evaluate(scorer: RewardModelScorer, rows: list[dict], target: str = "helpfulness") -> dict:
     """Held-out reward-model metrics (see the module docstring). World rows add ground truth."""
     from alignstack.eval import rm_metrics as M
-    from alignstack.world import tasks as T
-    from alignstack.world.annotators import STRENGTH_BY_BUCKET
+    from alignstack.feedback import collect as T  # the world's ground truth of its feedback rows
+    from alignstack.feedback.collect import STRENGTH_BY_BUCKET
 
     if not rows:
         return {}

@@ -40,8 +40,9 @@ class SFTConfig:
 def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
     """Conversations to train on, and where they came from (for error messages)."""
     if data.path is None:
-        from alignstack.world.corpus import sft_rows
-        return [r["messages"] for r in sft_rows(data.world_seed, data.n_rows)], "world:sft"
+        from alignstack.tasks import resolve
+        return resolve("world", "demonstrations", key="data.path").conversations(data.n_rows, data.world_seed), \
+            "world:sft"
     raw = read_rows(data.path)
     from alignstack.data.formats import resolve_kind, validate_row
     kind = resolve_kind(data.kind, raw[0], ("messages", "completion"), file=data.path, what="SFT rows")
@@ -67,14 +68,24 @@ def train(cfg: SFTConfig) -> dict:
 
     t0 = time.perf_counter()
     convs, source = load_conversations(cfg.data)  # validate data before the (slow) model load
+    from dataclasses import replace
+
+    from alignstack.data.splits import eval_split
+    convs, eval_convs = eval_split(convs, cfg.data, lambda p: load_conversations(replace(cfg.data, path=p))[0],
+                                   cfg.seed)
     model, tokenizer = prepare_model(cfg.model, seed=cfg.seed)
     r = training_renderer(tokenizer, cfg.model, cfg.data)
     items = render_conversations(r, convs, source, cfg.data.packing, cfg.model.max_length)
     r.warn_dropped(source)
+    eval_items = render_conversations(r, eval_convs, cfg.data.eval_path or source) if eval_convs else []
     trainer, res = fit(model, tokenizer, items, cfg.optim, Path(cfg.out), seed=cfg.seed, log=cfg.log,
                        checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc="sft")
     if trainer.is_main:
         save_final(trainer.unwrapped, tokenizer, cfg.out, to_yaml(cfg))
-    return {"steps": res.steps, "train_loss": res.final_loss, "tokens": res.tokens,
-            "tokens_per_s": res.tokens / max(res.seconds, 1e-9), "render": vars(r.stats),
-            "wall_s": time.perf_counter() - t0}
+    out = {"steps": res.steps, "train_loss": res.final_loss, "tokens": res.tokens,
+           "tokens_per_s": res.tokens / max(res.seconds, 1e-9), "render": vars(r.stats),
+           "wall_s": time.perf_counter() - t0}
+    if eval_items and trainer.is_main:             # held-out per-token NLL of the final model
+        from alignstack.train.supervised import mean_nll
+        out.update(eval_loss=mean_nll(trainer.unwrapped, tokenizer, eval_items), eval_rows=len(eval_items))
+    return out
