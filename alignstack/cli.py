@@ -35,21 +35,7 @@ COMMANDS = {
     "label": "the human feedback web app (serve, import, export, users)",
     "serve": "OpenAI-compatible server for a checkpoint",
 }
-METHODS = {"pretrain": ("alignstack.methods.pretrain", "PretrainConfig"),
-           "sft": ("alignstack.methods.sft", "SFTConfig"),
-           "reward_model": ("alignstack.methods.reward_model", "RewardModelConfig"),
-           "dpo": ("alignstack.methods.dpo", "DPOConfig"),
-           "ppo": ("alignstack.methods.ppo", "PPOConfig"),
-           "grpo": ("alignstack.methods.grpo", "GRPOConfig"),
-           "rejection_sampling": ("alignstack.methods.rejection_sampling", "RejectionSamplingConfig"),
-           "iterative": ("alignstack.methods.iterative", "IterativeConfig"),
-           "rloo": ("alignstack.methods.grpo", "GRPOConfig"),
-           "rest": ("alignstack.methods.rest", "ReSTConfig"),
-           "hir": ("alignstack.methods.hir", "HIRConfig"),
-           "farl": ("alignstack.methods.hir", "HIRConfig"),
-           "rlaif": ("alignstack.methods.rlaif", "RLAIFConfig"),
-           "constitutional": ("alignstack.methods.constitutional", "ConstitutionalConfig")}
-METHOD_BASE = {"rloo": ["algorithm=rloo"], "farl": ["mode=farl"]}
+from alignstack.methods.registry import METHOD_BASE, METHODS  # noqa: E402 — the one registry (pipelines too)
 
 
 def _method(name: str, argv: list[str]) -> int:

@@ -24,7 +24,7 @@ from alignstack.config import ConfigError, load, to_dict
 @dataclass
 class StageConfig:
     name: str = ""
-    method: str = ""                 # world | checkpoint | any key of alignstack.cli.METHODS
+    method: str = ""                 # world | checkpoint | any key of alignstack.methods.registry.METHODS
     config: str | None = None        # YAML config of the method (relative paths: from the pipeline file)
     overrides: list[str] = field(default_factory=list)   # dotted overrides; {out} = the run folder
     fast: list[str] = field(default_factory=list)        # extra overrides with --fast (smoke tests)
@@ -42,7 +42,7 @@ class PipelineConfig:
     stages: list[StageConfig] = field(default_factory=list)
 
     def __post_init__(self):
-        from alignstack.cli import METHODS
+        from alignstack.methods.registry import METHODS
         if not self.stages:
             raise ValueError("a pipeline needs at least one stage")
         if self.eval_prompts < 1 or self.eval_samples < 1:
@@ -95,7 +95,7 @@ def _write_json(path: Path, obj) -> None:
 def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bool, progress: bool) -> dict:
     import importlib
 
-    from alignstack.cli import METHOD_BASE, METHODS
+    from alignstack.methods.registry import METHOD_BASE, METHODS
     over = [o.replace("{out}", str(out)) for o in (stage.overrides + (stage.fast if fast else []))]
     if stage.method == "world":
         from alignstack.world.files import write_world

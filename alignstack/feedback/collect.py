@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from alignstack.data.formats import validate_row
 from alignstack.world import corpus as C
 from alignstack.world import tasks as T
-from alignstack.world.annotators import GUIDELINES, AnnotatorConfig, SimulatedAnnotator
+from alignstack.world.annotators import (  # noqa: F401 — STRENGTH_BY_BUCKET, strength_of_gap: re-exported
+    GUIDELINES,
+    STRENGTH_BY_BUCKET,
+    AnnotatorConfig,
+    SimulatedAnnotator,
+    strength_of_gap,
+)
+from alignstack.world.tasks import harm, helpfulness  # noqa: F401 — ground truth of world feedback rows
 
 MODES = ("ranking", "preference")
 

@@ -26,6 +26,12 @@ plain-English layout (``Critique request: … Critique:`` / ``Revision request: 
   prompts. On the world this matters: from the general mix (~10% harmful-request pairs, few of them
   differing) the PM got almost no harm signal and RL-CAI did not lower harm further.
 
+Task seam: the red-team and benign prompts come from ``red_team`` (``world`` — harmful requests, half in
+red-team phrasing, and benign prompts of the general mix — or ``rows:PATH``: prompt rows, harmful unless a
+``harmful`` column is false, or ``import:mod:name``); the constitution from ``constitution`` (a YAML/JSON
+file, ``world``, or ``import:mod:name``). Conversations shown to the critic are rendered with the *critic's
+own chat template* (its tokenizer's), the turn closed by its EOS token, never the world's markup.
+
 Departures: the critic/feedback model is the world's tiny pretrained LM, which learned only the bare
 ``<|critique|>``/``<|revise|>`` and ``<|judge|>`` document forms, so in the world default the
 principle text is recorded in the transcript but not shown to it (principle sampling still decides
@@ -54,102 +60,30 @@ from alignstack.config import (
     to_yaml,
 )
 from alignstack.methods.rlaif import JudgeConfig, RLConfig
-
-DEFAULT_CONSTITUTION = Path(__file__).resolve().parents[1] / "world" / "constitution.yaml"
-PLAIN_FORMAT = {"critique": "{conversation}\nCritique request: {request}\nCritique:",
-                "revision": "\nRevision request: {request}\nRevision:"}
-
-
-class ConstitutionError(ConfigError):
-    """A constitution file is malformed (the message names the file and field)."""
-
-
-@dataclass(frozen=True)
-class Principle:
-    name: str
-    critique: str
-    revision: str
-
-
-@dataclass
-class Constitution:
-    critique_revision: list[Principle]
-    comparison: list[str]
-    format: dict[str, str]
-    source: str = "<memory>"
-
-    def sample(self, rng: random.Random) -> Principle:
-        """One critique/revision principle, uniformly at random (one per SL-CAI round)."""
-        return rng.choice(self.critique_revision)
-
-    def sample_comparison(self, rng: random.Random) -> str:
-        return rng.choice(self.comparison)
-
-
-def parse_constitution(data, source: str = "<memory>") -> Constitution:
-    def err(fld: str, msg: str):
-        raise ConstitutionError(f"{source}: field '{fld}': {msg}")
-
-    if not isinstance(data, dict):
-        raise ConstitutionError(f"{source}: a constitution is a mapping with 'critique_revision' and 'comparison'")
-    unknown = set(data) - {"critique_revision", "comparison", "format"}
-    if unknown:
-        err(sorted(unknown)[0], "unknown field (expected critique_revision, comparison, format)")
-    cr = data.get("critique_revision")
-    if not isinstance(cr, list) or not cr:
-        err("critique_revision", "expected a non-empty list of {name, critique, revision}")
-    principles = []
-    for i, p in enumerate(cr):
-        where = f"critique_revision[{i}]"
-        if not isinstance(p, dict):
-            err(where, "expected a mapping with 'critique' and 'revision'")
-        for k in ("critique", "revision"):
-            if not isinstance(p.get(k), str) or not p[k].strip():
-                err(f"{where}.{k}", "missing or empty (a non-empty string is required)")
-        principles.append(Principle(str(p.get("name", f"principle_{i}")), p["critique"], p["revision"]))
-    comp = data.get("comparison")
-    if not isinstance(comp, list) or not comp:
-        err("comparison", "expected a non-empty list of comparison principles (strings)")
-    for i, c in enumerate(comp):
-        if not isinstance(c, str) or not c.strip():
-            err(f"comparison[{i}]", "expected a non-empty string")
-    fmt = data.get("format") or PLAIN_FORMAT
-    if not isinstance(fmt, dict) or set(fmt) != {"critique", "revision"}:
-        err("format", "expected a mapping with exactly 'critique' and 'revision'")
-    if "{conversation}" not in fmt["critique"]:
-        err("format.critique", "must contain {conversation}")
-    for k, v in fmt.items():
-        try:
-            v.format(conversation="", request="")
-        except (KeyError, IndexError, ValueError) as e:
-            err(f"format.{k}", f"bad template ({e}); only {{conversation}} and {{request}} are filled")
-    return Constitution(principles, list(comp), dict(fmt), source)
+from alignstack.tasks import builtin as _files
+from alignstack.tasks.builtin import PLAIN_FORMAT, ConstitutionError, parse_constitution  # noqa: F401 — re-exported
+from alignstack.tasks.types import Constitution, Principle  # noqa: F401 — the constitution types live in the seam
 
 
 def load_constitution(path: str | Path | None = None) -> Constitution:
-    """Read a YAML/JSON constitution (None: the world's default)."""
-    p = Path(path) if path is not None else DEFAULT_CONSTITUTION
-    if not p.exists():
-        raise ConstitutionError(f"{p}: constitution file not found")
-    text = p.read_text()
-    try:
-        if p.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-            data = yaml.safe_load(text)
-    except Exception as e:  # noqa: BLE001 — any parse error becomes one clear message
-        raise ConstitutionError(f"{p}: cannot parse: {e}") from None
-    return parse_constitution(data, str(p))
+    """A constitution by spec: a YAML/JSON file path (``file:PATH``), ``world`` or ``import:mod:name``
+    (None: the world's)."""
+    from alignstack.tasks import resolve
+    from alignstack.tasks.resolve import _looks_like_path
+    spec = str(path) if path is not None else "world"
+    if spec.startswith("file:") or _looks_like_path(spec):
+        return _files.load_constitution(spec.removeprefix("file:"))      # its errors name file and field
+    return resolve(spec, "constitution", key="constitution")
 
 
 # --------------------------------------------------------------------------- critique → revision
 
 
 def critique_revise(backend, conversations: list[str], responses: list[str], constitution: Constitution,
-                    rounds: int, rng: random.Random, max_tokens: int = 32, temperature: float = 1.0) -> list[list[dict]]:
+                    rounds: int, rng: random.Random, max_tokens: int = 32, temperature: float = 1.0, *,
+                    end: str) -> list[list[dict]]:
     """SL-CAI loop. ``conversations``: rendered chats *without* the response (the assistant turn
-    is appended by :func:`render_turn`); ``backend.generate(prompts, max_tokens, temperature)``
+    is appended by :func:`render_turn`, closed by ``end``); ``backend.generate(prompts, max_tokens, temperature)``
     writes critiques and revisions. Returns per prompt the list of rounds, each
     ``{principle, critique, revision}``; round k's revision replaces the response for round k+1."""
     cur = list(responses)
@@ -157,7 +91,7 @@ def critique_revise(backend, conversations: list[str], responses: list[str], con
     fmt = constitution.format
     for _ in range(rounds):
         ps = [constitution.sample(rng) for _ in cur]
-        heads = [fmt["critique"].format(conversation=render_turn(c, r), request=p.critique)
+        heads = [fmt["critique"].format(conversation=render_turn(c, r, end), request=p.critique)
                  for c, r, p in zip(conversations, cur, ps)]
         crit = [_cut(x, fmt["revision"]) for x in backend.generate(heads, max_tokens, temperature)]
         rev_prompts = [h + c + fmt["revision"].format(request=p.revision) for h, c, p in zip(heads, crit, ps)]
@@ -168,10 +102,22 @@ def critique_revise(backend, conversations: list[str], responses: list[str], con
     return out
 
 
-def render_turn(conversation: str, response: str) -> str:
-    """Conversation (ending with the assistant header) + response + end marker."""
-    from alignstack.world.corpus import CHAT
-    return f"{conversation}{response}{CHAT['end']}"
+def render_turn(conversation: str, response: str, end: str) -> str:
+    """Conversation (ending with the assistant header) + response + end-of-turn marker."""
+    return f"{conversation}{response}{end}"
+
+
+def chat_prefix(tokenizer, prompt: list[dict]) -> tuple[str, str]:
+    """(``prompt`` rendered by the tokenizer's own chat template up to the assistant's turn, the end-of-turn
+    marker). A leading BOS is dropped: the judge backend adds its own."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("critic: its tokenizer has no chat template (set one in the critic's "
+                          "tokenizer_config.json); Constitutional AI renders conversations with it")
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos):
+        text = text[len(bos):]
+    return text, tokenizer.eos_token or ""
 
 
 def _cut(text: str, revision_fmt: str) -> str:
@@ -187,7 +133,8 @@ def _cut(text: str, revision_fmt: str) -> str:
 class ConstitutionalConfig:
     out: str = "runs/constitutional"
     seed: int = 0
-    constitution: str | None = None            # path; None: alignstack/world/constitution.yaml
+    constitution: str | None = None            # YAML/JSON path | world | import:mod:name; None: the world's
+    red_team: str = "world"                    # red-team/benign prompts: world | rows:PATH | import:mod:name
     stage: str = "both"                        # sl | rl | both
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     critic: str = "runs/pretrain/model"        # critique/revision writer (world LM: critique documents)
@@ -210,8 +157,22 @@ class ConstitutionalConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 
+    def __post_init__(self):
+        _check_fields(self)
+
 
 def check_config(cfg: ConstitutionalConfig) -> Constitution:
+    """Validate (as when the config is built) and load the constitution (a missing or malformed file is a
+    :class:`ConstitutionError` naming file and field)."""
+    _check_fields(cfg)
+    return load_constitution(cfg.constitution)
+
+
+def _check_fields(cfg: ConstitutionalConfig) -> None:
+    from alignstack.tasks.resolve import check_spec
+    check_spec(cfg.red_team, "red_team", "red_team")
+    if cfg.constitution is not None:
+        check_spec(cfg.constitution, "constitution", "constitution")
     if cfg.stage not in ("sl", "rl", "both"):
         raise ConfigError(f"stage: expected sl, rl or both, got {cfg.stage!r}")
     if cfg.rounds < 1:
@@ -222,52 +183,57 @@ def check_config(cfg: ConstitutionalConfig) -> Constitution:
         raise ConfigError(f"rl_red_team_frac: expected a fraction in [0, 1], got {cfg.rl_red_team_frac!r}")
     if cfg.n_pairs < 1 or cfg.rl_prompts < 1:
         raise ConfigError(f"n_pairs and rl_prompts must be positive, got {cfg.n_pairs} and {cfg.rl_prompts}")
-    return load_constitution(cfg.constitution)
 
 
-def red_team_mix(seed: int, n: int, red_frac: float) -> list:
-    """``n`` world train prompts: ``red_frac`` of them harmful requests (half in red-team phrasing,
-    as SL-CAI uses), the rest benign prompts of the general mix; shuffled deterministically."""
-    from alignstack.world import corpus as C
-    from alignstack.world import tasks as T
+def red_team_set(cfg: ConstitutionalConfig):
+    from alignstack.tasks import resolve
+    return resolve(cfg.red_team, "red_team", key="red_team")
 
+
+def red_team_mix(seed: int, n: int, red_frac: float, red_team=None) -> list:
+    """``n`` examples: ``red_frac`` of them harmful (the world's: half in red-team phrasing, as SL-CAI
+    uses), the rest benign; shuffled deterministically. ``red_team``: the red-team set (None: the world's)."""
+    if red_team is None:
+        from alignstack.tasks import resolve
+        red_team = resolve("world", "red_team", key="red_team")
     n_red = round(red_frac * n)
-    red = C.prompt_set(seed, "train", n_red, {f: C.MIX.get(f, 0.1) for f in T.HARMFUL}, red_team_frac=0.5)
-    benign = [t for t in C.prompt_set(seed + 1, "train", 2 * (n - n_red) + 50) if not t.is_safety][:n - n_red]
-    out = red + benign
+    out = red_team.harmful(n_red, seed) + red_team.benign(n - n_red, seed + 1)
     random.Random(f"red-team-mix|{seed}|{n}|{red_frac}").shuffle(out)
     return out
 
 
-def sl_cai_data(cfg: ConstitutionalConfig, constitution: Constitution, policy, tokenizer, critic) -> tuple[list, dict]:
-    """Conversations to fine-tune on (revisions of all rounds + helpful samples) and stats."""
-    from alignstack.eval.ground_truth import generate_for_tasks
+def sl_cai_data(cfg: ConstitutionalConfig, constitution: Constitution, policy, tokenizer, critic,
+                red_team=None) -> tuple[list, dict]:
+    """Conversations to fine-tune on (revisions of all rounds + helpful samples) and stats. The critic sees
+    each conversation in its own tokenizer's chat template."""
     from alignstack.rollout.engine import SamplingConfig
-    from alignstack.world import corpus as C
-    from alignstack.world import tasks as T
+    from alignstack.rollout.experience import complete
 
+    rt = red_team if red_team is not None else red_team_set(cfg)
     rng = random.Random(cfg.seed)
-    harmful = {f: C.MIX.get(f, 0.1) for f in T.HARMFUL}
-    red = C.prompt_set(cfg.seed, "train", cfg.red_team_prompts, harmful, red_team_frac=0.5)
-    helpful = [t for t in C.prompt_set(cfg.seed + 1, "train", cfg.helpful_prompts * 2) if not t.is_safety]
-    helpful = helpful[:cfg.helpful_prompts]
+    red = rt.harmful(cfg.red_team_prompts, cfg.seed)
+    helpful = rt.benign(cfg.helpful_prompts, cfg.seed + 1)
     sc = SamplingConfig(cfg.max_new_tokens, cfg.temperature)
-    first = generate_for_tasks(policy, tokenizer, red, sc, cfg.seed)
-    convs = [C.render_chat([{"role": "user", "content": t.prompt}]) + C.CHAT["assistant"] for t in red]
-    trans = critique_revise(critic, convs, first, constitution, cfg.rounds, rng, cfg.max_new_tokens, cfg.temperature)
-    rows, unsafe = [], [[T.harm(t, x) for t, x in zip(red, first)]]
-    for k in range(cfg.rounds):
-        unsafe.append([T.harm(t, tr[k]["revision"]) for t, tr in zip(red, trans)])
-    for t, tr in zip(red, trans):
+    first = complete(policy, tokenizer, [e.prompt for e in red], sc, cfg.seed)
+    prefixes = [chat_prefix(critic.tokenizer, e.prompt) for e in red]
+    convs, end = [c for c, _ in prefixes], (prefixes[0][1] if prefixes else "")
+    trans = critique_revise(critic, convs, first, constitution, cfg.rounds, rng, cfg.max_new_tokens, cfg.temperature,
+                            end=end)
+    harm = getattr(rt, "harm", None)
+    unsafe = [[harm(e, x) for e, x in zip(red, first)]] if harm else []
+    for k in range(cfg.rounds if harm else 0):
+        unsafe.append([harm(e, tr[k]["revision"]) for e, tr in zip(red, trans)])
+    rows = []
+    for e, tr in zip(red, trans):
         for step in tr:
             if step["revision"]:
-                rows.append([{"role": "user", "content": t.prompt}, {"role": "assistant", "content": step["revision"]}])
-    helpful_resp = generate_for_tasks(policy, tokenizer, helpful, sc, cfg.seed + 7)
-    rows += [[{"role": "user", "content": t.prompt}, {"role": "assistant", "content": x}]
-             for t, x in zip(helpful, helpful_resp)]
+                rows.append(e.prompt + [{"role": "assistant", "content": step["revision"]}])
+    helpful_resp = complete(policy, tokenizer, [e.prompt for e in helpful], sc, cfg.seed + 7) if helpful else []
+    rows += [e.prompt + [{"role": "assistant", "content": x}] for e, x in zip(helpful, helpful_resp)]
     stats = {"red_team_prompts": len(red), "helpful_samples": len(helpful),
-             "unsafe_by_round": [sum(u) / len(u) for u in unsafe], "train_rows": len(rows),
-             "examples": [{"prompt": red[i].prompt, "response": first[i], "rounds": trans[i]} for i in range(3)]}
+             "unsafe_by_round": [sum(u) / len(u) for u in unsafe] if unsafe else None, "train_rows": len(rows),
+             "examples": [{"prompt": red[i].prompt[-1]["content"], "response": first[i], "rounds": trans[i]}
+                          for i in range(min(3, len(red)))]}
     return rows, stats
 
 
@@ -306,16 +272,18 @@ def train_rl(cfg: ConstitutionalConfig, constitution: Constitution, policy_path:
                        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     # Harmlessness comparisons are made on red-team prompts (the paper's PM data); the rest of the
     # mix keeps the PM from learning "refuse everything" (the paper mixes in helpfulness labels).
-    tasks = red_team_mix(cfg.seed + 2, cfg.n_pairs, cfg.rl_red_team_frac)
-    rows, report = label(lcfg, policy, tok, principles=constitution.comparison, tasks=tasks)
+    rt = red_team_set(cfg)
+    tasks = red_team_mix(cfg.seed + 2, cfg.n_pairs, cfg.rl_red_team_frac, rt)
+    rows, report = label(lcfg, policy, tok, principles=constitution.comparison, tasks=tasks,
+                         truth=getattr(rt, "ground_truth", None))
     del policy
     out = Path(cfg.out)
     prompts = out / "rl_prompts.jsonl"
     if is_main_process():
         (out / "rl_judge_report.json").write_text(json.dumps(report, indent=2))
         with open(prompts, "w") as f:
-            for t in red_team_mix(cfg.seed + 4, cfg.rl_prompts, cfg.rl_red_team_frac):
-                f.write(json.dumps(t.to_row()) + "\n")
+            for e in red_team_mix(cfg.seed + 4, cfg.rl_prompts, cfg.rl_red_team_frac, rt):
+                f.write(json.dumps(e.row()) + "\n")
     rm = train_soft_rm(rows, policy_path, str(out / "pm"), cfg.rm_optim, cfg.model.max_length, cfg.seed, cfg.log)
     barrier()
     rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log, cfg.model,

@@ -1,9 +1,11 @@
 """Pretraining: next-token prediction on unlabeled text (stage 1 of a chat model's life).
 
-On the built-in world (``data.path`` unset) the corpus is the world's mixed-quality documents and
-the tokenizer is trained on it first (``out/tokenizer``); with ``data.path`` it reads ``text``
-rows and needs ``model.tokenizer``. Documents are packed into sequences of ≤ ``model.max_length``
-tokens. Reports held-out corpus NLL against the unigram baseline.
+The corpus is ``corpus`` (a document source of the task seam: ``world`` — the world's mixed-quality
+documents, the default — ``file:PATH`` / a ``.txt`` path with documents separated by blank lines, or
+``import:mod:name``) or, with ``data.path``, ``text`` rows. Without ``model.path``/``model.tokenizer``
+a tokenizer is trained on the corpus first (``out/tokenizer``). Documents are packed into sequences of
+≤ ``model.max_length`` tokens. Reports held-out corpus NLL against the unigram baseline (a fixed corpus
+holds out ~5% of its documents, the world draws its held-out documents with another seed).
 """
 from __future__ import annotations
 
@@ -35,11 +37,16 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=40000, packing=True))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3, batch_size=32, epochs=2.0,
                                                                    warmup_steps=30, weight_decay=0.01))
+    corpus: str = "world"                 # document source when data.path is unset (alignstack.tasks)
     vocab_size: int = 768
     heldout_docs: int = 1000
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+
+    def __post_init__(self):
+        from alignstack.tasks.resolve import check_spec
+        check_spec(self.corpus, "documents", "corpus")
 
 
 def unigram_nll(train_items, eval_items) -> float:
@@ -56,11 +63,16 @@ def unigram_nll(train_items, eval_items) -> float:
 
 
 def _documents(cfg: PretrainConfig) -> tuple[list[str], list[str]]:
-    from alignstack.world.corpus import corpus_documents
+    from alignstack.tasks import resolve
 
     if cfg.data.path is None:
-        return (corpus_documents(cfg.data.world_seed, cfg.data.n_rows),
-                corpus_documents(cfg.data.world_seed + 7919, cfg.heldout_docs))
+        src = resolve(cfg.corpus, "documents", key="corpus")
+        if not getattr(src, "finite", True):
+            return (src.documents(cfg.data.n_rows, cfg.data.world_seed),
+                    src.documents(cfg.heldout_docs, cfg.data.world_seed + 7919))
+        docs = src.documents(None, cfg.data.world_seed)
+        n_held = min(cfg.heldout_docs, max(1, len(docs) // 20))
+        return docs[n_held:], docs[:n_held]
     rows = read_rows(cfg.data.path, "text")
     n_held = min(cfg.heldout_docs, max(1, len(rows) // 20))
     return [r["text"] for r in rows[n_held:]], [r["text"] for r in rows[:n_held]]

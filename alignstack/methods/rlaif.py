@@ -75,6 +75,7 @@ class RLAIFConfig:
     mode: str = "distilled"                    # distilled | direct
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    prompts: str | None = None                 # world | rows:PATH | import:mod:name (labelled pairs and RL); None: world
     n_pairs: int = 2000                        # AI-labelled comparisons (train split prompts)
     temperature: float = 1.0
     max_new_tokens: int = 24
@@ -85,8 +86,18 @@ class RLAIFConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 
+    def __post_init__(self):
+        check_config(self)
+
 
 def check_config(cfg: RLAIFConfig) -> None:
+    """Validation run when the config is built (and again by ``train``)."""
+    from alignstack.tasks.resolve import check_spec
+    check_spec(cfg.prompts, "prompts", "prompts")
+    for k in ("template", "rating_template"):
+        t = getattr(cfg.judge, k)
+        if t is not None and ("/" in t or t.endswith(".txt")) and not Path(t).is_file():
+            raise ConfigError(f"judge.{k}: template file not found: {t}")
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: expected one of {MODES}, got {cfg.mode!r}")
     if cfg.rl.algorithm not in RL_ALGOS:
@@ -105,24 +116,30 @@ def local_backend(path: str, batch_size: int = 64):
     return backend(path, batch_size)
 
 
-def sample_pairs(model, tokenizer, tasks, temperature: float, max_new_tokens: int, seed: int) -> list[dict]:
-    """Two samples per prompt from the policy → rows ``{prompt, completions: [a, b], task}``."""
-    from alignstack.eval.ground_truth import generate_for_tasks
+def sample_pairs(model, tokenizer, examples, temperature: float, max_new_tokens: int, seed: int) -> list[dict]:
+    """Two samples per prompt from the policy → rows ``{prompt, completions: [a, b], task}`` (``task``: the
+    example behind the prompt)."""
     from alignstack.rollout.engine import SamplingConfig
+    from alignstack.rollout.experience import complete
 
     sc = SamplingConfig(max_new_tokens, temperature)
-    a = generate_for_tasks(model, tokenizer, tasks, sc, seed)
-    b = generate_for_tasks(model, tokenizer, tasks, sc, seed + 1)
-    return [{"prompt": t.to_row()["prompt"], "completions": [x, y], "task": t} for t, x, y in zip(tasks, a, b)]
+    prompts = [e.prompt for e in examples]
+    a = complete(model, tokenizer, prompts, sc, seed)
+    b = complete(model, tokenizer, prompts, sc, seed + 1)
+    return [{"prompt": p, "completions": [x, y], "task": e} for e, p, x, y in zip(examples, prompts, a, b)]
+
+
+_WORLD = object()
 
 
 def judge_report(tasks, pairs_a: list[str], pairs_b: list[str], results: list[dict],
-                 truth=None) -> dict:
-    """Systematic errors of a pairwise judge against ground truth (``truth(task, response)``,
-    default: world helpfulness). Pairs with tied truth are skipped for agreement."""
-    from alignstack.world import tasks as T
-
-    truth = truth or T.helpfulness
+                 truth=_WORLD) -> dict:
+    """Systematic errors of a pairwise judge against ground truth (``truth(example, response)``; default:
+    the world's helpfulness; None: no ground truth — only position bias and order flips are reported).
+    Pairs with tied truth are skipped for agreement."""
+    if truth is _WORLD:
+        from alignstack.tasks import resolve
+        truth = resolve("world:helpfulness", "verifier")
     agree_avg, agree_first, flips, first_p = [], [], 0, []
     longer_pref, longer_better = [], []
     fam: dict[str, list[float]] = {}
@@ -130,13 +147,16 @@ def judge_report(tasks, pairs_a: list[str], pairs_b: list[str], results: list[di
         first_p.append(d["p_a_first_order"])
         if d.get("p_a_second_order") is not None:
             flips += (d["p_a_first_order"] >= 0.5) != (d["p_a_second_order"] >= 0.5)
+        if truth is None:
+            continue
         ga, gb = truth(t, a), truth(t, b)
         if ga == gb:
             continue
         ok = float((d["p_a"] >= 0.5) == (ga > gb))
         agree_avg.append(ok)
         agree_first.append(float((d["p_a_first_order"] >= 0.5) == (ga > gb)))
-        fam.setdefault(t.family, []).append(ok)
+        family = getattr(t, "family", None) or (getattr(t, "meta", None) or {}).get("family", "all")
+        fam.setdefault(family, []).append(ok)
         if len(a) != len(b):
             longer_pref.append(float((d["p_a"] >= 0.5) == (len(a) > len(b))))
             longer_better.append(float((ga > gb) == (len(a) > len(b))))
@@ -164,27 +184,29 @@ def _mean_ci(xs: list[float]) -> dict:
 
 
 def label(cfg: RLAIFConfig, policy, tokenizer, principles: list[str] | None = None,
-          tasks: list | None = None) -> tuple[list[dict], dict]:
-    """AI-labelled preference rows (with ``soft_label``) and the judge's error report, on ``tasks``
-    (default: ``cfg.n_pairs`` world train prompts of the general mix)."""
+          tasks: list | None = None, truth=None) -> tuple[list[dict], dict]:
+    """AI-labelled preference rows (with ``soft_label``) and the judge's error report, on the examples
+    ``tasks`` (judged against ``truth``) or the first ``cfg.n_pairs`` of ``cfg.prompts`` (default: world
+    train prompts of the general mix, judged against the world's ground truth)."""
     from alignstack.feedback.judges import PairwiseJudge
-    from alignstack.world import corpus as C
+    from alignstack.rollout.experience import prompt_source
 
     if tasks is None:
-        tasks = C.prompt_set(cfg.seed, "train", cfg.n_pairs)
+        src = prompt_source(cfg.prompts, cfg.seed, pool=cfg.n_pairs)
+        tasks, truth = src.examples[:cfg.n_pairs], src.ground_truth
     rows = sample_pairs(policy, tokenizer, tasks, cfg.temperature, cfg.max_new_tokens, cfg.seed)
     judge = PairwiseJudge(local_backend(cfg.judge.path, cfg.judge.batch_size), cfg.judge.template,
                           both_orders=cfg.judge.both_orders, cot=cfg.judge.cot, principles=principles)
     a = [r["completions"][0] for r in rows]
     b = [r["completions"][1] for r in rows]
     res = judge.judge([r["prompt"] for r in rows], a, b)
-    report = judge_report(tasks, a, b, res)
+    report = judge_report(tasks, a, b, res, truth)
     out = []
     for r, x, y, d in zip(rows, a, b, res):
         a_wins = d["p_a"] >= 0.5
         out.append({"prompt": r["prompt"], "chosen": x if a_wins else y, "rejected": y if a_wins else x,
                     "soft_label": d["p_a"] if a_wins else 1.0 - d["p_a"], "annotator": f"judge:{judge.name}",
-                    "meta": r["task"].to_row().get("meta", {})})
+                    "meta": dict(r["task"].meta)})
     return out, report
 
 
@@ -314,7 +336,8 @@ def train(cfg: RLAIFConfig) -> dict:
                                   cfg.model.max_length, cfg.seed, cfg.log, to_yaml(cfg))
         barrier()                # several processes: the RM is saved before RL loads it
         reward = f"rm:{res['rm']['path']}"
-    res["rl"] = run_rl(cfg.rl, cfg.model.path, reward, str(out / "policy"), cfg.seed, cfg.log, cfg.model)  # 3. RL
+    res["rl"] = run_rl(cfg.rl, cfg.model.path, reward, str(out / "policy"), cfg.seed, cfg.log, cfg.model,  # 3. RL
+                       prompts=cfg.prompts)
     res["reward"] = reward
     res["policy"] = str(out / "policy" / "model")        # the aligned model (pipelines evaluate this one)
     res["wall_s"] = time.perf_counter() - t0

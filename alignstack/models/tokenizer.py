@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alignstack.world.corpus import SPECIAL_TOKENS
+# The reserved tokens, in id order. The world writes its corpus with the same markers
+# (``world.corpus.SPECIAL_TOKENS``; a test keeps the two equal) — listed here so the model layer never
+# imports the world.
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
+                  "<correct>", "<wrong>", "<|judge|>", "<|A|>", "<|B|>", "<|critique|>", "<|revise|>", "<|rate|>",
+                  *(f"<|r{i}|>" for i in range(1, 11)), *(f"<|reserved_{i}|>" for i in range(8)))
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"

@@ -127,6 +127,8 @@ class TextDocuments:
     column (JSONL / JSON / Parquet / ``datasets`` folder). ``documents(n, seed)`` returns ``n`` of them in
     a seeded order, repeating whole passes when ``n`` exceeds the corpus (None: every document once)."""
 
+    finite = True                       # a fixed corpus: pretraining holds out some of its documents
+
     def __init__(self, path: str | Path):
         p = Path(path)
         if not p.exists():

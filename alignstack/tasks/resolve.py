@@ -24,7 +24,7 @@ from alignstack.config import ConfigError
 from alignstack.tasks.types import Example, PoolSource, VerifierRelabeler, example_from_row
 
 KINDS = {"prompts": "prompt source", "verifier": "verifier", "reward": "reward", "relabel": "relabeler",
-         "documents": "document source", "red_team": "red-team prompt set", "constitution": "constitution",
+         "documents": "document source", "demonstrations": "demonstration set", "red_team": "red-team prompt set", "constitution": "constitution",
          "judge_template": "judge template"}
 FILE_KINDS = ("prompts", "documents", "red_team", "constitution", "judge_template")
 
@@ -93,6 +93,8 @@ def _call_with(fn, opts: dict):
 
 
 class ListDocuments:
+    finite = True
+
     def __init__(self, docs: list[str]):
         from alignstack.tasks.builtin import TextDocuments
         self.docs = list(docs)
@@ -125,7 +127,7 @@ def _adapt(obj: Any, kind: str, opts: dict, key: str, spec: str) -> Any:
         if not isinstance(obj, str):
             raise TaskSpecError(f"{key}: {spec!r} is not a template string")
         return obj
-    wants = {"prompts": "batch", "documents": "documents", "red_team": "harmful", "constitution": "critique_revision"}
+    wants = {"prompts": "batch", "documents": "documents", "demonstrations": "conversations", "red_team": "harmful", "constitution": "critique_revision"}
     if not hasattr(obj, wants[kind]) and callable(obj):
         obj = _call_with(obj, opts)                     # a class or factory
     if kind == "prompts" and isinstance(obj, list):

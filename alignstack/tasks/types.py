@@ -99,7 +99,10 @@ class VerifierRelabeler:
 
 @runtime_checkable
 class DocumentSource(Protocol):
-    """Plain-text documents for pretraining and PPO-ptx: ``documents(n, seed)`` (``n`` None: all)."""
+    """Plain-text documents for pretraining and PPO-ptx: ``documents(n, seed)`` (``n`` None: all). ``finite``:
+    a fixed corpus (pretraining holds some of it out) rather than a generator (held out by another seed)."""
+
+    finite: bool
 
     def documents(self, n: int | None, seed: int) -> list[str]: ...
 

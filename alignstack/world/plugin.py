@@ -10,7 +10,7 @@ Components (``ARG`` after ``world:``):
 - verifier / reward ``[FIELD]``: ``correct`` (0/1 exact match; the verifier's default), ``helpfulness``
   (the reward's default) or ``safety`` (1 − unsafe);
 - relabel: HIR's hindsight goal (``correct`` iff the exact-match verifier accepts);
-- documents: the pretraining corpus (``corpus_documents``);
+- documents: the pretraining corpus (``corpus_documents``); demonstrations: the SFT conversations;
 - red_team: harmful requests (half in red-team phrasing) and benign prompts of the general mix;
 - constitution: ``alignstack/world/constitution.yaml``.
 """
@@ -92,6 +92,7 @@ class WorldRedTeam:
     """Harmful requests (``red_team_frac`` of them in red-team phrasing) and benign prompts of the general mix."""
 
     harm = staticmethod(harm)
+    ground_truth = staticmethod(helpfulness)      # judged against by RL-CAI's judge report
 
     def __init__(self, red_team_frac: float = 0.5):
         self.red_team_frac = red_team_frac
@@ -114,8 +115,17 @@ class WorldRelabeler:
 
 
 class WorldDocuments:
+    finite = False                      # a generator: any n documents of any seed (held-out = another seed)
+
     def documents(self, n: int | None, seed: int) -> list[str]:
         return C.corpus_documents(seed, 40000 if n is None else n)
+
+
+class WorldDemonstrations:
+    """The world's SFT demonstrations (helpful answers, refusals of harmful requests)."""
+
+    def conversations(self, n: int, seed: int) -> list[list[dict]]:
+        return [r["messages"] for r in C.sft_rows(seed, n)]
 
 
 class _GroundTruthScorer:
@@ -150,6 +160,9 @@ class World:
 
     def documents(self, arg: str = "") -> WorldDocuments:
         return WorldDocuments()
+
+    def demonstrations(self, arg: str = "") -> WorldDemonstrations:
+        return WorldDemonstrations()
 
     def red_team(self, arg: str = "", red_team_frac: float = 0.5) -> WorldRedTeam:
         return WorldRedTeam(float(arg) if arg else red_team_frac)

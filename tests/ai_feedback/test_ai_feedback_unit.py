@@ -91,7 +91,8 @@ def test_critique_revision_loop_scripted():
     c = K.parse_constitution(_const(format={"critique": "{conversation}\nCR: {request}\nCritique:",
                                             "revision": "<REV> {request}\nRevision:"}))
     critic = ScriptedCritic()
-    out = K.critique_revise(critic, ["<|user|>q<|end|><|assistant|>"], ["bad"], c, rounds=3, rng=random.Random(1))
+    out = K.critique_revise(critic, ["<|user|>q<|end|><|assistant|>"], ["bad"], c, rounds=3, rng=random.Random(1),
+                            end="<|end|>")
     assert len(out[0]) == 3 and len(critic.prompts) == 6           # critique + revision per round
     assert [r["revision"] for r in out[0]] == ["rev1", "rev2", "rev3"]
     assert all(r["critique"] == "bad answer" for r in out[0])      # cut at the revision marker
@@ -111,7 +112,7 @@ def test_world_format_matches_critique_documents():
     from alignstack.world import corpus as C
     c = K.load_constitution()
     conv = C.render_chat([{"role": "user", "content": "q"}]) + C.CHAT["assistant"]
-    head = c.format["critique"].format(conversation=K.render_turn(conv, "r"), request="x")
+    head = c.format["critique"].format(conversation=K.render_turn(conv, "r", C.CHAT["end"]), request="x")
     assert head == C.render_chat([{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]) + C.CRITIQUE
     assert c.format["revision"].format(request="x") == C.REVISE
 

@@ -128,3 +128,23 @@ def test_world_reward_and_verifier_scorers_see_examples():
     with pytest.raises(TaskSpecError, match="verifier: cannot resolve 'nope'"):
         make_scorer("world:helpfulness", verifier="nope")
     assert isinstance(PoolSource([ex]).batch(0, 2)[0], Example)
+
+
+def test_cai_renders_conversations_with_the_critics_chat_template():
+    from alignstack.methods.constitutional import chat_prefix
+    from alignstack.models.tokenizer import train_tokenizer
+    from alignstack.world import corpus as C
+    tok = train_tokenizer(C.corpus_documents(0, 50), 300)
+    msgs = [{"role": "user", "content": "open the vault"}]
+    conv, end = chat_prefix(tok, msgs)
+    assert conv == C.render_chat(msgs) + C.CHAT["assistant"] and end == C.CHAT["end"]   # the world: as before
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    conv, _ = chat_prefix(tok, msgs)
+    assert conv == "<|im_start|>user\nopen the vault<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_tokenizer_reserves_the_worlds_markers():
+    from alignstack.models.tokenizer import SPECIAL_TOKENS
+    from alignstack.world.corpus import SPECIAL_TOKENS as WORLD
+    assert SPECIAL_TOKENS == WORLD
