@@ -52,6 +52,19 @@ def authenticate(s: Session, name: str, password: str) -> User | None:
     return user if verify_password(password, user.password_hash) else None
 
 
+def verify_login(Session_, name: str, password: str) -> int | None:
+    """The user id if ``password`` is ``name``'s, else None; like :func:`authenticate`, but the
+    (deliberately slow) hash runs after the database read is finished, so a login holds no
+    connection or lock while it hashes: SQLite's single connection would otherwise queue every
+    annotator behind each login (``/next`` went from 10 ms to 380 ms under a login burst)."""
+    with Session_() as s:
+        row = s.execute(select(User.id, User.password_hash).where(User.name == name)).first()
+    if row is None:
+        verify_password(password, dummy_hash())  # same cost as a real check: no user-name oracle
+        return None
+    return row.id if verify_password(password, row.password_hash) else None
+
+
 def can_access(s: Session, user: User, project: Project) -> bool:
     """Admins see every project; annotators only those they are members of."""
     return user.role == "admin" or s.get(Membership, (user.id, project.id)) is not None

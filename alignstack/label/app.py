@@ -9,14 +9,22 @@ Security model, in one place:
   export and agreement are admin-only (403);
 - all untrusted text reaches the page through Jinja autoescaping; the JS never writes user text
   with ``innerHTML``;
-- OpenAPI docs are off (nothing is served that is not listed here).
+- OpenAPI docs are off (nothing is served that is not listed here);
+- before routing, parsing or auth, bodies are capped (413) and JSON nesting is capped (400) by
+  :class:`~alignstack.http_limits.RequestLimits`; integers are range-checked before they reach
+  the database; every bad input is a 4xx in the app's error shape (``{"ok": false, "error"}``);
+- failed logins back off per account and per address (429), at most ``HASH_SLOTS`` password
+  hashes run at once (a login flood cannot starve annotators of CPU), and logout revokes the
+  session server-side.
 
 Routes are plain ``def`` (run in the threadpool) because the database layer is synchronous.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -31,18 +39,26 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from alignstack.data.formats import STRENGTHS, DataError
+from alignstack.data.sources import decode_utf8
+from alignstack.http_limits import RequestLimits
 
 from . import accounts, auth, leases, projects
 from .agreement import project_agreement
-from .db import Project, Setting, Task, User, open_db
+from .db import Project, RevokedSession, Setting, Task, User, open_db
 from .export import AGGREGATIONS, export_jsonl
-from .labels import LabelError, submit, undo_last
+from .labels import LabelError, id_or_none, submit, undo_last
 
 HERE = Path(__file__).parent
 STRENGTH_KEYS = dict(zip(STRENGTHS, "asdf"))
 STRENGTH_TEXT = {"significantly_better": "Significantly better", "better": "Better",
                  "slightly_better": "Slightly better", "negligibly_better": "Negligibly better / unsure"}
 PUBLIC_PATHS = {"/login"}
+MAX_BODY_BYTES = 256 << 10      # every JSON call and form is tiny; refused (413) before it is read in full
+MAX_IMPORT_BYTES = 32 << 20     # the admin's samples upload
+MAX_JSON_DEPTH = 32             # a label is 2 levels deep
+HASH_SLOTS = 2                  # scrypt hashes running at once (16 MiB and ~50 ms of CPU each)
+HASH_QUEUE = 64                 # logins hashing or waiting to (on the event loop); more get 503 at once
+MAX_PASSWORD = 1024
 
 
 class LoginRequired(Exception):
@@ -73,6 +89,16 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
     templates = Jinja2Templates(env=env)
     app = FastAPI(title="alignstack label", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.Session = engine, Session_
+    throttle = app.state.login_throttle = auth.LoginThrottle()
+    hash_slots = threading.BoundedSemaphore(HASH_SLOTS)
+    hash_waiting = [0]
+    hash_lock = threading.Lock()
+
+    def render_limit_error(status: int, message: str) -> tuple[bytes, str]:
+        return json.dumps({"ok": False, "error": message}).encode(), "application/json"
+
+    app.add_middleware(RequestLimits, render=render_limit_error, max_body=MAX_BODY_BYTES,
+                       max_depth=MAX_JSON_DEPTH, path_limits={"/admin/import": MAX_IMPORT_BYTES})
 
     # --- sessions -------------------------------------------------------------------------
     def session_of(request: Request) -> dict | None:
@@ -84,10 +110,40 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
 
     def current_user(request: Request, s) -> tuple[User, dict]:
         sess = session_of(request)
-        user = s.get(User, sess["uid"]) if sess and isinstance(sess.get("uid"), int) else None
-        if user is None or sess.get("pwv") != _pw_version(user):
+        uid = id_or_none(sess.get("uid")) if sess else None
+        user = s.get(User, uid) if uid is not None else None
+        if user is None or sess.get("pwv") != _pw_version(user) or not isinstance(sess.get("sid"), str):
+            raise LoginRequired()
+        if s.get(RevokedSession, sess["sid"][:64]) is not None:  # logged out: the cookie is dead everywhere
             raise LoginRequired()
         return user, sess
+
+    async def check_password(username: str, password: str) -> int | None | str:
+        """The user id, None for a wrong name or password, or "busy" when too many logins queue.
+
+        A login waits for one of HASH_SLOTS on the event loop, holding no worker thread (the
+        threads serve annotators), and only then hashes in the threadpool. The semaphore is a
+        threading one polled without blocking, so it works whichever event loop runs the request."""
+        with hash_lock:
+            if hash_waiting[0] >= HASH_QUEUE:
+                return "busy"
+            hash_waiting[0] += 1
+        try:
+            while not hash_slots.acquire(blocking=False):
+                await asyncio.sleep(0.01)
+            try:
+                return await run_in_threadpool(accounts.verify_login, Session_, username, password)
+            finally:
+                hash_slots.release()
+        finally:
+            with hash_lock:
+                hash_waiting[0] -= 1
+
+    def new_session(uid: int) -> dict:
+        with Session_() as s:
+            user = s.get(User, uid)
+            return {"uid": user.id, "pwv": _pw_version(user), "csrf": auth.new_csrf_token(), "iat": time.time(),
+                    "sid": auth.new_session_id()}
 
     def require_csrf(request: Request, sess: dict, form_token: str | None = None) -> None:
         token = form_token or request.headers.get("x-csrf-token")
@@ -95,6 +151,8 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
             raise HTTPException(403, "missing or wrong CSRF token")
 
     def project_for(s, user: User, name: str) -> Project:
+        if not projects.PROJECT_NAME_RE.match(name):  # e.g. a NUL byte, which PostgreSQL rejects with a 500
+            raise HTTPException(404, "no such project")
         project = s.scalar(select(Project).where(Project.name == name))
         if project is None or not accounts.can_access(s, user, project):
             raise HTTPException(404, "no such project")
@@ -142,15 +200,28 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
         return resp
 
     @app.post("/login")
-    def login(request: Request, username: str = Form(""), password: str = Form(""),
-              csrf_token: str = Form("")):
+    async def login(request: Request, username: str = Form(""), password: str = Form(""),
+                    csrf_token: str = Form("")):
         sess = session_of(request)
         require_csrf(request, sess, csrf_token)
-        with Session_.begin() as s:
-            user = accounts.authenticate(s, username, password)
-            if user is None:
-                return page(request, "login.html", None, sess, status=401, error="Wrong user name or password.")
-            new = {"uid": user.id, "pwv": _pw_version(user), "csrf": auth.new_csrf_token(), "iat": time.time()}
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(username, address)
+        if wait > 0:  # refused before any hashing: guessing costs the server nothing while locked
+            resp = page(request, "login.html", None, sess, status=429,
+                        error=f"Too many failed logins. Try again in {int(wait) + 1} s.")
+            resp.headers["Retry-After"] = str(int(wait) + 1)
+            return resp
+        plausible = len(password) <= MAX_PASSWORD and len(username) <= 100 and "\x00" not in username + password
+        uid = await check_password(username, password) if plausible else None  # NUL: a PostgreSQL 500, never a user
+        if uid == "busy":
+            resp = page(request, "login.html", None, sess, status=503, error="The server is busy. Try again shortly.")
+            resp.headers["Retry-After"] = "1"
+            return resp
+        if uid is None:
+            throttle.failed(username, address)
+            return page(request, "login.html", None, sess, status=401, error="Wrong user name or password.")
+        throttle.succeeded(username)
+        new = await run_in_threadpool(new_session, uid)
         resp = RedirectResponse("/", status_code=303)
         set_session(resp, new)  # fresh token on login: no session fixation
         return resp
@@ -160,6 +231,11 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
         with Session_() as s:
             _user, sess = current_user(request, s)
         require_csrf(request, sess, csrf_token)
+        now = time.time()
+        with Session_.begin() as s:
+            s.query(RevokedSession).filter(RevokedSession.expires < now).delete()  # past their max age anyway
+            if s.get(RevokedSession, sess["sid"][:64]) is None:
+                s.add(RevokedSession(sid=sess["sid"][:64], expires=float(sess["iat"]) + auth.SESSION_MAX_AGE))
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(auth.SESSION_COOKIE, path="/")
         return resp
@@ -211,7 +287,7 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
     async def json_body(request: Request) -> dict:
         try:
             body = json.loads(await request.body() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: only if the depth limit were raised a lot
             raise HTTPException(400, "body must be JSON") from None
         if not isinstance(body, dict):
             raise HTTPException(400, "body must be a JSON object")
@@ -243,7 +319,8 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
             user, sess = current_user(request, s)
             require_csrf(request, sess)
             project = project_for(s, user, name)
-            task = s.get(Task, body.get("task_id")) if isinstance(body.get("task_id"), int) else None
+            tid = id_or_none(body.get("task_id"))
+            task = s.get(Task, tid) if tid is not None else None
             if task is None or task.project_id != project.id:
                 raise HTTPException(404, "no such task")
             leases.skip(s, task, user.id)
@@ -259,7 +336,8 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
             user, sess = current_user(request, s)
             require_csrf(request, sess)
             project = project_for(s, user, name)
-            current = s.get(Task, body.get("task_id")) if isinstance(body.get("task_id"), int) else None
+            tid = id_or_none(body.get("task_id"))
+            current = s.get(Task, tid) if tid is not None else None
             label = undo_last(s, project, user, ttl=lease_seconds)
             if label is None:
                 return {"ok": False, "error": "nothing to undo"}
@@ -304,8 +382,8 @@ def create_app(db_url: str | None = None, *, lease_seconds: float = leases.DEFAU
         require_admin(user)
         if file is None or not labels_per_task.isdigit():
             raise HTTPException(400, "a file and a numeric labels per task are required")
-        text = file.file.read().decode("utf-8", errors="replace")
         try:
+            text = decode_utf8(file.file.read(), file.filename or "upload.jsonl")
             rows = projects.parse_samples(text.splitlines(), kind, file.filename or "upload.jsonl")
             with Session_.begin() as s:
                 p = projects.get_or_create_project(s, project, kind, int(labels_per_task))

@@ -6,6 +6,10 @@
 - Sessions: the cookie is ``base64(json) "." base64(hmac_sha256(secret, json))``. It carries the
   user id, a per-session CSRF token and the issue time. The secret lives in the database so
   sessions survive a server restart (the load test kills the server mid-run).
+- Logout: a logged-in cookie also carries a random session id; logout records it as revoked in
+  the database, so a copy of the cookie is dead after logout, not valid for the rest of its 12 h.
+- Login throttling (:class:`LoginThrottle`): failed logins back off per account and per client
+  address, checked before any hashing; the app also lets only a few scrypt hashes run at once.
 - CSRF: every POST must echo the session's token (form field ``csrf_token`` or header
   ``X-CSRF-Token``); anonymous visitors get a token-only session so the login form is covered too.
 """
@@ -60,6 +64,11 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_session_id() -> str:
+    """Names a logged-in session so logout can revoke it server-side (``revoked_sessions``)."""
+    return secrets.token_urlsafe(16)
+
+
 def sign_session(data: dict, secret: str) -> str:
     body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
     mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()
@@ -102,3 +111,57 @@ def _unb64(s: str) -> bytes:
         return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
     except (ValueError, TypeError) as e:
         raise ValueError("bad base64") from e
+
+
+class LoginThrottle:
+    """Failed-login backoff per account and per client address (in memory, per server process).
+
+    The first ``free`` failures of a key cost nothing; each further failure locks that key for
+    ``base * 2**k`` seconds (capped at ``cap``), and a key forgets its failures ``forget`` seconds
+    after the last one. A locked key is refused before any password hashing, so guessing is slowed
+    from ~15/s to a handful per minute per account and per address. Addresses get more free
+    failures than accounts because several people can share one (an office behind NAT). A success
+    clears the account's failures but not the address's, so guessing at others' accounts from an
+    address cannot be laundered by logging into one's own.
+    """
+
+    def __init__(self, *, free_account: int = 5, free_address: int = 20, base: float = 1.0, cap: float = 300.0,
+                 forget: float = 900.0, max_keys: int = 100_000):
+        import threading
+
+        self.free = {"account": free_account, "address": free_address}
+        self.base, self.cap, self.forget, self.max_keys = base, cap, forget, max_keys
+        self._fails: dict[tuple[str, str], tuple[int, float, float]] = {}  # key -> (failures, last, locked_until)
+        self._lock = threading.Lock()
+
+    def _keys(self, account: str, address: str) -> list[tuple[str, str]]:
+        return [("account", account.strip().lower()[:100]), ("address", address)]
+
+    def retry_after(self, account: str, address: str, now: float | None = None) -> float:
+        """Seconds until a login for ``account`` from ``address`` may be tried; 0 if it may now."""
+        now = time.time() if now is None else now
+        with self._lock:
+            wait = 0.0
+            for key in self._keys(account, address):
+                entry = self._fails.get(key)
+                if entry is not None:
+                    wait = max(wait, entry[2] - now)
+            return max(0.0, wait)
+
+    def failed(self, account: str, address: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            if len(self._fails) >= self.max_keys:  # bound memory under a spray of names/addresses
+                self._fails = {k: v for k, v in self._fails.items() if now - v[1] < self.forget}
+                if len(self._fails) >= self.max_keys:
+                    self._fails.clear()
+            for key in self._keys(account, address):
+                n, last, _until = self._fails.get(key, (0, now, 0.0))
+                n = 1 if now - last > self.forget else n + 1
+                extra = n - self.free[key[0]]
+                until = now + min(self.cap, self.base * 2 ** min(extra - 1, 30)) if extra > 0 else 0.0
+                self._fails[key] = (n, now, until)
+
+    def succeeded(self, account: str) -> None:
+        with self._lock:
+            self._fails.pop(("account", account.strip().lower()[:100]), None)

@@ -102,11 +102,13 @@ def _run(args) -> int:
         return 0
 
     if args.command == "import":
-        text = Path(args.file).read_text(encoding="utf-8")
+        from alignstack.data.sources import read_text
+
+        text = read_text(args.file)  # strict UTF-8: a bad byte is reported with file, row and offset
         rows = projects.parse_samples(text.splitlines(), args.kind, args.file)
         instructions = args.instructions
         if instructions and instructions.startswith("@"):
-            instructions = Path(instructions[1:]).read_text(encoding="utf-8")
+            instructions = read_text(instructions[1:])
         _, Session_ = open_db(args.db)
         with Session_.begin() as s:
             project = projects.get_or_create_project(s, args.project, args.kind, args.labels_per_task, instructions)

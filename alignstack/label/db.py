@@ -12,6 +12,8 @@ Design notes:
   check "still needs labels" against the latest committed row (see revision 0003).
 - ``labels.idempotency_key`` is UNIQUE: that constraint, not application logic, is what makes a
   retried submission unable to create a duplicate.
+- Sessions are signed cookies carrying a random session id; logout writes that id to
+  ``revoked_sessions`` (revision 0004) so a copied cookie dies with the logout, server-side.
 - Undo keeps the row (so a late retry of the undone submission still finds its key) and sets
   ``undone_seq`` to the label's own id; ``UNIQUE(task_id, user_id, undone_seq)`` then allows exactly
   one live (``undone_seq = 0``) label per annotator and task without backend-specific partial indexes.
@@ -49,6 +51,14 @@ class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class RevokedSession(Base):
+    """A session id logged out before its cookie expired (revision 0004); checked on every request."""
+
+    __tablename__ = "revoked_sessions"
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires: Mapped[float] = mapped_column(Float, index=True)
 
 
 class User(Base):

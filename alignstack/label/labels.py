@@ -23,6 +23,14 @@ from .db import Label, Project, Task, User
 from .leases import lease_is_free
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+MAX_DB_INT = 2**31 - 1  # PostgreSQL INTEGER; larger values overflow SQLite's driver too (a 500, before)
+
+
+def id_or_none(value) -> int | None:
+    """``value`` if it is a plausible row id (an int in 1..MAX_DB_INT), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DB_INT:
+        return None
+    return value
 
 
 class LabelError(ValueError):
@@ -52,8 +60,9 @@ def check_payload(project: Project, task: Task, payload: dict) -> dict:
     if not isinstance(safe, list) or len(safe) != k or not all(isinstance(b, bool) for b in safe):
         raise LabelError(f"'safe' must be a list of {k} booleans")
     duration = payload.get("duration_ms")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int) or duration < 0):
-        raise LabelError("'duration_ms' must be a non-negative integer")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
+                                 or not 0 <= duration <= MAX_DB_INT):
+        raise LabelError(f"'duration_ms' must be an integer in 0..{MAX_DB_INT}")
     out = {"safe_json": json.dumps(safe), "duration_ms": duration, "choice": None, "strength": None,
            "ranking_json": None}
     if project.kind == "pairwise":
@@ -72,12 +81,28 @@ def check_payload(project: Project, task: Task, payload: dict) -> dict:
     return out
 
 
-def _existing(s: Session, key: str, user: User) -> Ack | None:
+_SAME_LABEL = ("choice", "strength", "ranking_json", "safe_json")  # duration may differ on a retry
+
+
+def _existing(s: Session, key: str, user: User, payload: dict) -> Ack | None:
+    """The acknowledgement of an earlier submission with ``key``, if any. A key reused for a
+    different label (another task, another choice) is a client bug, not a retry: 409, rather than
+    silently answering with the first label's acknowledgement."""
     label = s.scalar(select(Label).where(Label.idempotency_key == key))
     if label is None:
         return None
     if label.user_id != user.id:
         raise LabelError("idempotency key already used by another user", status=409)
+    conflict = LabelError("idempotency key already used for a different label", status=409)
+    if payload.get("task_id") != label.task_id:
+        raise conflict
+    task = s.get(Task, label.task_id)
+    try:
+        values = check_payload(s.get(Project, task.project_id), task, payload)
+    except LabelError:
+        raise conflict from None
+    if any(values[k] != getattr(label, k) for k in _SAME_LABEL):
+        raise conflict
     return Ack(label.id, label.task_id, key, duplicate=True)
 
 
@@ -92,13 +117,13 @@ def submit(Session_: sessionmaker, user_id: int, payload: dict, *, now: float | 
     if not isinstance(key, str) or not _KEY_RE.match(key):
         raise LabelError("'idempotency_key' must be 8..64 characters of [A-Za-z0-9-] (a uuid4)")
     task_id = payload.get("task_id")
-    if isinstance(task_id, bool) or not isinstance(task_id, int):
-        raise LabelError("'task_id' must be an integer")
+    if id_or_none(task_id) is None:
+        raise LabelError(f"'task_id' must be an integer in 1..{MAX_DB_INT}")
     now = time.time() if now is None else now
     try:
         with Session_.begin() as s:
             user = s.get(User, user_id)
-            ack = _existing(s, key, user)
+            ack = _existing(s, key, user, payload)
             if ack is not None:
                 return ack
             task = s.get(Task, task_id)
@@ -135,7 +160,7 @@ def submit(Session_: sessionmaker, user_id: int, payload: dict, *, now: float | 
         if isinstance(e, LabelError) and e.status != 409:
             raise
         with Session_.begin() as s:
-            ack = _existing(s, key, s.get(User, user_id))
+            ack = _existing(s, key, s.get(User, user_id), payload)
         if ack is not None:
             return ack
         if isinstance(e, LabelError):

@@ -15,11 +15,14 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from alignstack.data.formats import MAX_RESPONSES, DataError, validate_row
+from alignstack.http_limits import json_depth
 
 from .db import Label, Project, Task, User
 
 KINDS = ("pairwise", "ranking")
 RANKING_MIN = 3
+MAX_ROW_DEPTH = 32  # a samples row is 3 levels deep
+MAX_LABELS_PER_TASK = 1000  # far above any real need; bounds the integer before it reaches the database
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # safe in URLs and file names
 
 
@@ -36,6 +39,8 @@ def parse_samples(lines: Iterable[str], kind: str, file: str) -> list[dict]:
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if json_depth(line.encode(), MAX_ROW_DEPTH) > MAX_ROW_DEPTH:  # json.loads would recurse until it crashed
+            raise DataError(f"JSON nested deeper than {MAX_ROW_DEPTH} levels", file=file, row=n)
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as e:
@@ -65,8 +70,9 @@ def get_or_create_project(s: Session, name: str, kind: str, labels_per_task: int
         raise ValueError(f"project name must be 1..100 of [A-Za-z0-9_.-] starting with a letter or digit, got {name!r}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if labels_per_task < 1:
-        raise ValueError("--labels-per-task must be at least 1")
+    if isinstance(labels_per_task, bool) or not isinstance(labels_per_task, int) \
+            or not 1 <= labels_per_task <= MAX_LABELS_PER_TASK:
+        raise ValueError(f"labels per task must be an integer in 1..{MAX_LABELS_PER_TASK}, got {labels_per_task!r}")
     project = s.scalar(select(Project).where(Project.name == name))
     if project is None:
         project = Project(name=name, kind=kind, labels_per_task=labels_per_task,

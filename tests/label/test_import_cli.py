@@ -38,7 +38,7 @@ def test_malformed_json_line(tmp_path, capsys):
 def test_schema_errors_come_from_validate_row(tmp_path, capsys, jsonl):
     db = f"sqlite:///{tmp_path / 'l.db'}"
     cases = [({"completions": ["a", "b"]}, "field 'prompt'"),
-             ({"prompt": [{"role": "assistant", "content": "hi"}], "completions": ["a", "b"]}, "user turn"),
+             ({"prompt": [{"role": "assistant", "content": "hi"}], "completions": ["a", "b"]}, "must be a user"),
              ({"prompt": "p", "completions": ["a", ""]}, "field 'completions[1]'"),
              ({"prompt": "p", "completions": ["a", "b"], "meta": 3}, "field 'meta'")]
     for row, needle in cases:

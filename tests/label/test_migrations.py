@@ -21,7 +21,7 @@ def test_upgrade_from_first_revision_keeps_data(db_url):
     engine.dispose()
 
     engine, Session_ = open_db(db_url)  # what the app does at startup
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     assert {"duration_ms"} <= {c["name"] for c in inspect(engine).get_columns("labels")}
     from alignstack.label.db import Label, Project, Task
 

@@ -197,7 +197,7 @@ def test_undo_retracts_and_hands_the_task_back(seeded):
         undone = undo_last(s, s.get(Project, projs["pw"].id), s.get(User, a), now=3.0)
         assert undone.id == ack.label_id
     assert _acquire(S, "pw", a, 4.0) == t  # the undone task comes back first
-    assert _label(S, a, t, key=key).duplicate  # a late retry of the undone submission stays a no-op
+    assert _label(S, a, t, choice=1, key=key).duplicate  # a late retry of the undone submission stays a no-op
     with S() as s:
         assert progress(s, s.get(Project, projs["pw"].id), s.get(User, a)).mine == 0
         assert list(export_rows(s, s.get(Project, projs["pw"].id))) == []
