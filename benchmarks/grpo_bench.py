@@ -65,8 +65,31 @@ def run_ours(work: Path, a) -> dict:
     rows = [r for r in rows if "reward" in r]          # the method's per-step row (the loop logs its own too)
     times = [r["time"] for r in rows]
     n = a.prompts * a.k
-    return {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
-            "mean_length": sum(r["length"] for r in rows) / len(rows)}
+    res = {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
+           "mean_length": sum(r["length"] for r in rows) / len(rows)}
+    if not a.no_roofline:
+        res["roofline"] = roofline_of(work, a)
+    return res
+
+
+def roofline_of(work: Path, a, critic: bool = False) -> dict:
+    """Per-phase GFLOP/s vs the matmul peak at the phase's shapes (benchmarks/roofline.py), measured after the
+    timed run on the same model, prompts and sizes."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import roofline
+
+    from alignstack.data.render import ChatRenderer
+    from alignstack.models.load import frozen_copy, load_model, load_tokenizer
+    tok = load_tokenizer(str(work / "model"))
+    policy = load_model(str(work / "model")).eval()
+    rows = [json.loads(x) for x in (work / "prompts.jsonl").read_text().splitlines()][:a.prompts]
+    r = ChatRenderer(tok)
+    ids = [r.prompt_ids(row["prompt"]) for row in rows]
+    crit = None
+    if critic:
+        from alignstack.methods.ppo import build_critic
+        crit = build_critic(policy, None)
+    return roofline.grpo_phases(policy, frozen_copy(policy), tok, ids, a.k, a.max_new, critic=crit)
 
 
 def run_trl(work: Path, a) -> dict:
@@ -98,6 +121,8 @@ def run_trl(work: Path, a) -> dict:
 
 def child(a) -> None:
     import torch
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     fn = run_ours if a.impl == "ours" else run_trl
     res = fn(Path(a.workdir), a)
@@ -114,15 +139,19 @@ def main() -> None:
     p.add_argument("--impl")
     p.add_argument("--workdir")
     p.add_argument("--out", default="benchmarks/results/grpo.json")
+    p.add_argument("--no-roofline", action="store_true", help="skip the per-phase roofline table")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads on both sides (0: torch's default; 1 is far steadier on a shared machine)")
     a = p.parse_args()
     if a.impl:
         return child(a)
     work = Path(tempfile.mkdtemp(prefix="grpobench-"))
     prepare(work, 512)
-    row = {"settings": {k: v for k, v in vars(a).items() if k in ("steps", "prompts", "k", "max_new")}}
+    row = {"settings": {k: v for k, v in vars(a).items() if k in ("steps", "prompts", "k", "max_new", "threads")}}
     for impl in ("ours", "trl"):
         cmd = [sys.executable, __file__, "--impl", impl, "--workdir", str(work), "--steps", str(a.steps),
-               "--prompts", str(a.prompts), "--k", str(a.k), "--max-new", str(a.max_new)]
+               "--prompts", str(a.prompts), "--k", str(a.k), "--max-new", str(a.max_new)] + \
+              (["--no-roofline"] if a.no_roofline else []) + ["--threads", str(a.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
         if out.returncode != 0 or not line:
@@ -134,6 +163,10 @@ def main() -> None:
     print(f"{'ours':<6}{o['rate_completions']:>15.1f}{o['peak_rss_mb']:>9}")
     print(f"{'TRL':<6}{t['rate_completions']:>15.1f}{t['peak_rss_mb']:>9}")
     print(f"ratio ours/TRL: {row['ratio']:.2f}x")
+    if "roofline" in o:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import roofline
+        roofline.print_table(o["roofline"], "ours, GRPO step")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(row, indent=2))
 

@@ -1,0 +1,205 @@
+"""Roofline of one online-RL step: achieved GFLOP/s of each phase next to a matmul peak measured in the same
+process for that phase's shapes.
+
+Phases of a GRPO/PPO step on our engine: **prefill** (one forward over each distinct prompt), **decode** (one
+token per row per step through the lean Llama decode path, plus the draw), **reference** (a frozen forward over
+prompt ⊕ completion; PPO adds the critic's old values), **update** (forward + backward of the policy, and the
+critic for PPO). FLOPs are counted from the model's shapes: 2·rows·Σ(in·out) over the linear layers (LM head
+included where the phase computes logits) plus attention (causal prefix: 2·S²·d per row per layer for a
+sequence of S; a decode step at context c: 4·c·d per row per layer); backward counts 2× forward.
+
+The matmul peak for a phase times the same chain of ``F.linear`` calls (the layers' weight shapes) on M rows —
+M = the rows that phase feeds each linear layer — so "share of peak" says how close the phase runs to what the
+BLAS gives for its shapes on this machine, now (the machine may be shared: both numbers see the same load).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def linear_shapes(model, head: bool = True) -> list[tuple[int, int]]:
+    """(in, out) of every linear layer a forward runs (decoder layers, then the LM head)."""
+    shapes = []
+    for layer in model.model.layers:
+        for m in layer.modules():
+            if isinstance(m, torch.nn.Linear):
+                shapes.append((m.in_features, m.out_features))
+    if head:
+        shapes.append((model.lm_head.in_features, model.lm_head.out_features))
+    return shapes
+
+
+def forward_flops(model, rows: int, seq: int, head: bool = True, ctx: int | None = None) -> float:
+    """FLOPs of a forward over ``rows`` × ``seq`` new tokens; ``ctx`` (decode): cache length attended to."""
+    lin = 2.0 * rows * seq * sum(i * o for i, o in linear_shapes(model, head))
+    d = model.config.num_attention_heads * getattr(model.config, "head_dim", None) \
+        if getattr(model.config, "head_dim", None) else model.config.hidden_size
+    L = model.config.num_hidden_layers
+    att = 4.0 * rows * ctx * d * L if ctx is not None else 2.0 * rows * seq * seq * d * L
+    return lin + att
+
+
+def matmul_peak(model, M: int, head: bool = True, min_time: float = 0.3) -> float:
+    """GFLOP/s of the model's chain of linear layers on M rows (fp32 or the model's dtype), best of a few
+    repeats lasting ≥ ``min_time`` s each."""
+    dt = next(model.parameters()).dtype
+    ws = [torch.randn(o, i, dtype=dt) for i, o in linear_shapes(model, head)]
+    xs = {i: torch.randn(M, i, dtype=dt) for i, _ in linear_shapes(model, head)}
+    flops = 2.0 * M * sum(w.numel() for w in ws)
+
+    def chain():
+        for w in ws:
+            F.linear(xs[w.shape[1]], w)
+
+    chain()
+    best = 0.0
+    for _ in range(3):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            chain()
+            n += 1
+            el = time.perf_counter() - t0
+            if el >= min_time:
+                break
+        best = max(best, flops * n / el / 1e9)
+    return best
+
+
+def big_matmul_peak(n: int = 1024) -> float:
+    """GFLOP/s of an n³ fp32 matmul: the machine's BLAS peak, for reference."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        k, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 0.3:
+            a @ b
+            k += 1
+        best = max(best, 2.0 * n ** 3 * k / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+class _Timer:
+    def __init__(self):
+        self.s, self.calls = 0.0, []
+
+    def wrap(self, fn, record=None):
+        def run(*a, **kw):
+            t0 = time.perf_counter()
+            out = fn(*a, **kw)
+            self.s += time.perf_counter() - t0
+            if record is not None:
+                self.calls.append(record(*a, **kw))
+            return out
+        return run
+
+
+def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max_new: int, repeats: int = 3,
+                critic=None) -> dict:
+    """Time each phase of a GRPO-like step (PPO with ``critic``: the critic joins reference and update) on
+    ``len(prompt_ids)`` prompts × ``k`` samples; return per phase: seconds, GFLOP, GFLOP/s, peak, share."""
+    from alignstack.rollout import engine, llama_decode
+    from alignstack.rollout.engine import SamplingConfig, sample
+    from alignstack.rollout.experience import frozen_logprobs, policy_logprobs
+
+    rep = [p for p in prompt_ids for _ in range(k)]
+    cfg = SamplingConfig(max_new, 1.0)
+    dec, draw = _Timer(), _Timer()
+    real_step, real_pick = llama_decode.LlamaDecoder.step, engine.pick
+    res = {}
+    try:
+        llama_decode.LlamaDecoder.step = dec.wrap(real_step, lambda self, tok, pos: (tok.shape[0], self.t + 1))
+        engine.pick = draw.wrap(real_pick)
+        total = 0.0
+        for r in range(repeats + 1):                  # the first call warms up
+            dec.s, draw.s, dec.calls = 0.0, 0.0, []
+            t0 = time.perf_counter()
+            g = sample(policy, rep, cfg, [], tokenizer.pad_token_id, torch.Generator().manual_seed(r))
+            if r:
+                total += time.perf_counter() - t0
+                res.setdefault("decode_s", 0.0)
+                res["decode_s"] += dec.s + draw.s
+                res.setdefault("draw_s", 0.0)
+                res["draw_s"] += draw.s
+        steps = list(dec.calls)
+    finally:
+        llama_decode.LlamaDecoder.step, engine.pick = real_step, real_pick
+    if not steps:
+        raise SystemExit("roofline: the lean Llama decode path did not run (set ALIGNSTACK_FAST_DECODE=1)")
+    # prefill: the engine's own prefill call (distinct prompts, left-padded), timed alone
+    from transformers import DynamicCache
+
+    from alignstack.data.collate import pad_left
+    uniq = [list(p) for p in dict.fromkeys(tuple(p) for p in prompt_ids)]
+    ids, att = pad_left(uniq, tokenizer.pad_token_id)
+    pos = (att.cumsum(-1) - 1).clamp(min=0)
+    kw = engine._cache_kwarg(policy)
+    with torch.no_grad():
+        policy(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{kw: DynamicCache()})
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            policy(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{kw: DynamicCache()})
+        pre_s = (time.perf_counter() - t0) / repeats
+    U, P = ids.shape
+    batch = g.tensors(tokenizer.pad_token_id)
+    B, T = batch["input_ids"].shape
+    phases = {}
+    phases["prefill"] = (pre_s, forward_flops(policy, U, P, head=False) + 2.0 * U * sum(
+        i * o for i, o in linear_shapes(policy)[-1:]), U * P)
+    dflops = sum(forward_flops(policy, rows, 1, ctx=ctx) for rows, ctx in steps)
+    phases["decode"] = (res["decode_s"] / repeats, dflops, steps[0][0])
+
+    def ref_pass():
+        frozen_logprobs(ref, batch, 1.0)
+        if critic is not None:
+            with torch.no_grad():
+                critic.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    ref_pass()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        ref_pass()
+    ref_flops = forward_flops(ref, B, T) + (forward_flops(critic, B, T, head=False) if critic is not None else 0.0)
+    phases["reference"] = ((time.perf_counter() - t0) / repeats, ref_flops, B * T)
+
+    policy.train()
+
+    def update():
+        lp = policy_logprobs(policy, batch, 1.0)
+        loss = -(lp * batch["loss_mask"][:, 1:]).sum() / batch["loss_mask"].sum()
+        if critic is not None:
+            h = critic.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            loss = loss + h.float().pow(2).mean()
+        loss.backward()
+        policy.zero_grad(set_to_none=True)
+        if critic is not None:
+            critic.zero_grad(set_to_none=True)
+    update()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        update()
+    upd_flops = 3 * forward_flops(policy, B, T) + (3 * forward_flops(critic, B, T, head=False) if critic else 0.0)
+    phases["update"] = ((time.perf_counter() - t0) / repeats, upd_flops, B * T)
+    policy.eval()
+
+    out = {"rollout_s": total / repeats, "draw_s": res["draw_s"] / repeats, "rows": B, "seq": T,
+           "prefill_rows": U, "machine_peak_gflops": round(big_matmul_peak(), 1), "threads": torch.get_num_threads(),
+           "phases": {}}
+    for name, (s, fl, M) in phases.items():
+        peak = matmul_peak(policy, M, head=name != "prefill")
+        out["phases"][name] = {"s": round(s, 5), "gflop": round(fl / 1e9, 4), "gflops": round(fl / s / 1e9, 2),
+                               "peak_gflops_same_shapes": round(peak, 2), "share_of_peak": round(fl / s / 1e9 / peak, 3),
+                               "matmul_rows": M}
+    return out
+
+
+def print_table(r: dict, title: str) -> None:
+    print(f"\nroofline ({title}; {r['rows']} rows × {r['seq']} tokens; {r.get('threads', '?')} threads; machine "
+          f"fp32 matmul peak {r['machine_peak_gflops']} GFLOP/s):")
+    print(f"{'phase':<10}{'ms':>9}{'GFLOP':>9}{'GFLOP/s':>10}{'peak@shape':>12}{'share':>8}{'rows/matmul':>13}")
+    for name, p in r["phases"].items():
+        print(f"{name:<10}{p['s'] * 1e3:>9.1f}{p['gflop']:>9.3f}{p['gflops']:>10.1f}{p['peak_gflops_same_shapes']:>12.1f}"
+              f"{p['share_of_peak']:>8.0%}{p['matmul_rows']:>13}")
+    print(f"(decode includes the draw: {r['draw_s'] * 1e3:.1f} ms of {r['phases']['decode']['s'] * 1e3:.1f} ms)")
