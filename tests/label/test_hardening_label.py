@@ -287,11 +287,17 @@ class KeepAlive:
     def __init__(self, base: str):
         host, port = base.split("//")[1].split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf, self.cookie = b"", ""
+
+    def _recv(self) -> bytes:
+        # ack at once, or Nagle on the server side waits out our 40 ms delayed ACK on each response
+        self.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_QUICKACK", socket.TCP_NODELAY), 1)
+        return self.sock.recv(65536)
 
     def _until(self, marker: bytes) -> bytes:
         while marker not in self.buf:
-            chunk = self.sock.recv(65536)
+            chunk = self._recv()
             if not chunk:
                 raise ConnectionError("server closed the keep-alive connection")
             self.buf += chunk
@@ -310,7 +316,7 @@ class KeepAlive:
             rh.setdefault(k.strip().lower(), []).append(v.strip())
         n = int(rh.get("content-length", ["0"])[0])
         while len(self.buf) < n:
-            self.buf += self.sock.recv(65536)
+            self.buf += self._recv()
         data, self.buf = self.buf[:n], self.buf[n:]
         assert rh.get("connection", [""])[0].lower() != "close", (path, lines[0])
         return int(lines[0].split()[1]), rh, data
