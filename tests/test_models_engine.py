@@ -110,7 +110,6 @@ def test_lean_llama_decode_matches_generic_forward(monkeypatch, kv_heads):
     a, b = runs["0"], runs["1"]
     assert a.completion_ids == b.completion_ids and a.finished == b.finished
     assert 0 < sum(a.finished) < len(prompts)
-    assert all(len({tuple(c) for c in b.completion_ids[g * 4:(g + 1) * 4]}) > 1 for g in range(5))  # rows differ
     for x, y in zip(a.logprobs, b.logprobs):
         assert x == pytest.approx(y, abs=1e-5)
 

@@ -93,6 +93,8 @@ def train(cfg: GRPOConfig) -> dict:
     tr = Trainer(policy, tok, cfg.optim, total, Path(cfg.out), to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist,
                  desc=cfg.algorithm)
     tr.resume_if_requested()
+    if ref is not None:
+        ref.to(tr.acc.device)                        # beside the policy (a GPU when there is one)
     rank, world = tr.acc.process_index, tr.acc.num_processes
     G = cfg.num_generations
     history = []
@@ -134,14 +136,16 @@ def train(cfg: GRPOConfig) -> dict:
             def loss_fn(idx):
                 mb = ro.select(idx)                          # trimmed to the micro-batch's longest row
                 Tm = mb["old_logprobs"].shape[1]
-                m = mask[idx, :Tm]
                 lp = policy_logprobs(tr.model, mb, cfg.temperature)
+                d = lp.device                               # the rollout's arrays sit on the CPU
+                m, a = mask[idx, :Tm].to(d), adv[idx].to(d)
                 if cfg.algorithm == "grpo":
-                    loss, st = grpo_loss(lp, mb["old_logprobs"], None if ref_logp is None else ref_logp[idx, :Tm],
-                                         adv[idx], m, cfg.clip_range, cfg.beta, cfg.aggregation)
+                    loss, st = grpo_loss(lp, mb["old_logprobs"].to(d),
+                                         None if ref_logp is None else ref_logp[idx, :Tm].to(d),
+                                         a, m, cfg.clip_range, cfg.beta, cfg.aggregation)
                     w = aggregation_weight(m, cfg.aggregation)
                     return loss * w, w, {k: float(v) * w for k, v in st.items()}
-                return reinforce_loss(masked_sum(lp, m, dim=-1), adv[idx]) * len(idx), len(idx), {}
+                return reinforce_loss(masked_sum(lp, m, dim=-1), a) * len(idx), len(idx), {}
 
             for _ in range(cfg.updates_per_batch):
                 stats = tr.step(loss_fn, mbs, weights)

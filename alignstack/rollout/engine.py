@@ -111,7 +111,8 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     fast = llama_decode.supports(model) and not synced
     was_training = model.training
     model.eval()
-    stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
+    dev = next(model.parameters()).device       # the batch lives on the model's device; bookkeeping on the CPU
+    stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=dev)
     comps: list[list[int]] = [[] for _ in prompts]
     lps: list[list[float]] = [[] for _ in prompts]
     fin = [False] * len(prompts)
@@ -119,18 +120,20 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     n_chunks = -(-len(order) // cfg.batch_size)
     if synced:
-        n_chunks = _reduce(n_chunks, ReduceOp.MAX, next(model.parameters()).device)
+        n_chunks = _reduce(n_chunks, ReduceOp.MAX, dev)
     for s in range(0, n_chunks * cfg.batch_size, cfg.batch_size):
         rows = order[s: s + cfg.batch_size]
         idle = not rows                                   # synced only: a dummy chunk, outputs ignored
         chunk = [prompts[i] for i in rows] if rows else [[pad_id]]
         uniq, expand = _unique_rows(chunk) if cfg.share_prefix else (chunk, None)
         ids, att = pad_left(uniq, pad_id)
+        ids, att = ids.to(dev), att.to(dev)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{cache_kw: cache})
         logits = out.logits[:, -1]
         if expand is not None:                  # one prefill per distinct prompt, copied to its rows
+            expand = expand.to(dev)
             logits, att = logits[expand], att[expand]
             if not fast:
                 cache.batch_select_indices(expand)
@@ -144,7 +147,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
                     comps[r].append(t)
                     lps[r].append(l)
                 done = torch.isin(tok, stop)
-                for r in active[done].tolist():
+                for r in active[done.cpu()].tolist():
                     fin[r] = True
             all_done = bool(done.all())
             if step == cfg.max_new_tokens - 1 or (_reduce(int(all_done), ReduceOp.MIN, logits.device) if synced
@@ -158,7 +161,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
                     dec.select(keep)
                 else:
                     cache.batch_select_indices(keep)
-                att, tok, active = att[keep], tok[keep], active[keep]
+                att, tok, active = att[keep], tok[keep], active[keep.cpu()]
             att = torch.cat([att, att.new_ones((att.shape[0], 1))], dim=1)
             pos = (att.sum(-1, keepdim=True) - 1)
             if dec is not None:

@@ -87,7 +87,7 @@ def frozen_logprobs(model, batch: dict[str, torch.Tensor], temperature: float, c
     out = []
     for s in range(0, batch["input_ids"].shape[0], chunk):
         sub = {k: v[s:s + chunk] for k, v in batch.items()}
-        out.append(policy_logprobs(model, sub, temperature))
+        out.append(policy_logprobs(model, sub, temperature).cpu())   # beside the rollout batch (CPU)
     return torch.cat(out)
 
 

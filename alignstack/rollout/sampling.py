@@ -20,7 +20,9 @@ def inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None = None) -
     not sum to 1; zero entries are never drawn). Uses one uniform draw per row."""
     cdf = probs.cumsum(-1)
     total = cdf[:, -1:]
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=probs.dtype)
+    # drawn where the generator lives (a CPU generator stays valid for a model on a GPU)
+    gdev = generator.device if generator is not None else probs.device
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=gdev, dtype=probs.dtype).to(probs.device)
     x = u * total
     # u·Σp can round up to Σp itself; keep x strictly below it so a flat (zero-probability) tail is never hit
     x = torch.minimum(x, torch.nextafter(total, torch.zeros_like(total)))
