@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -439,3 +440,55 @@ def test_cli_import_of_bad_files_is_one_line(tmp_path, capsys):
     assert main(["import", "--db", db, "--project", "x", "--kind", "pairwise", "--labels-per-task", str(10**20),
                  str(f)]) == 2
     assert "labels per task must be an integer in 1..1000" in capsys.readouterr().err
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_unauthenticated_huge_bodies_do_not_grow_the_server(tmp_path, seed, server_factory):
+    """Four unauthenticated 100 MB bodies at once (chunked, so no Content-Length to refuse them
+    by): each is cut off after the 256 KiB cap with a 413, and the server's memory barely moves
+    (before the cap the same probe grew it by ~700 MB)."""
+    import os
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to read the server's memory")
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    seed(url)[0].dispose()
+    srv = server_factory(url)
+    before = _rss_mb(srv.proc.pid)
+    chunk = b"x" * (1 << 20)
+    answers = []
+
+    def upload():
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        s.sendall(b"POST /api/label HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                  b"Content-Type: application/json\r\n\r\n")
+        try:
+            for _ in range(100):
+                s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        except OSError:
+            pass  # the server answered and closed: exactly the point
+        try:
+            answers.append(s.recv(200).split(b"\r\n")[0])
+        except OSError as e:
+            answers.append(repr(e).encode())
+        s.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grown = _rss_mb(srv.proc.pid) - before
+    print(f"4 x 100 MB unauthenticated uploads: answers {answers}, server RSS +{grown:.0f} MB")
+    assert all(a.startswith(b"HTTP/1.1 413") for a in answers), answers
+    assert grown < 50
+    import urllib.request
+
+    with urllib.request.urlopen(srv.base + "/login", timeout=5) as r:  # still serving
+        assert r.status == 200
