@@ -118,8 +118,9 @@ class ChatRenderer:
         return self.messages(prompt + [{"role": "assistant", "content": completion}], where)
 
     def text(self, text: str, where: dict | None = None) -> Rendered | None:
-        ids = [self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return self._finish(ids, [0] + [1] * (len(ids) - 1), where)
+        bos = self.tokenizer.bos_token_id          # None for tokenizers without one (Qwen2): no BOS then
+        ids = ([] if bos is None else [bos]) + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._finish(ids, [0] + [1] * (len(ids) - 1), where)   # the first token has no context
 
     def _finish(self, ids: list[int], mask: list[int], where: dict | None) -> Rendered | None:
         self.stats.rendered += 1

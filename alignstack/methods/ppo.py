@@ -117,12 +117,12 @@ class PolicyAndValue(nn.Module):
 
 
 def build_critic(policy, value_init: str | None):
-    from transformers import AutoModelForSequenceClassification, LlamaForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
     if value_init is not None:
         return AutoModelForSequenceClassification.from_pretrained(value_init, num_labels=1, use_safetensors=True)
     ccfg = copy.deepcopy(policy.config)
     ccfg.num_labels = 1
-    critic = LlamaForSequenceClassification(ccfg)
+    critic = AutoModelForSequenceClassification.from_config(ccfg)      # the policy's own architecture
     if hasattr(policy, "peft_config"):          # LoRA policy: the critic starts from the merged weights
         policy = copy.deepcopy(policy).merge_and_unload()
     critic.model.load_state_dict(policy.model.state_dict())
