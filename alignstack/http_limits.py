@@ -50,8 +50,9 @@ def json_depth(body: bytes, limit: int) -> int:
 
 class RequestLimits:
     """ASGI middleware: body size cap (``max_body`` bytes, or ``path_limits[path]``), JSON depth cap
-    (``max_depth``; form and multipart bodies are not scanned), and a last-resort 500 in the app's
-    error shape. ``render(status, message)`` builds the error body."""
+    (``max_depth``), and a last-resort 500 in the app's error shape. ``render(status, message)``
+    builds the error body. Form and multipart bodies stream through, counted; any other body is
+    buffered (at most the cap) so its depth can be measured before the app parses it."""
 
     def __init__(self, app, *, render: ErrorRenderer, max_body: int = 1 << 20, max_depth: int = 64,
                  path_limits: dict[str, int] | None = None):
@@ -81,46 +82,66 @@ class RequestLimits:
                 await self._send_error(send, 413, f"request body too large: {int(declared)} bytes; "
                                                   f"the limit is {limit}", close=True)
                 return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await self._send_error(send, 413, f"request body too large: over {limit} bytes", close=True)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
         ctype = headers.get(b"content-type", b"").lower()
-        if body and not ctype.startswith(_FORM_TYPES):
-            depth = json_depth(body, self.max_depth)
-            if depth > self.max_depth:
+        responded = False  # we answered 413 mid-stream: whatever the app does next is dropped
+        if ctype.startswith(_FORM_TYPES):
+            # forms stream through (the multipart parser spools large files to disk), counted
+            size = 0
+
+            async def inner_receive():
+                nonlocal size, responded
+                message = await receive()
+                if message["type"] == "http.request":
+                    size += len(message.get("body", b""))
+                    if size > limit and not responded:
+                        responded = True
+                        await self._send_error(send, 413, f"request body too large: over {limit} bytes",
+                                               close=True)
+                        return {"type": "http.disconnect"}  # the app stops reading and gives up
+                return message
+        else:
+            # JSON (or anything else) is buffered, up to the cap, so its depth can be measured
+            chunks, size = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await self._send_error(send, 413, f"request body too large: over {limit} bytes", close=True)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            if body and json_depth(body, self.max_depth) > self.max_depth:
                 await self._send_error(send, 400, f"JSON nested deeper than {self.max_depth} levels")
                 return
-        replayed = False
+            replayed = False
 
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            async def inner_receive():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
         started = False
 
         async def tracking_send(message):
             nonlocal started
+            if responded:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, replay, tracking_send)
+            await self.app(scope, inner_receive, tracking_send)
         except Exception:
+            if responded:
+                return  # the 413 is out; the app's complaint about the cut-off body is moot
             if started:
                 raise  # half a response is out: only closing the connection can signal the failure
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))

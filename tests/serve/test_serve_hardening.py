@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import random
 import socket
+from typing import Annotated
 
 import pytest
+from fastapi import FastAPI, File, Form, UploadFile
+
+from alignstack.http_limits import RequestLimits
 
 OK = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
@@ -211,3 +215,43 @@ def test_json_depth_counts_without_parsing(depth, limit, expect):
     assert json_depth(b"[" * depth + b"]" * depth, limit) == expect
     # brackets inside strings do not count; escaped quotes do not end a string
     assert json_depth(b'{"a": "[[[[[[\\"[[[[", "b": [1]}', 2) == 2
+
+
+def _limited_form_app(limit: int):
+    app = FastAPI()
+    seen = []
+
+    @app.post("/up")
+    async def up(file: Annotated[UploadFile, File()], name: str = Form("")):
+        seen.append(len(await file.read()))
+        return {"ok": True}
+
+    app.add_middleware(RequestLimits, max_body=limit,
+                       render=lambda st, msg: (json.dumps({"error": msg}).encode(), "application/json"))
+    return app, seen
+
+
+def _multipart(payload: bytes) -> tuple[bytes, str]:
+    b = "XyZbOuNdArY"
+    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nn\r\n"
+            f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + payload + f"\r\n--{b}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={b}"
+
+
+def test_streamed_form_bodies_are_counted_not_buffered():
+    from fastapi.testclient import TestClient
+
+    app, seen = _limited_form_app(10_000)
+    c = TestClient(app)
+    small, ctype = _multipart(b"a" * 2000)
+    assert c.post("/up", content=small, headers={"content-type": ctype}).json() == {"ok": True}
+    big, ctype = _multipart(b"a" * 50_000)
+
+    def chunks():  # chunked: no Content-Length to refuse it by, so the count while streaming must
+        for i in range(0, len(big), 4096):
+            yield big[i:i + 4096]
+
+    r = c.post("/up", content=chunks(), headers={"content-type": ctype})
+    assert r.status_code == 413 and "too large" in r.json()["error"] and r.headers["connection"] == "close"
+    assert seen == [2000]  # the oversized upload never reached the route
