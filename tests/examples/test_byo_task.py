@@ -87,3 +87,33 @@ def test_the_users_task_reached_every_method(byo_run):
     # GRPO's rewards came from the verifier (0/1 per sample, so the batch means are multiples of 1/32)
     rows = [json.loads(x) for x in (runs / "grpo" / "metrics.jsonl").read_text().splitlines() if '"reward"' in x]
     assert rows and all(abs(r["reward"] * 32 - round(r["reward"] * 32)) < 1e-6 for r in rows)
+
+
+def test_every_command_in_the_byo_guide_builds_a_valid_config(tmp_path, monkeypatch):
+    """docs/byo.md: each `alignstack <method> ...` line builds its method's config (specs checked when built)."""
+    import re
+    import shlex
+
+    from alignstack.methods.registry import METHODS, build_config
+    text = (Path(__file__).resolve().parents[2] / "docs" / "byo.md").read_text()
+    lines = [ln.split("#")[0].strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+             for ln in b.splitlines()]
+    cmds = [shlex.split(ln)[1:] for ln in lines if ln.startswith("alignstack ")]
+    built = 0
+    for cmd, *over in cmds:
+        if cmd in METHODS:
+            build_config(cmd, None, over)
+            built += 1
+    assert built >= 10
+
+
+@pytest.mark.parametrize("over, msg", [
+    (["prompts=bogus"], "prompts: cannot resolve 'bogus' as a prompt source"),
+    (["verifier=regex:("], "verifier: bad regular expression"),
+    (["ptx_corpus=nonsense"], "ptx_corpus: cannot resolve 'nonsense' as a document source"),
+])
+def test_bad_specs_fail_when_the_config_is_built(over, msg):
+    from alignstack.config import ConfigError
+    from alignstack.methods.registry import build_config
+    with pytest.raises(ConfigError, match=msg):
+        build_config("ppo", None, over)
