@@ -155,9 +155,15 @@ class LogConfig:
     progress: bool = True
     tensorboard: bool = False
     wandb: bool = False               # Weights & Biases (pip install 'alignstack[wandb]'); project: $WANDB_PROJECT
+    # reward-hacking alarms of PPO/GRPO/RLOO (train/alarms.py): completion length below this share of the
+    # first steps', sequence KL above this many nats
+    alarm_length_frac: float = 0.5
+    alarm_kl: float = 1.0
 
     def __post_init__(self):
         _require(_num(self.every) and self.every >= 1, "every", "an integer ≥ 1", self.every)
+        _require(0 <= self.alarm_length_frac < 1, "alarm_length_frac", "a number in [0, 1)", self.alarm_length_frac)
+        _require(self.alarm_kl > 0, "alarm_kl", "a number > 0", self.alarm_kl)
 
 
 @dataclass

@@ -73,3 +73,14 @@ def test_grpo_run_that_collapses_its_lengths_reports_the_alarm(nano, tmp_path):
     fired = {a["alarm"]: a for a in res["alarms"]}
     assert {"length_collapse", "kl"} <= fired.keys()
     assert sum("reward-hacking alarm" in str(x.message) for x in w) == len(res["alarms"])
+
+
+def test_thresholds_come_from_the_log_config():
+    from alignstack.config import ConfigError, load
+    from alignstack.methods import ppo
+    cfg = load(ppo.PPOConfig, overrides=["log.alarm_kl=5", "log.alarm_length_frac=0.2"])
+    al = HackingAlarms.from_log(cfg.log)
+    assert (al.kl_limit, al.length_frac) == (5.0, 0.2)
+    assert detect(rows(kl=[2.0, 2.2, 2.4]), kl_limit=al.kl_limit) == {}
+    with pytest.raises(ConfigError, match="alarm_kl"):
+        load(ppo.PPOConfig, overrides=["log.alarm_kl=0"])

@@ -99,7 +99,7 @@ def train(cfg: GRPOConfig) -> dict:
     G = cfg.num_generations
     history = []
     from alignstack.train.alarms import HackingAlarms
-    alarms = HackingAlarms()                 # length collapse, KL, reward up while the check falls: warn once
+    alarms = HackingAlarms.from_log(cfg.log)  # length collapse, KL, reward up while the check falls: warn once
 
     def ref_lp(batch):
         if ref is not None:

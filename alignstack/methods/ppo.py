@@ -176,7 +176,7 @@ def train(cfg: PPOConfig) -> dict:
     reduce = (lambda t: tr.acc.reduce(t, reduction="sum")) if world > 1 else None
     history, best = [], (-float("inf"), None)
     from alignstack.train.alarms import HackingAlarms
-    alarms = HackingAlarms()                 # length collapse, KL, reward up while the check falls: warn once
+    alarms = HackingAlarms.from_log(cfg.log)  # length collapse, KL, reward up while the check falls: warn once
     split = {"generation": 0.0, "scoring": 0.0, "ref_value": 0.0, "training": 0.0}   # wall-time split (s)
     clock = time.perf_counter
 

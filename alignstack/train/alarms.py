@@ -82,3 +82,8 @@ class HackingAlarms:
             warnings.warn(f"reward-hacking alarm at step {step}: {msg}", stacklevel=2)
             new.append(name)
         return new
+
+    @classmethod
+    def from_log(cls, log) -> HackingAlarms:
+        """The thresholds a method's ``log`` group sets (``log.alarm_length_frac``, ``log.alarm_kl``)."""
+        return cls(length_frac=getattr(log, "alarm_length_frac", 0.5), kl_limit=getattr(log, "alarm_kl", 1.0))
