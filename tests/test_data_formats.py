@@ -130,3 +130,14 @@ def test_conversational_export_round_trips_and_matches_trl_shape():
     assert c["prompt"] == U and c["chosen"] == [{"role": "assistant", "content": "4"}]
     assert c["rejected"] == [{"role": "assistant", "content": "5"}] and c["margin"] == 1.0
     assert validate_row("preference", json.loads(json.dumps(c)))["chosen"] == "4"
+
+
+def test_reward_models_read_hh_rows_and_name_a_wrong_kind(tmp_path):
+    from alignstack.methods.reward_model import load_rows
+    p = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: Q\n\nAssistant: A",
+                                             "rejected": "\n\nHuman: Q\n\nAssistant: B"}])
+    for kind in (None, "hh"):
+        (r,) = load_rows(str(p), kind)
+        assert r["prompt"] == [{"role": "user", "content": "Q"}] and (r["chosen"], r["rejected"]) == ("A", "B")
+    with pytest.raises(DataError, match="data.kind 'sharegpt' is not a kind of reward-model rows"):
+        load_rows(str(p), "sharegpt")

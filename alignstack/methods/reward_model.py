@@ -145,12 +145,11 @@ def row_kind(row: dict) -> str:
 
 def load_rows(path: str, kind: str | None = None) -> list[dict]:
     """Feedback rows from a file, validated (``ranking`` or ``preference``; auto from the first row)."""
+    from alignstack.data.formats import resolve_kind
     from alignstack.data.sources import read_rows
 
     raw = read_rows(path)
-    kind = kind or row_kind(raw[0])
-    if kind not in ("ranking", "preference"):
-        raise DataError(f"reward-model rows must be 'ranking' or 'preference' rows, not {kind!r}", file=path)
+    kind = resolve_kind(kind, raw[0], ("ranking", "preference"), file=path, what="reward-model rows")
     return [validate_row(kind, r, file=path, row_number=i + 1) for i, r in enumerate(raw)]
 
 
