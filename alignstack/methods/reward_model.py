@@ -112,8 +112,12 @@ class RewardModelConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 
+    def __post_init__(self):
+        check_config(self)
+
 
 def check_config(cfg: RewardModelConfig) -> None:
+    """Validation run when the config is built (and again by ``train``)."""
     if cfg.objective not in OBJECTIVES:
         raise ConfigError(f"objective: expected one of {OBJECTIVES}, got {cfg.objective!r}")
     if cfg.target not in TARGETS:
