@@ -9,7 +9,9 @@ generate exactly ``max-new`` tokens per completion and do identical work), the s
 model on both sides), GRPO loss with per-sequence aggregation (TRL ``loss_type="grpo"``), group-std
 advantage scaling, K completions per prompt, one optimizer step per generation batch (TRL
 ``steps_per_generation=1``, ``num_iterations=1``), T = 1, top-p 1, lr 1e-5, fp32.
-Prints completions/s after warm-up, the ratio ours/TRL and peak RSS.
+Prints completions/s after warm-up (wall clock, and per CPU-second of the process — with ``--threads 1`` the
+latter does not count time spent waiting for a core on a shared machine), the ratio ours/TRL, peak RSS and
+the roofline table of our step (benchmarks/roofline.py).
 """
 from __future__ import annotations
 
@@ -60,12 +62,23 @@ def run_ours(work: Path, a) -> dict:
         f"steps={a.steps}", f"prompts_per_step={a.prompts}", f"num_generations={a.k}", f"max_new_tokens={a.max_new}",
         "beta=0.04", "aggregation=sequence", "scale=std", "temperature=1.0", "optim.lr=1e-5", "log.progress=false",
         "log.every=1", "missing_eos_penalty=null"])
+    from alignstack.train import loop
+    cpu: list[float] = []
+    real_step = loop.Trainer.step
+
+    def step(self, *args, **kw):                     # benchmark-only instrumentation (not a subclass)
+        out = real_step(self, *args, **kw)
+        cpu.append(time.process_time())
+        return out
+    loop.Trainer.step = step
     grpo.train(cfg)
+    loop.Trainer.step = real_step
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "reward" in r]          # the method's per-step row (the loop logs its own too)
     times = [r["time"] for r in rows]
     n = a.prompts * a.k
     res = {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
+           "rate_completions_cpu": n * (len(cpu) - WARM) / (cpu[-1] - cpu[WARM - 1]),
            "mean_length": sum(r["length"] for r in rows) / len(rows)}
     if not a.no_roofline:
         res["roofline"] = roofline_of(work, a)
@@ -101,10 +114,12 @@ def run_trl(work: Path, a) -> dict:
     model = AutoModelForCausalLM.from_pretrained(str(work / "model"))
     rows = [json.loads(x) for x in (work / "prompts.jsonl").read_text().splitlines()]
     times: list[float] = []
+    cpu: list[float] = []
 
     class Timer(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             times.append(time.perf_counter())
+            cpu.append(time.process_time())
 
     n = a.prompts * a.k
     args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=n, gradient_accumulation_steps=1,
@@ -116,7 +131,8 @@ def run_trl(work: Path, a) -> dict:
     tr = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
                      processing_class=tok, callbacks=[Timer()])
     tr.train()
-    return {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1])}
+    return {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
+            "rate_completions_cpu": n * (len(cpu) - WARM) / (cpu[-1] - cpu[WARM - 1])}
 
 
 def child(a) -> None:
@@ -158,11 +174,13 @@ def main() -> None:
             raise SystemExit(f"{impl} failed:\n{out.stderr[-3000:]}")
         row[impl] = json.loads(line[0][7:])
     row["ratio"] = row["ours"]["rate_completions"] / row["trl"]["rate_completions"]
+    row["ratio_cpu"] = row["ours"]["rate_completions_cpu"] / row["trl"]["rate_completions_cpu"]
     o, t = row["ours"], row["trl"]
-    print(f"{'impl':<6}{'completions/s':>15}{'peak MB':>9}")
-    print(f"{'ours':<6}{o['rate_completions']:>15.1f}{o['peak_rss_mb']:>9}")
-    print(f"{'TRL':<6}{t['rate_completions']:>15.1f}{t['peak_rss_mb']:>9}")
-    print(f"ratio ours/TRL: {row['ratio']:.2f}x")
+    print(f"{'impl':<6}{'completions/s':>15}{'per CPU-s':>11}{'peak MB':>9}")
+    for name, x in (("ours", o), ("TRL", t)):
+        print(f"{name:<6}{x['rate_completions']:>15.1f}{x['rate_completions_cpu']:>11.1f}{x['peak_rss_mb']:>9}")
+    print(f"ratio ours/TRL: {row['ratio']:.2f}x wall clock, {row['ratio_cpu']:.2f}x per CPU-second "
+          "(process time: steadier than wall time on a shared machine)")
     if "roofline" in o:
         sys.path.insert(0, str(Path(__file__).parent))
         import roofline

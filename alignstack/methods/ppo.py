@@ -170,6 +170,8 @@ def train(cfg: PPOConfig) -> dict:
     ctl = (AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
            else FixedKLController(cfg.init_kl_coef))
     st = tr.resume_if_requested()
+    dev = tr.acc.device                             # rollout arrays stay on the CPU; forwards run here
+    ref.to(dev)
     if "kl" in st:
         ctl.load_state_dict(st["kl"])
     rank, world = tr.acc.process_index, tr.acc.num_processes
@@ -200,7 +202,7 @@ def train(cfg: PPOConfig) -> dict:
             ref_lp = frozen_logprobs(ref, b, cfg.temperature)
             with torch.no_grad():                   # in micro-batches too: the logits are (B, T, V)
                 model.eval()
-                old_v = torch.cat([model(ro.batch["input_ids"][c], ro.batch["attention_mask"][c])[1]
+                old_v = torch.cat([model(ro.batch["input_ids"][c].to(dev), ro.batch["attention_mask"][c].to(dev))[1].cpu()
                                    for c in micro_split(list(range(len(mask))), cfg.optim)])
             beta = ctl.value
             rewards, kl = kl_shaped_rewards(score, b["old_logprobs"], ref_lp, mask, beta)
@@ -231,9 +233,9 @@ def train(cfg: PPOConfig) -> dict:
                     first, total = mbs[0], sum(weights)
 
                     def loss_fn(sub):
-                        mb = ro.select(sub)
+                        mb = {k: v.to(dev) for k, v in ro.select(sub).items()}
                         Tm = mb["old_logprobs"].shape[1]
-                        mb_adv, mb_ret, mb_v = adv[sub, :Tm], returns[sub, :Tm], old_v[sub, :Tm]
+                        mb_adv, mb_ret, mb_v = (x[sub, :Tm].to(dev) for x in (adv, returns, old_v))
                         mb_mask = mb["loss_mask"][:, 1:].float()
                         w = float(mb_mask.sum())
                         logits, v = tr.model(mb["input_ids"], mb["attention_mask"])
@@ -246,8 +248,9 @@ def train(cfg: PPOConfig) -> dict:
                                  "entropy": float(masked_mean(token_entropy(logits.detach(), cfg.temperature),
                                                               mb_mask)) * w}
                         if ptx is not None and sub is first:   # the pretraining term once per minibatch
-                            out = tr.unwrapped.policy(input_ids=ptx["input_ids"], attention_mask=ptx["attention_mask"])
-                            s_, c = lm_loss_sum(out.logits, ptx["input_ids"], ptx["loss_mask"])
+                            px = {k: v.to(dev) for k, v in ptx.items()}
+                            out = tr.unwrapped.policy(input_ids=px["input_ids"], attention_mask=px["attention_mask"])
+                            s_, c = lm_loss_sum(out.logits, px["input_ids"], px["loss_mask"])
                             loss = loss + cfg.ptx_coef * s_ / c * total
                             stats["ptx_nll"] = (s_ / c).item() * total
                         return loss, w, stats
