@@ -106,9 +106,19 @@ class PolicyAndValue(nn.Module):
         if self.critic is None:
             values = self.value_head(out.hidden_states[-1]).squeeze(-1)
         else:
-            h = self.critic.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).last_hidden_state
-            values = self.critic.score(h).squeeze(-1)
+            values = self._critic(input_ids, attention_mask, pos)
         return out.logits, values[:, :-1].float()
+
+    def _critic(self, input_ids, attention_mask, pos):
+        h = self.critic.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).last_hidden_state
+        return self.critic.score(h).squeeze(-1)
+
+    def values(self, input_ids, attention_mask):
+        """The (B, T-1) value estimates alone: a separate critic skips the policy's forward."""
+        if self.critic is None:
+            return self(input_ids, attention_mask)[1]
+        pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self._critic(input_ids, attention_mask, pos)[:, :-1].float()
 
     def save_pretrained(self, path: str, **_):
         from safetensors.torch import save_model
@@ -202,7 +212,7 @@ def train(cfg: PPOConfig) -> dict:
             ref_lp = frozen_logprobs(ref, b, cfg.temperature)
             with torch.no_grad():                   # in micro-batches too: the logits are (B, T, V)
                 model.eval()
-                old_v = torch.cat([model(ro.batch["input_ids"][c].to(dev), ro.batch["attention_mask"][c].to(dev))[1].cpu()
+                old_v = torch.cat([model.values(ro.batch["input_ids"][c].to(dev), ro.batch["attention_mask"][c].to(dev)).cpu()
                                    for c in micro_split(list(range(len(mask))), cfg.optim)])
             beta = ctl.value
             rewards, kl = kl_shaped_rewards(score, b["old_logprobs"], ref_lp, mask, beta)
