@@ -284,7 +284,8 @@ def train_rl(cfg: ConstitutionalConfig, constitution: Constitution, policy_path:
         with open(prompts, "w") as f:
             for e in red_team_mix(cfg.seed + 4, cfg.rl_prompts, cfg.rl_red_team_frac, rt):
                 f.write(json.dumps(e.row()) + "\n")
-    rm = train_soft_rm(rows, policy_path, str(out / "pm"), cfg.rm_optim, cfg.model.max_length, cfg.seed, cfg.log)
+    rm = train_soft_rm(rows, policy_path, str(out / "pm"), cfg.rm_optim, cfg.model.max_length, cfg.seed, cfg.log,
+                       to_yaml(cfg), cfg.checkpoint, cfg.dist)
     barrier()
     rl = run_rl(cfg.rl, policy_path, f"rm:{rm['path']}", str(out / "rl"), cfg.seed, cfg.log, cfg.model,
                 prompts=str(prompts))

@@ -88,6 +88,9 @@ class IterativeConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)   # resume: an interrupted stage
     #   continues from its last checkpoint (finished rounds and stages are always reused)
 
+    def __post_init__(self):
+        check_config(self)             # a malformed schedule fails when the config is built, not after hours
+
 
 def _stage_config(cfg: IterativeConfig, i: int, stage: str, fixed: dict):
     """The method config of round ``i``'s ``stage``: defaults ← global dict ← round dict ← ``fixed``."""

@@ -250,8 +250,10 @@ def soft_batch_loss(model, pairs: list[SoftPair], pad_id: int, device=None):
 
 
 def train_soft_rm(rows: list[dict], init_path: str, out: str, optim: OptimConfig, max_length: int = 96,
-                  seed: int = 0, log: LogConfig | None = None, config_yaml: str = "") -> dict:
-    """Distil a reward model from soft-labelled rows; saved to ``out/model`` (``rm:out/model``)."""
+                  seed: int = 0, log: LogConfig | None = None, config_yaml: str = "",
+                  checkpoint: CheckpointConfig | None = None, dist: DistConfig | None = None) -> dict:
+    """Distil a reward model from soft-labelled rows; saved to ``out/model`` (``rm:out/model``); ``checkpoint``
+    and ``dist`` are the method's own (periodic checkpoints, resume, mixed precision, FSDP)."""
     from alignstack.data.render import ChatRenderer
     from alignstack.models.heads import reward_model_from_causal_lm
     from alignstack.models.load import load_tokenizer, save_pretrained_atomic
@@ -264,8 +266,9 @@ def train_soft_rm(rows: list[dict], init_path: str, out: str, optim: OptimConfig
         raise ValueError("no soft-labelled pairs survived rendering")
     model = reward_model_from_causal_lm(init_path, tok, seed)
     steps = total_steps(len(pairs), optim)
-    tr = Trainer(model, tok, optim, steps, out, config_yaml, log or LogConfig(), CheckpointConfig(), DistConfig(),
-                 desc="rm-soft")
+    tr = Trainer(model, tok, optim, steps, out, config_yaml, log or LogConfig(), checkpoint or CheckpointConfig(),
+                 dist or DistConfig(), desc="rm-soft")
+    tr.resume_if_requested()
     stream, dev, hist = IndexStream(len(pairs), seed), tr.acc.device, []
     with tr:
         while not tr.done:
@@ -333,7 +336,7 @@ def train(cfg: RLAIFConfig) -> dict:
                 f.write(json.dumps(r) + "\n")
         res["judge"] = report
         res["rm"] = train_soft_rm(rows, cfg.model.path, str(out / "rm"), cfg.rm_optim,   # 2. distilled RM
-                                  cfg.model.max_length, cfg.seed, cfg.log, to_yaml(cfg))
+                                  cfg.model.max_length, cfg.seed, cfg.log, to_yaml(cfg), cfg.checkpoint, cfg.dist)
         barrier()                # several processes: the RM is saved before RL loads it
         reward = f"rm:{res['rm']['path']}"
     res["rl"] = run_rl(cfg.rl, cfg.model.path, reward, str(out / "policy"), cfg.seed, cfg.log, cfg.model,  # 3. RL
