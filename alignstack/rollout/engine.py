@@ -108,6 +108,9 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
 
     synced = _fsdp_group_size(model) > 1
     cache_kw = _cache_kwarg(model)
+    # the prefill needs the last position's logits only (the LM head over every prompt token is the costliest
+    # matmul of a prefill with a large vocabulary)
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
     fast = llama_decode.supports(model) and not synced
     was_training = model.training
     model.eval()
@@ -130,7 +133,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
         ids, att = ids.to(dev), att.to(dev)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{cache_kw: cache})
+        out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{cache_kw: cache}, **last_only)
         logits = out.logits[:, -1]
         if expand is not None:                  # one prefill per distinct prompt, copied to its rows
             expand = expand.to(dev)
@@ -185,13 +188,18 @@ def _unique_rows(chunk: list[list[int]]) -> tuple[list[list[int]], torch.Tensor 
     return [list(p) for p in seen], torch.tensor(inv, dtype=torch.long)
 
 
-def _cache_kwarg(model) -> str:
-    """The forward keyword for the KV cache: ``cache`` in newer transformers 5.x, ``past_key_values``
-    in older ones (deprecated there, to be removed in 5.40)."""
+def _forward_params(model) -> set[str]:
+    """Named parameters of the (unwrapped) model's forward."""
     import inspect
     base = getattr(model, "module", model)                                          # DDP wrapper
     base = base.get_base_model() if hasattr(base, "get_base_model") else base       # peft: forward(*a, **kw)
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return set(inspect.signature(base.forward).parameters)
+
+
+def _cache_kwarg(model) -> str:
+    """The forward keyword for the KV cache: ``cache`` in newer transformers 5.x, ``past_key_values``
+    in older ones (deprecated there, to be removed in 5.40)."""
+    return "cache" if "cache" in _forward_params(model) else "past_key_values"
 
 
 class Backend:
