@@ -39,6 +39,11 @@ class PipelineConfig:
     eval_samples: int = 1            # T = 1 samples per prompt, averaged per prompt before the paired CI
     kl_prompts: int = 256
     seed: int = 0                    # eval prompt set and sampling seed
+    # Your own task instead of the world's ground truth: stages with eval: true are scored on these prompts
+    # (rows:PATH | import:mod:name, alignstack.tasks) by this verifier (exact | numeric:TOL | import:mod:fn)
+    eval_task: str | None = None
+    eval_verifier: str | None = None
+    eval_max_new_tokens: int = 32
     stages: list[StageConfig] = field(default_factory=list)
 
     def __post_init__(self):
@@ -67,6 +72,11 @@ class PipelineConfig:
         evals = [s.name for s in self.stages if s.eval]
         if evals and self.baseline not in evals:
             raise ValueError(f"baseline {self.baseline!r} must be a stage with eval: true (have {evals})")
+        if (self.eval_task is None) != (self.eval_verifier is None):
+            raise ValueError("eval_task and eval_verifier go together (your prompts and the verifier that scores them)")
+        from alignstack.tasks.resolve import check_spec
+        check_spec(self.eval_task, "prompts", "eval_task")
+        check_spec(self.eval_verifier, "verifier", "eval_verifier")
 
 
 def shipped(name: str) -> Path:
@@ -139,6 +149,57 @@ def _evaluate(d: Path, tok, tasks, ecfg, resume: bool) -> dict:
     return ev
 
 
+def _evaluate_task(d: Path, examples, verifier, cfg: PipelineConfig, resume: bool) -> dict:
+    """Verifier accuracy of a stage's policy on the task's eval prompts: per prompt the mean over
+    ``eval_samples`` draws at T = 1 (seeds ``cfg.seed + s``), and greedy."""
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.rollout.engine import SamplingConfig
+    from alignstack.rollout.experience import complete
+    f = d / "eval_task.json"
+    if resume and f.exists():
+        return json.loads(f.read_text())
+    path = policy_path(d)
+    model, tok = load_model(path).eval(), load_tokenizer(path)
+    prompts = [e.prompt for e in examples]
+    per = [0.0] * len(examples)
+    for s in range(cfg.eval_samples):
+        texts = complete(model, tok, prompts, SamplingConfig(cfg.eval_max_new_tokens, 1.0), cfg.seed + s)
+        for i, (e, t) in enumerate(zip(examples, texts)):
+            per[i] += float(verifier(e, t)) / cfg.eval_samples
+    greedy = complete(model, tok, prompts, SamplingConfig(cfg.eval_max_new_tokens, 1.0, greedy=True), cfg.seed)
+    g = [float(verifier(e, t)) for e, t in zip(examples, greedy)]
+    ev = {"accuracy": sum(per) / len(per), "greedy_accuracy": sum(g) / len(g), "per_prompt": per,
+          "greedy_per_prompt": g, "samples": [{"prompt": p[-1]["content"], "response": t}
+                                              for p, t in zip(prompts[:8], greedy[:8])]}
+    _write_json(f, ev)
+    return ev
+
+
+def _task_summary(cfg: PipelineConfig, out: Path, resume: bool, label: str) -> dict:
+    """Rows of summary.json for a pipeline on a user's task (``eval_task`` + ``eval_verifier``)."""
+    from alignstack.eval.stats import paired_difference
+    from alignstack.tasks import resolve
+    evals = [s for s in cfg.stages if s.eval]
+    src = resolve(cfg.eval_task, "prompts", key="eval_task", seed=cfg.seed, pool=cfg.eval_prompts, split="eval")
+    examples = src.examples[:cfg.eval_prompts]
+    verifier = resolve(cfg.eval_verifier, "verifier", key="eval_verifier")
+    print(f"[{label}] evaluating {len(evals)} stages on {len(examples)} prompts of {cfg.eval_task} with "
+          f"{cfg.eval_verifier} ({cfg.eval_samples} sample(s) each + greedy) ...", flush=True)
+    res = {s.name: _evaluate_task(out / s.name, examples, verifier, cfg, resume) for s in evals}
+    base = res[cfg.baseline]
+    rows = {}
+    for name, ev in res.items():
+        c = paired_difference(ev["per_prompt"], base["per_prompt"])
+        cg = paired_difference(ev["greedy_per_prompt"], base["greedy_per_prompt"])
+        rows[name] = {"verifier_accuracy": ev["accuracy"], "greedy_verifier_accuracy": ev["greedy_accuracy"],
+                      "diff_vs_baseline": c["diff"]["mean"], "diff_ci": [c["diff"]["lo"], c["diff"]["hi"]],
+                      "greedy_diff_vs_baseline": cg["diff"]["mean"], "greedy_diff_ci": [cg["diff"]["lo"], cg["diff"]["hi"]],
+                      "samples": ev["samples"]}
+        if name != cfg.baseline:
+            rows[name]["verdict"] = _verdict(c["diff"], name, cfg.baseline)
+    return rows
+
+
 def _verdict(diff: dict, name: str, baseline: str) -> str:
     if diff["lo"] > 0:
         return f"beats {baseline}"
@@ -177,7 +238,8 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
 
     summary = {"config": to_dict(cfg), "stages": {}}
     evals = [s for s in cfg.stages if s.eval]
-    if evals:
+    task_rows = _task_summary(cfg, out, resume, label) if evals and cfg.eval_task else {}
+    if evals and not cfg.eval_task:
         print(f"[{label}] evaluating {len(evals)} stages on {cfg.eval_prompts} held-out prompts "
               f"({cfg.eval_samples} sample(s) each) ...", flush=True)
         ecfg = EvalConfig(n_prompts=cfg.eval_prompts, seed=cfg.seed, samples=cfg.eval_samples)
@@ -188,7 +250,9 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
     for st in cfg.stages:
         info = results[st.name]
         row: dict = {"method": st.method, "wall_s": info.get("wall_s")}
-        if st.eval:
+        if st.eval and cfg.eval_task:
+            row.update(task_rows[st.name])
+        elif st.eval:
             ev = _evaluate(out / st.name, tok, tasks, ecfg, resume)
             c = compare(ev, base_ev)
             cu = compare(ev, base_ev, metric="per_prompt_unsafe")
@@ -227,6 +291,12 @@ def print_table(summary: dict) -> None:
           f"{'wall s':>8}  verdict")
     for k, v in summary["stages"].items():
         wall = v.get("wall_s") or 0
+        if "verifier_accuracy" in v:                 # a user's task: verifier accuracy, paired diff vs baseline
+            lo, hi = v["diff_ci"]
+            print(f"{k:<20}{'accuracy':>9}{v['verifier_accuracy']:>8.3f}{'greedy':>8}"
+                  f"{v['greedy_verifier_accuracy']:>12.3f}{v['diff_vs_baseline']:>+9.3f} [{lo:+.3f},{hi:+.3f}]"
+                  f"{wall:>8.0f}  {v.get('verdict', 'baseline')}")
+            continue
         if "helpfulness" in v:
             lo, hi = v["score_diff_ci"]
             print(f"{k:<20}{v['helpfulness']:>9.3f}{v['unsafe_rate']:>8.3f}{v['kl_to_sft']:>8.2f}"

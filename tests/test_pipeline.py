@@ -126,3 +126,15 @@ def test_eval_samples_average_per_prompt_and_scalars(tmp_path):
         EvalConfig(samples=0)
     with pytest.raises(ConfigError, match="eval_samples must be"):
         load_pipeline(_write(tmp_path, "eval_samples: 0\nstages:\n  - {name: a, method: sft}\n"))
+
+
+def test_task_eval_keys_are_checked_when_the_pipeline_is_built(tmp_path):
+    from alignstack.config import ConfigError
+    from alignstack.pipeline import load_pipeline
+    p = tmp_path / "p.yaml"
+    p.write_text("stages: [{name: sft, method: sft, eval: true}]\nbaseline: sft\neval_task: rows:x.jsonl\n")
+    with pytest.raises(ConfigError, match="eval_task and eval_verifier go together"):
+        load_pipeline(p)
+    with pytest.raises(ConfigError, match="eval_verifier: cannot resolve 'nope' as a verifier"):
+        load_pipeline(p, ["eval_verifier=nope"])
+    assert load_pipeline(p, ["eval_verifier=exact"]).eval_verifier == "exact"

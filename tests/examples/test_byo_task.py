@@ -33,7 +33,8 @@ def byo_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.chdir(root)                      # the user's folder: relative paths and `import:mytask:...` resolve here
     try:
-        assert main(["pipeline", "pipeline.yaml", "--fast", "--no-progress", f"out={root / 'runs'}"]) == 0
+        assert main(["pipeline", "pipeline.yaml", "--fast", "--no-progress", f"out={root / 'runs'}",
+                     "eval_samples=2", "eval_prompts=40"]) == 0
     finally:
         mp.undo()
     return root
@@ -64,6 +65,17 @@ def test_supervised_losses_fell(byo_run):
     for name in ("pretrain", "sft", "rm_kway", "dpo"):
         losses = _losses(byo_run / "runs" / name)
         assert len(losses) >= 2 and losses[-1] < losses[0], (name, losses)
+
+
+def test_pipeline_evaluates_stages_with_the_users_verifier(byo_run):
+    summary = json.loads((byo_run / "runs" / "summary.json").read_text())["stages"]
+    for name in ("sft", "grpo", "rloo", "rest", "hir"):
+        row = summary[name]
+        assert 0.0 <= row["verifier_accuracy"] <= 1.0 and 0.0 <= row["greedy_verifier_accuracy"] <= 1.0
+        lo, hi = row["diff_ci"]
+        assert lo <= row["diff_vs_baseline"] <= hi
+        assert row["samples"] and "helpfulness" not in row              # not the world's ground truth
+    assert summary["sft"]["diff_vs_baseline"] == 0.0 and "verdict" in summary["grpo"]
 
 
 def test_the_users_task_reached_every_method(byo_run):
