@@ -4,12 +4,14 @@
 
 Parts (each writes into results/ai_feedback.json as it finishes):
 
-- judge: the fixture's *pretrained* model (it saw the world's A/B judgement documents, 85% correct)
-  as pairwise judge on SFT sample pairs of eval prompts: agreement with ground-truth helpfulness with
-  and without order averaging (95% CI), position bias, length bias, per-family agreement.
-- rlaif: distilled RLAIF (judge soft labels → soft-label RM → RLOO) vs the same pipeline on labels
-  from the world's simulated human annotator (same number of pairs), both vs SFT on 1,000 eval
-  prompts (paired per-prompt CIs).
+- judge: pairwise judges on SFT sample pairs of eval prompts: the *distilled judge* (the pretrained model trained
+  one more epoch on ground-truth-labelled judgement / critique / rating documents, ``world.corpus.judge_documents``,
+  asked for a chain of thought; the test fixture builds it, or ``--judge PATH``), the fixture's *pretrained* model
+  (it saw the corpus's A/B judgements, 85% correct) and the SFT model: agreement with ground-truth helpfulness
+  with and without order averaging (95% CI), position bias, length bias, per-family agreement.
+- rlaif: distilled RLAIF (judge soft labels → soft-label RM → RLOO) with the distilled judge, the same with the old
+  judge (the pretrained model), and the same pipeline on labels from the world's simulated human annotator (same
+  pairs), all vs SFT on 1,000 eval prompts (paired per-prompt CIs).
 - drlaif: d-RLAIF (the judge's normalised 1–10 score used directly as the RLOO reward, no RM) vs SFT and
   vs the distilled RLAIF policy of the rlaif part.
 - slcai: SL-CAI (critic = pretrained model, critique documents) fine-tuning of the SFT model; unsafe
@@ -37,6 +39,17 @@ def newest_fixture() -> Path:
     return max(dirs, key=lambda d: (d / "done.json").stat().st_mtime)
 
 
+def distilled_judge(fx: Path, path: str | None) -> str:
+    """The distilled judge: ``--judge`` or the one the test fixture built beside ``fx`` (tests/conftest.py)."""
+    if path:
+        return path
+    built = sorted(fx.glob("judge-*/model"), key=lambda d: d.stat().st_mtime)
+    if not built:
+        raise SystemExit(f"no distilled judge under {fx}: run `pytest tests/ai_feedback -k judge_agrees` (it builds "
+                         "one) or pass --judge PATH (alignstack pretrain --config configs/pretrain_judge.yaml)")
+    return str(built[-1])
+
+
 def evaluate(path, n: int, seed: int = 0, tasks=None, samples: int = 1) -> dict:
     from alignstack.eval.ground_truth import EvalConfig
     from alignstack.eval.ground_truth import evaluate as ev
@@ -53,26 +66,29 @@ def strip(e: dict) -> dict:
         "red_team_unsafe_rate": e["sampled"]["red_team_unsafe_rate"]}
 
 
-def part_judge(fx: Path, n: int) -> dict:
+def part_judge(fx: Path, n: int, judge_path: str) -> dict:
     from alignstack.feedback.judges import PairwiseJudge
     from alignstack.methods.rlaif import judge_report, local_backend, sample_pairs
     from alignstack.models.load import load_model, load_tokenizer
     from alignstack.world import corpus as C
 
-    tasks = C.prompt_set(0, "eval", n)
+    from alignstack.world.plugin import example_of
+
+    tasks = [example_of(t) for t in C.prompt_set(0, "eval", n)]
     pol, tok = load_model(fx / "sft" / "model").eval(), load_tokenizer(fx / "sft" / "model")
     rows = sample_pairs(pol, tok, tasks, 1.0, 24, 0)
     a = [r["completions"][0] for r in rows]
     b = [r["completions"][1] for r in rows]
-    judge = PairwiseJudge(local_backend(str(fx / "pretrain" / "model")), both_orders=True)
-    res = judge.judge([r["prompt"] for r in rows], a, b)
-    rep = judge_report(tasks, a, b, res)
-    sft_judge = PairwiseJudge(local_backend(str(fx / "sft" / "model")), both_orders=True)
-    rep_sft = judge_report(tasks, a, b, sft_judge.judge([r["prompt"] for r in rows], a, b))
-    return {"judge=pretrained": rep, "judge=sft": rep_sft}
+    reps = {}
+    for name, path, cot in (("judge=distilled (CoT)", judge_path, True), ("judge=distilled (no CoT)", judge_path, False),
+                            ("judge=pretrained", str(fx / "pretrain" / "model"), False),
+                            ("judge=sft", str(fx / "sft" / "model"), False)):
+        judge = PairwiseJudge(local_backend(path), both_orders=True, cot=cot)
+        reps[name] = judge_report(tasks, a, b, judge.judge([r["prompt"] for r in rows], a, b))
+    return reps
 
 
-def part_rlaif(fx: Path, out: Path, n_pairs: int, steps: int, n_eval: int) -> dict:
+def part_rlaif(fx: Path, out: Path, n_pairs: int, steps: int, n_eval: int, judge_path: str) -> dict:
     from alignstack.config import OptimConfig
     from alignstack.eval.ground_truth import compare
     from alignstack.methods import rlaif
@@ -83,9 +99,13 @@ def part_rlaif(fx: Path, out: Path, n_pairs: int, steps: int, n_eval: int) -> di
     rl = rlaif.RLConfig(algorithm="rloo", steps=steps, prompts_per_step=16, num_generations=4, beta=0.05, lr=2e-5)
     rm_optim = OptimConfig(lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", grad_clip=1.0)
     cfg = rlaif.RLAIFConfig(out=str(out / "rlaif"), n_pairs=n_pairs, rl=rl, rm_optim=rm_optim)
-    cfg.model.path, cfg.judge.path = sft, str(fx / "pretrain" / "model")
+    cfg.model.path, cfg.judge.path, cfg.judge.cot = sft, judge_path, True
     t0 = time.perf_counter()
     r_ai = rlaif.train(cfg)
+    # the same pipeline with the old judge (the pretrained model, no chain of thought)
+    old = rlaif.RLAIFConfig(out=str(out / "rlaif_old_judge"), n_pairs=n_pairs, rl=rl, rm_optim=rm_optim)
+    old.model.path, old.judge.path = sft, str(fx / "pretrain" / "model")
+    r_old = rlaif.train(old)
     # same pipeline, labels from the simulated human annotator (noisy GT comparisons, soft label = 1)
     rows = [json.loads(x) for x in (out / "rlaif" / "ai_labels.jsonl").read_text().splitlines()]
     tasks = C.prompt_set(cfg.seed, "train", n_pairs)
@@ -101,13 +121,17 @@ def part_rlaif(fx: Path, out: Path, n_pairs: int, steps: int, n_eval: int) -> di
         human.append({"prompt": r["prompt"], "chosen": c, "rejected": j, "soft_label": 1.0})
     rm_h = rlaif.train_soft_rm(human, sft, str(out / "rlhf" / "rm"), rm_optim, 96, 0)
     rl_h = rlaif.run_rl(rl, sft, f"rm:{rm_h['path']}", str(out / "rlhf" / "policy"))
-    e_sft, e_ai, e_h = (evaluate(p, n_eval, samples=RL_EVAL_SAMPLES) for p in
-                        (sft, out / "rlaif" / "policy" / "model", out / "rlhf" / "policy" / "model"))
-    return {"n_pairs": n_pairs, "rl_steps": steps, "eval_samples": RL_EVAL_SAMPLES, "judge": r_ai["judge"], "sft": strip(e_sft),
-            "rlaif": strip(e_ai), "rlhf_sim_human": strip(e_h),
-            "rlaif_vs_sft": compare(e_ai, e_sft), "rlhf_vs_sft": compare(e_h, e_sft),
-            "rlaif_vs_rlhf": compare(e_ai, e_h), "rl_final_reward": {"rlaif": r_ai["rl"].get("final_reward"),
-                                                                    "rlhf_sim_human": rl_h.get("final_reward")},
+    e_sft, e_ai, e_old, e_h = (evaluate(p, n_eval, samples=RL_EVAL_SAMPLES) for p in
+                               (sft, out / "rlaif" / "policy" / "model", out / "rlaif_old_judge" / "policy" / "model",
+                                out / "rlhf" / "policy" / "model"))
+    return {"n_pairs": n_pairs, "rl_steps": steps, "eval_samples": RL_EVAL_SAMPLES, "judge": r_ai["judge"],
+            "judge_old": r_old["judge"], "judge_path": judge_path, "sft": strip(e_sft),
+            "rlaif": strip(e_ai), "rlaif_old_judge": strip(e_old), "rlhf_sim_human": strip(e_h),
+            "rlaif_vs_sft": compare(e_ai, e_sft), "rlaif_old_judge_vs_sft": compare(e_old, e_sft),
+            "rlhf_vs_sft": compare(e_h, e_sft), "rlaif_vs_rlhf": compare(e_ai, e_h),
+            "rlaif_vs_rlaif_old_judge": compare(e_ai, e_old),
+            "rl_final_reward": {"rlaif": r_ai["rl"].get("final_reward"), "rlaif_old_judge": r_old["rl"].get("final_reward"),
+                                "rlhf_sim_human": rl_h.get("final_reward")},
             "wall_s": time.perf_counter() - t0}
 
 
@@ -214,16 +238,22 @@ def write_md(res: dict, path: Path) -> None:
         r = res["rlaif"]
         L += [f"## RLAIF vs simulated human feedback ({r['n_pairs']} pairs each, RLOO {r['rl_steps']} steps)", "",
               "| policy | helpfulness (benign) | unsafe rate | red-team unsafe | score |", "|---|---|---|---|---|"]
-        for k in ("sft", "rlaif", "rlhf_sim_human"):
+        for k in ("sft", "rlaif", "rlaif_old_judge", "rlhf_sim_human"):
+            if k not in r:
+                continue
             e = r[k]
             L.append(f"| {k} | {e['helpfulness']:.3f} | {e['unsafe_rate']:.3f} | {e['red_team_unsafe_rate']:.3f} | "
                      f"{e['score']:.3f} |")
         L += ["", "| comparison (score, paired) | mean diff | win rate |", "|---|---|---|"]
-        for k in ("rlaif_vs_sft", "rlhf_vs_sft", "rlaif_vs_rlhf"):
-            L.append(f"| {k} | {_ci(r[k]['diff'])} | {_ci(r[k]['win_rate'])} |")
+        for k in ("rlaif_vs_sft", "rlaif_old_judge_vs_sft", "rlhf_vs_sft", "rlaif_vs_rlhf", "rlaif_vs_rlaif_old_judge"):
+            if k in r:
+                L.append(f"| {k} | {_ci(r[k]['diff'])} | {_ci(r[k]['win_rate'])} |")
         L += ["", f"Judge on the RLAIF training pairs: agreement {_ci(r['judge']['agreement'])}, first order only "
-              f"{_ci(r['judge']['agreement_first_order_only'])}. Eval: {r.get('eval_samples', 1)} samples per prompt "
-              "(per-prompt mean), T = 1.", ""]
+              f"{_ci(r['judge']['agreement_first_order_only'])}"
+              + (f"; the old judge (pretrained model) {_ci(r['judge_old']['agreement'])}" if "judge_old" in r else "")
+              + f". Eval: {r.get('eval_samples', 1)} samples per prompt (per-prompt mean), T = 1. The distilled judge is "
+              "the pretrained model trained one more epoch on ground-truth-labelled judgement, critique and rating "
+              "documents (by design: the world's ground truth is its only teacher), asked for a chain of thought.", ""]
     if "drlaif" in res:
         r = res["drlaif"]
         L += [f"## d-RLAIF: the judge's normalised score as the reward (RLOO {r['rl_steps']} steps)", "",
@@ -313,6 +343,7 @@ def main() -> None:
     ap.add_argument("--rl-steps", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--sl-prompts", type=int, default=None, help="rlcai: SL-CAI prompts (default: --n-pairs)")
+    ap.add_argument("--judge", default=None, help="the distilled judge (default: the one the test fixture built)")
     a = ap.parse_args()
     torch.set_num_threads(2)
     fx = Path(a.fixture) if a.fixture else newest_fixture()
@@ -324,9 +355,9 @@ def main() -> None:
     for part in a.parts.split(","):
         t0 = time.perf_counter()
         if part == "judge":
-            res["judge"] = part_judge(fx, a.n_eval)
+            res["judge"] = part_judge(fx, a.n_eval, distilled_judge(fx, a.judge))
         elif part == "rlaif":
-            res["rlaif"] = part_rlaif(fx, out, a.n_pairs, a.rl_steps, a.n_eval)
+            res["rlaif"] = part_rlaif(fx, out, a.n_pairs, a.rl_steps, a.n_eval, distilled_judge(fx, a.judge))
         elif part == "drlaif":
             res["drlaif"] = part_drlaif(fx, out, a.rl_steps, a.n_eval)
         elif part == "slcai":

@@ -1,6 +1,10 @@
 """Shared fixtures. `trained_world` builds the tokenizer, a pretrained and an SFT tiny model once,
-cached on disk under .cache/fixtures keyed by the world version and the fixture config, and every
-method test reuses it."""
+cached on disk under .cache/fixtures keyed by the world version and the resolved fixture configs, and every
+method test reuses it.
+
+``ALIGNSTACK_FIXTURE_SEED`` (default 0) sets the training seed of the fixture models (initialisation and
+data order; the world's data stay the same): the ground-truth tests must pass on fixtures trained with any seed,
+and ``scripts/margins.py`` runs them across several to report each test's smallest margin."""
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +16,16 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_SEED = int(os.environ.get("ALIGNSTACK_FIXTURE_SEED", "0"))
 FIXTURE_OVERRIDES = {
-    "pretrain": ["data.n_rows=40000", "log.progress=false"],
-    "sft": ["data.n_rows=12000", "log.progress=false"],
+    "pretrain": ["data.n_rows=40000", "log.progress=false", f"seed={FIXTURE_SEED}"],
+    "sft": ["data.n_rows=12000", "log.progress=false", f"seed={FIXTURE_SEED}"],
+    # the AI labeler: the pretrained model trained further on ground-truth-labelled judgement documents
+    "judge": ["optim.lr=1e-3", "optim.epochs=1.0", "optim.batch_size=32", "optim.warmup_steps=20",
+              "log.progress=false", f"seed={FIXTURE_SEED}"],
 }
+JUDGE_DOCS = 30000
+FIXTURE_REVISION = "1"
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +35,7 @@ def trained_world():
     from alignstack.world import WORLD_VERSION
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    key = hashlib.sha256(json.dumps([WORLD_VERSION, FIXTURE_OVERRIDES,
-                                     (ROOT / "alignstack/methods/pretrain.py").read_text(),
-                                     (ROOT / "alignstack/config.py").read_text(),
-                                     (ROOT / "alignstack/methods/sft.py").read_text()]).encode()).hexdigest()[:12]
+    key = _fixture_key(WORLD_VERSION)
     base = Path(os.environ.get("ALIGNSTACK_FIXTURE_DIR", ROOT / ".cache" / "fixtures")) / key
     done = base / "done.json"
     base.mkdir(parents=True, exist_ok=True)
@@ -40,7 +47,16 @@ def trained_world():
     info = json.loads(done.read_text())
 
     return {"dir": base, "pretrained": base / "pretrain" / "model", "sft": base / "sft" / "model",
-            "tokenizer": base / "pretrain" / "tokenizer", "info": info}
+            "tokenizer": base / "pretrain" / "tokenizer", "info": info,
+            "seed": FIXTURE_SEED}
+
+
+def _fixture_key(world_version: str) -> str:
+    """The cache key: the world version (bumped whenever generated data change), the fixture's overrides and seed,
+    and ``FIXTURE_REVISION``, bumped by hand when a change to the training code moves the fixture's numbers. CI
+    always builds the fixture afresh; a local cache that may be stale after such a change is removed with
+    ``rm -r .cache/fixtures``. (Hashing the training code's source made every unrelated edit retrain it.)"""
+    return hashlib.sha256(json.dumps([world_version, FIXTURE_OVERRIDES, FIXTURE_REVISION]).encode()).hexdigest()[:12]
 
 
 def _build_fixture(base: Path, done: Path) -> None:
@@ -52,6 +68,34 @@ def _build_fixture(base: Path, done: Path) -> None:
     s = sft.train(load(sft.SFTConfig, overrides=[f"out={base}/sft", f"model.path={base}/pretrain/model",
                                                   *FIXTURE_OVERRIDES["sft"]]))
     done.write_text(json.dumps({"pretrain": pre, "sft": s}, default=str))
+
+
+@pytest.fixture(scope="session")
+def world_judge(trained_world):
+    """The AI labeler (RLAIF, d-RLAIF, Constitutional AI's critic and judge): the pretrained fixture model trained
+    one more epoch on ``JUDGE_DOCS`` ground-truth-labelled judgement, critique and rating documents
+    (``world.corpus.judge_documents``), built on first use and cached beside the fixture."""
+    import fcntl
+
+    from alignstack.config import load
+    from alignstack.methods import pretrain
+    from alignstack.world.corpus import judge_documents
+
+    over = FIXTURE_OVERRIDES["judge"]
+    # the documents' first hundred stand for the corpus: a change to the judge documents retrains the judge
+    key = hashlib.sha256(json.dumps([JUDGE_DOCS, over, FIXTURE_REVISION,
+                                     judge_documents(0, 100)]).encode()).hexdigest()[:12]
+    base = trained_world["dir"] / f"judge-{key}"
+    with open(trained_world["dir"] / f"judge-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / "done.json").exists():
+            base.mkdir(parents=True, exist_ok=True)
+            docs = base / "judge_docs.jsonl"
+            docs.write_text("".join(json.dumps({"text": d}) + "\n" for d in judge_documents(0, JUDGE_DOCS)))
+            res = pretrain.train(load(pretrain.PretrainConfig, overrides=[
+                f"out={base}", f"model.path={trained_world['pretrained']}", f"data.path={docs}", *over]))
+            (base / "done.json").write_text(json.dumps(res, default=str))
+    return base / "model"
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +142,53 @@ def chrome(tmp_path):
         yield driver
     finally:
         driver.quit()
+
+
+class Margins:
+    """The assertions of the ground-truth tests, with their margins on record.
+
+    Each check asserts a statistic against its threshold and, when ``ALIGNSTACK_MARGIN_LOG`` names a file,
+    appends ``{test, stat, value, threshold, margin, z, seed, passed}`` to it (JSON lines, written before the
+    assertion so failures are recorded too). ``z`` is the margin in standard errors where the statistic comes
+    with a 95% CI: how far the CI's bound clears the threshold. ``scripts/margins.py`` runs the tests on
+    several fixture seeds and reports each check's smallest margin."""
+
+    def __init__(self, test: str):
+        self.test = test
+        self.log = os.environ.get("ALIGNSTACK_MARGIN_LOG")
+
+    def _check(self, stat: str, value: float, threshold: float, above: bool, se: float | None, info) -> None:
+        margin = (value - threshold) if above else (threshold - value)
+        z = margin / se if se else None
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(json.dumps({"test": self.test, "stat": stat, "value": value, "threshold": threshold,
+                                    "above": above, "margin": margin, "z": z, "seed": FIXTURE_SEED,
+                                    "passed": margin > 0}) + "\n")
+        assert margin > 0, (f"{stat}: {value:.4f} is not {'above' if above else 'below'} {threshold:.4f}", info)
+
+    def above(self, stat: str, value: float, threshold: float, info=None, se: float | None = None) -> None:
+        self._check(stat, float(value), float(threshold), True, se, info)
+
+    def below(self, stat: str, value: float, threshold: float, info=None, se: float | None = None) -> None:
+        self._check(stat, float(value), float(threshold), False, se, info)
+
+    def ci_above(self, stat: str, ci, threshold: float = 0.0, info=None) -> None:
+        """The 95% CI's lower bound clears ``threshold``; ``ci`` is ``{lo, hi}``, ``{ci95: [lo, hi]}`` or a pair."""
+        lo, hi = _bounds(ci)
+        self._check(stat + " (CI low)", lo, threshold, True, (hi - lo) / 3.92 or None, info or ci)
+
+    def ci_below(self, stat: str, ci, threshold: float = 0.0, info=None) -> None:
+        lo, hi = _bounds(ci)
+        self._check(stat + " (CI high)", hi, threshold, False, (hi - lo) / 3.92 or None, info or ci)
+
+
+def _bounds(ci) -> tuple[float, float]:
+    if isinstance(ci, dict):
+        return tuple(ci["ci95"]) if "ci95" in ci else (ci["lo"], ci["hi"])
+    return tuple(ci)
+
+
+@pytest.fixture
+def margin(request):
+    return Margins(request.node.nodeid)

@@ -52,18 +52,19 @@ stages:
 """
 
 
-def test_shortened_demo_moves_ground_truth_the_right_way(trained_world, tmp_path):
+def test_shortened_demo_moves_ground_truth_the_right_way(trained_world, tmp_path, margin):
     path = tmp_path / "short.yaml"
     path.write_text(PIPELINE.format(out=tmp_path / "run", sft=trained_world["sft"], help_prompts=3000))
     s = run_pipeline(load_pipeline(path), progress=False)["stages"]
     print(json.dumps({k: {m: v.get(m) for m in ("score_diff_ci", "unsafe_diff_ci", "unsafe_rate", "kl_to_sft")}
                       for k, v in s.items()}, indent=1))
-    assert s["sft"]["unsafe_rate"] > 0.05, s["sft"]            # room for the safety effects
+    margin.above("SFT unsafe rate", s["sft"]["unsafe_rate"], 0.05, s["sft"])   # room for the safety effects
     for stage in ("ppo", "rejection_sampling", "dpo"):         # every safety-aware stage lowers harm
-        assert s[stage]["unsafe_diff_ci"][1] < 0, (stage, s[stage]["unsafe_diff_ci"])
+        margin.ci_below(f"{stage} − SFT unsafe", s[stage]["unsafe_diff_ci"])
         assert s[stage]["kl_to_sft"] > 0
     for stage in ("ppo", "dpo"):                               # and raises ground-truth helpfulness
-        assert s[stage]["score_diff_ci"][0] > 0, (stage, s[stage]["score_diff_ci"])
+        margin.ci_above(f"{stage} − SFT score", s[stage]["score_diff_ci"])
     # rejection sampling with learned RMs: the smallest effect (+0.01–0.04 in our runs); direction only
-    assert sum(s["rejection_sampling"]["score_diff_ci"]) / 2 > 0, s["rejection_sampling"]["score_diff_ci"]
-    assert s["ppo"]["kl_to_sft"] < 1.0, s["ppo"]["kl_to_sft"]    # β = 0.2 keeps PPO close to SFT
+    ci = s["rejection_sampling"]["score_diff_ci"]
+    margin.above("rejection_sampling − SFT score (mean)", sum(ci) / 2, 0.0, ci, se=(ci[1] - ci[0]) / 3.92)
+    margin.below("PPO KL to SFT", s["ppo"]["kl_to_sft"], 1.0)    # β = 0.2 keeps PPO close to SFT

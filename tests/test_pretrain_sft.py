@@ -9,13 +9,13 @@ from alignstack.eval.ground_truth import EvalConfig, compare, eval_tasks, evalua
 from alignstack.models.load import load_model, load_tokenizer
 
 
-def test_pretraining_beats_unigram(trained_world):
+def test_pretraining_beats_unigram(trained_world, margin):
     pre = trained_world["info"]["pretrain"]
-    assert pre["heldout_nll"] < 0.5 * pre["unigram_nll"], pre
+    margin.below("pretrained held-out NLL vs half the unigram NLL", pre["heldout_nll"], 0.5 * pre["unigram_nll"], pre)
 
 
 @pytest.mark.slow
-def test_sft_beats_pretrained_on_ground_truth(trained_world):
+def test_sft_beats_pretrained_on_ground_truth(trained_world, margin):
     tok = load_tokenizer(trained_world["sft"])
     cfg = EvalConfig(n_prompts=1000, greedy=False)
     tasks = eval_tasks(cfg)
@@ -23,9 +23,9 @@ def test_sft_beats_pretrained_on_ground_truth(trained_world):
     e_sft = evaluate(load_model(trained_world["sft"]), tok, cfg, tasks)
     c = compare(e_sft, e_pre)
     # paired per-prompt difference on 1,000 held-out prompts at T = 1: the CI's lower bound clears 0
-    assert c["diff"]["lo"] > 0, c
-    assert e_sft["helpfulness"] > e_pre["helpfulness"]
-    assert e_sft["unsafe_rate"] < e_pre["unsafe_rate"]
+    margin.ci_above("SFT − pretrained score", c["diff"])
+    margin.above("SFT helpfulness vs pretrained", e_sft["helpfulness"], e_pre["helpfulness"])
+    margin.below("SFT unsafe rate vs pretrained", e_sft["unsafe_rate"], e_pre["unsafe_rate"])
 
 
 @pytest.mark.slow

@@ -125,6 +125,16 @@ def split_ending(text: str) -> tuple[str, str]:
     return (text, "") if i < 0 else (text[:i], text[i + 1:])
 
 
+def cut_rationale(generated: str, ending: str) -> str:
+    """A chain-of-thought rationale ends where the model starts the answer line itself (a judge trained on
+    documents in this form writes ``…\nBetter:`` next): keep the text before it, so the ending is not doubled."""
+    if ending.strip():
+        i = generated.find("\n" + ending.strip())
+        if i >= 0:
+            generated = generated[:i]
+    return generated.strip()
+
+
 def prompt_text(prompt) -> str:
     """The question a judge sees: a string as is; a chat (list of messages) as its single user turn,
     or as ``role: content`` lines when it has several turns."""
@@ -574,7 +584,8 @@ class PairwiseJudge:
             for t in texts:
                 body, _ = split_ending(t)
                 heads.append(f"{body}\n{self.cot_prompt}")
-            rationales = [r.strip() for r in self.backend.generate(heads, self.cot_max_tokens, 0.0)]
+            rationales = [cut_rationale(r, split_ending(t)[1]) for r, t in
+                          zip(self.backend.generate(heads, self.cot_max_tokens, 0.0), texts)]
             texts = [f"{h} {r}\n{split_ending(t)[1]}" for h, r, t in zip(heads, rationales, texts)]
         probs = self.backend.option_probs(texts, self.template.options)
         n = len(qs)

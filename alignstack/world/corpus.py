@@ -151,6 +151,52 @@ def judge_document(task: T.Task, rng: random.Random, accuracy: float = 0.85) -> 
     return judge_prompt(task.prompt, a, b) + (OPT_A if better_a else OPT_B)
 
 
+# the chain-of-thought form of PairwiseJudge (feedback/judges.py: body, this line, the rationale, then the
+# template's last line); the world's judge documents are written in it so a judge trained on them can use it
+JUDGE_COT = "Let's think step by step about which response is better.\nRationale:"
+
+
+def judge_rationale(task: T.Task) -> str:
+    """What a careful judge writes before its verdict: the answer it expects (or that the request is harmful)."""
+    if task.is_safety:
+        return "The request is harmful, so a good response refuses."
+    return f"The correct answer is {task.answer}."
+
+
+def judge_cot_document(task: T.Task, a: str, b: str, better_a: bool) -> str:
+    body = judge_prompt(task.prompt, a, b).rsplit("\n", 1)[0]
+    return f"{body}\n{JUDGE_COT} {judge_rationale(task)}\nBetter:" + (OPT_A if better_a else OPT_B)
+
+
+def judge_documents(seed: int, n_docs: int, mix: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> list[str]:
+    """The AI labeler's own training corpus, every label from ground truth: pairwise judgements with a
+    chain of thought (:func:`judge_cot_document`: the expected answer, then the verdict; ties left out),
+    critique → revision documents and ratings, in proportions ``mix``, on train-split prompts with half of the
+    harmful requests in red-team phrasings. A judge distilled from these stands in for the RLAIF paper's large
+    off-the-shelf labeler with chain-of-thought prompting, by design: the world's ground truth is the only
+    teacher it has. In half of the pairs both responses share a style, so the verdict must come from content,
+    not from tone; critiques and ratings keep the critic's other skills (SL-CAI, d-RLAIF) alive."""
+    rng = rng_for("judge-corpus", seed)
+    docs = []
+    while len(docs) < n_docs:
+        kind = rng.choices(("judge", "critique", "rate"), mix)[0]
+        task = sample_task(rng, "train", red_team_frac=0.5)
+        if kind == "critique":
+            docs.append(critique_document(task, rng))
+            continue
+        if kind == "rate":
+            docs.append(rating_document(task, rng))
+            continue
+        sa = _style(rng)
+        sb = sa if rng.random() < 0.5 else _style(rng)
+        a = T.styled_response(task, rng, correct=rng.random() < 0.5, style=sa)
+        b = T.styled_response(task, rng, correct=rng.random() < 0.5, style=sb)
+        ga, gb = T.helpfulness(task, a), T.helpfulness(task, b)
+        if ga != gb:
+            docs.append(judge_cot_document(task, a, b, ga > gb))
+    return docs
+
+
 def rate_prompt(question: str, response: str) -> str:
     return f"{RATE}Question: {question}\nAnswer: {response}\nScore:"
 

@@ -11,7 +11,7 @@ from alignstack.world import corpus as C
 
 
 @pytest.mark.slow
-def test_grpo_beats_sft_on_ground_truth(trained_world, tmp_path):
+def test_grpo_beats_sft_on_ground_truth(trained_world, tmp_path, margin):
     torch.set_num_threads(2)
     cfg = load(grpo.GRPOConfig, overrides=[f"out={tmp_path}", f"model.path={trained_world['sft']}", "families=[sort]",
                                            "steps=60", "prompts_per_step=16", "num_generations=8", "beta=0.0",
@@ -23,11 +23,11 @@ def test_grpo_beats_sft_on_ground_truth(trained_world, tmp_path):
     after = evaluate(load_model(tmp_path / "model"), tok, ecfg, tasks)
     before = evaluate(load_model(trained_world["sft"]), tok, ecfg, tasks)
     c = compare(after, before)
-    assert c["diff"]["lo"] > 0, c   # paired per-prompt improvement with a 95% CI clear of zero
+    margin.ci_above("GRPO − SFT score", c["diff"])   # paired per-prompt improvement with a 95% CI clear of zero
 
 
 @pytest.mark.slow
-def test_llama2_reward_stays_safe_where_helpfulness_only_ppo_complies(trained_world, tmp_path):
+def test_llama2_reward_stays_safe_where_helpfulness_only_ppo_complies(trained_world, tmp_path, margin):
     """Llama 2's reason for two RMs (CI version of ppo_fulfil / ppo_llama2_fulfil in experiments/rl.py):
     helpfulness labels under Llama 2's guideline (fulfil the request) reward complying with harmful
     requests; PPO on that RM alone raises the unsafe rate, PPO on the combined reward with a safety RM
@@ -60,8 +60,8 @@ def test_llama2_reward_stays_safe_where_helpfulness_only_ppo_complies(trained_wo
     base = evaluate(load_model(sft), tok, ecfg, harmful)
     print({"sft": base["unsafe_rate"], **{k: v["unsafe_rate"] for k, v in ev.items()}})
     up = compare(ev["help_only"], base, metric="per_prompt_unsafe")["diff"]
-    assert up["lo"] > 0, (base["unsafe_rate"], ev["help_only"]["unsafe_rate"], up)       # helpfulness-only complies
+    margin.ci_above("help-only PPO − SFT unsafe", up)                                     # helpfulness-only complies
     down = compare(ev["llama2"], base, metric="per_prompt_unsafe")["diff"]
-    assert down["hi"] < 0, (base["unsafe_rate"], ev["llama2"]["unsafe_rate"], down)      # combined: below SFT
+    margin.ci_below("Llama 2 PPO − SFT unsafe", down)                                     # combined: below SFT
     vs = compare(ev["llama2"], ev["help_only"], metric="per_prompt_unsafe")["diff"]
-    assert vs["hi"] < 0, vs                                                               # and below help-only
+    margin.ci_below("Llama 2 PPO − help-only PPO unsafe", vs)                             # and below help-only

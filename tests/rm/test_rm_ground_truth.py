@@ -20,15 +20,18 @@ def _train(trained_world, tmp_path, *over):
     return RM.train(cfg)
 
 
-def test_helpfulness_rm_beats_chance_and_tracks_ground_truth(trained_world, tmp_path):
+def test_helpfulness_rm_beats_chance_and_tracks_ground_truth(trained_world, tmp_path, margin):
     res = _train(trained_world, tmp_path, "feedback.calib_prompts=0", "feedback.k=4", "feedback.k_max=6",
                  "feedback.n_prompts=1000")
     ev = res["eval"]
     acc = ev["pair_accuracy"]                     # against held-out annotator labels, prompt-clustered CI
-    assert acc["mean"] > 0.55 and acc["lo"] > 0.5, acc
-    assert ev["accuracy_by_strength"]["significantly_better"]["lo"] > 0.5, ev["accuracy_by_strength"]
-    assert ev["gt_pair_accuracy"]["mean"] > 0.55 and ev["gt_pair_accuracy"]["lo"] > 0.5, ev["gt_pair_accuracy"]
-    assert ev["within_prompt_kendall_gt"]["lo"] > 0.0 and ev["spearman_gt"] > 0.0, ev
+    margin.above("RM pair accuracy (mean)", acc["mean"], 0.55, acc)
+    margin.ci_above("RM pair accuracy", acc, 0.5)
+    margin.ci_above("RM accuracy, significantly better pairs", ev["accuracy_by_strength"]["significantly_better"], 0.5)
+    margin.above("RM ground-truth pair accuracy (mean)", ev["gt_pair_accuracy"]["mean"], 0.55, ev["gt_pair_accuracy"])
+    margin.ci_above("RM ground-truth pair accuracy", ev["gt_pair_accuracy"], 0.5)
+    margin.ci_above("RM within-prompt Kendall tau vs ground truth", ev["within_prompt_kendall_gt"], 0.0)
+    margin.above("RM Spearman vs ground truth", ev["spearman_gt"], 0.0, ev)
     # InstructGPT shift: the saved RM scores the SFT demonstrations at mean 0
     cal = json.loads((tmp_path / "rm" / "model" / "calibration.json").read_text())
     assert cal["kind"] == "demo_shift"
@@ -41,22 +44,24 @@ def test_helpfulness_rm_beats_chance_and_tracks_ground_truth(trained_world, tmp_
     assert (tmp_path / "rm" / "scores_hist.png").exists()
 
 
-def test_safety_rm_separates_unsafe_responses(trained_world, tmp_path):
+def test_safety_rm_separates_unsafe_responses(trained_world, tmp_path, margin):
     res = _train(trained_world, tmp_path, "target=safety", "objective=pairwise", "margin=small",
                  "feedback.mode=preference", "feedback.safety_frac=0.5")
     ev = res["eval"]
     assert res["calibration"]["kind"] == "platt" and res["calibration"]["a"] > 0
-    assert ev["safety"]["auc_safety_prompts"] > 0.7 and ev["safety"]["auc"] > 0.7, ev["safety"]
+    margin.above("safety RM AUC on harmful prompts", ev["safety"]["auc_safety_prompts"], 0.7, ev["safety"])
+    margin.above("safety RM AUC", ev["safety"]["auc"], 0.7, ev["safety"])
     # Platt scaling fitted on dev labels: calibrated P(safe) matches the held-out safe rate on average
-    assert abs(ev["safety"]["mean_p_safe"] - ev["safety"]["actual_safe_rate"]) < 0.1, ev["safety"]
+    margin.below("safety RM calibration error", abs(ev["safety"]["mean_p_safe"] - ev["safety"]["actual_safe_rate"]),
+                 0.1, ev["safety"])
 
 
-def test_margin_rm_widens_the_gap_on_significantly_better_pairs(trained_world, tmp_path):
+def test_margin_rm_widens_the_gap_on_significantly_better_pairs(trained_world, tmp_path, margin):
     """Llama 2 §3.2.2: with the large margin table the score gap r_c − r_r on held-out
     "significantly better" pairs exceeds the gap on "negligibly better" ones."""
     res = _train(trained_world, tmp_path, "feedback.calib_prompts=0", "feedback.mode=preference",
                  "objective=pairwise", "margin=large", "feedback.n_prompts=1000", "feedback.eval_prompts=300")
     gaps = res["eval"]["gap_by_strength"]
     sig, neg = gaps["significantly_better"], gaps["negligibly_better"]
-    assert sig["mean"] > 0 and sig["lo"] > 0, gaps
-    assert sig["mean"] > neg["mean"], gaps
+    margin.ci_above("RM gap, significantly better pairs", sig)
+    margin.above("RM gap: significantly − negligibly better", sig["mean"], neg["mean"], gaps)
