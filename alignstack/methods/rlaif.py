@@ -122,6 +122,9 @@ def sample_pairs(model, tokenizer, examples, temperature: float, max_new_tokens:
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import complete
 
+    from alignstack.tasks import Example, example_from_row
+    # a source's own objects (e.g. the world's tasks, as experiments pass them) become examples via their row
+    examples = [e if isinstance(e, Example) else example_from_row(e.to_row(), ref=e) for e in examples]
     sc = SamplingConfig(max_new_tokens, temperature)
     prompts = [e.prompt for e in examples]
     a = complete(model, tokenizer, prompts, sc, seed)
