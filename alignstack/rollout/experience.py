@@ -61,7 +61,8 @@ def batch_prompts(examples: list[Example]) -> list[list[dict]]:
 def rollout(model, tokenizer, prompts: list[list[dict]], examples, sampling: SamplingConfig, seed: int,
             renderer: ChatRenderer | None = None) -> Rollout:
     renderer = renderer or ChatRenderer(tokenizer)
-    ids = [renderer.prompt_ids(p) for p in prompts]
+    done: dict[int, list[int]] = {}             # a group's K rows share one prompt object: render it once
+    ids = [done[id(p)] if id(p) in done else done.setdefault(id(p), renderer.prompt_ids(p)) for p in prompts]
     gen = sample(model, ids, sampling, stop_token_ids(tokenizer), tokenizer.pad_token_id,
                  torch.Generator().manual_seed(seed))
     return Rollout(prompts, examples, gen.texts(tokenizer), gen, gen.tensors(tokenizer.pad_token_id))
