@@ -20,11 +20,12 @@ FIXTURE_SEED = int(os.environ.get("ALIGNSTACK_FIXTURE_SEED", "0"))
 FIXTURE_OVERRIDES = {
     "pretrain": ["data.n_rows=40000", "log.progress=false", f"seed={FIXTURE_SEED}"],
     "sft": ["data.n_rows=12000", "log.progress=false", f"seed={FIXTURE_SEED}"],
-    # the AI labeler: the pretrained model trained further on ground-truth-labelled judgement documents
-    "judge": ["optim.lr=1e-3", "optim.epochs=1.0", "optim.batch_size=32", "optim.warmup_steps=20",
-              "log.progress=false", f"seed={FIXTURE_SEED}"],
+    # the AI labeler: the pretrained model fine-tuned on ground-truth-labelled chain-of-thought judgements
+    "judge": ["data.raw_text=true", "optim.lr=1e-3", "optim.epochs=2.0", "optim.batch_size=32",
+              "optim.warmup_steps=20", "optim.weight_decay=0.01", "optim.schedule=cosine", "log.progress=false",
+              f"seed={FIXTURE_SEED}"],
 }
-JUDGE_DOCS = 30000
+JUDGE_DOCS = 20000
 FIXTURE_REVISION = "1"
 
 
@@ -72,28 +73,28 @@ def _build_fixture(base: Path, done: Path) -> None:
 
 @pytest.fixture(scope="session")
 def world_judge(trained_world):
-    """The AI labeler (RLAIF, d-RLAIF, Constitutional AI's critic and judge): the pretrained fixture model trained
-    one more epoch on ``JUDGE_DOCS`` ground-truth-labelled judgement, critique and rating documents
-    (``world.corpus.judge_documents``), built on first use and cached beside the fixture."""
+    """The AI labeler (RLAIF, d-RLAIF, RL-CAI), as configs/sft_judge.yaml makes it: the pretrained fixture model
+    fine-tuned on ``JUDGE_DOCS`` ground-truth-labelled chain-of-thought judgements (``world.corpus.judge_rows``,
+    plain text, loss on the rationale and the verdict); use it with ``cot=True``. Built on first use, cached
+    beside the fixture."""
     import fcntl
 
     from alignstack.config import load
-    from alignstack.methods import pretrain
-    from alignstack.world.corpus import judge_documents
+    from alignstack.methods import sft
+    from alignstack.world.corpus import judge_rows
 
     over = FIXTURE_OVERRIDES["judge"]
-    # the documents' first hundred stand for the corpus: a change to the judge documents retrains the judge
-    key = hashlib.sha256(json.dumps([JUDGE_DOCS, over, FIXTURE_REVISION,
-                                     judge_documents(0, 100)]).encode()).hexdigest()[:12]
+    # the first hundred rows stand for the data: a change to the judge rows retrains the judge
+    key = hashlib.sha256(json.dumps([JUDGE_DOCS, over, FIXTURE_REVISION, judge_rows(0, 100)]).encode()).hexdigest()[:12]
     base = trained_world["dir"] / f"judge-{key}"
     with open(trained_world["dir"] / f"judge-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (base / "done.json").exists():
             base.mkdir(parents=True, exist_ok=True)
-            docs = base / "judge_docs.jsonl"
-            docs.write_text("".join(json.dumps({"text": d}) + "\n" for d in judge_documents(0, JUDGE_DOCS)))
-            res = pretrain.train(load(pretrain.PretrainConfig, overrides=[
-                f"out={base}", f"model.path={trained_world['pretrained']}", f"data.path={docs}", *over]))
+            rows = base / "judge_sft.jsonl"
+            rows.write_text("".join(json.dumps(r) + "\n" for r in judge_rows(0, JUDGE_DOCS)))
+            res = sft.train(load(sft.SFTConfig, overrides=[
+                f"out={base}", f"model.path={trained_world['pretrained']}", f"data.path={rows}", *over]))
             (base / "done.json").write_text(json.dumps(res, default=str))
     return base / "model"
 

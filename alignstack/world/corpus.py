@@ -197,6 +197,17 @@ def judge_documents(seed: int, n_docs: int, mix: tuple[float, float, float] = (0
     return docs
 
 
+def judge_rows(seed: int, n: int) -> list[dict]:
+    """:func:`judge_documents`' chain-of-thought judgements as plain-text ``{prompt, completion}`` rows: the prompt
+    ends with the chain-of-thought cue, the completion is the rationale and the verdict, so a judge fine-tuned on
+    them (``sft`` with ``data.raw_text=true``, configs/sft_judge.yaml) spends its loss on what it must learn."""
+    rows = []
+    for d in judge_documents(seed, n, mix=(1.0, 0.0, 0.0)):
+        i = d.index(JUDGE_COT) + len(JUDGE_COT)
+        rows.append({"prompt": d[:i], "completion": d[i:]})
+    return rows
+
+
 def rate_prompt(question: str, response: str) -> str:
     return f"{RATE}Question: {question}\nAnswer: {response}\nScore:"
 

@@ -9,12 +9,12 @@ from alignstack.world import corpus as C
 
 
 def write_world(out: str | Path, seed: int = 0, n_docs: int = 40000, n_sft: int = 12000, n_prompts: int = 1000,
-                n_judge_docs: int = 30000) -> dict:
+                n_judge_docs: int = 20000) -> dict:
     out = Path(out)
     files = {
         "corpus.jsonl": ({"text": d} for d in C.corpus_documents(seed, n_docs)),
-        # the AI labeler's training documents (configs/pretrain_judge.yaml): judgements, critiques, ratings by ground truth
-        "judge_corpus.jsonl": ({"text": d} for d in C.judge_documents(seed, n_judge_docs)),
+        # the AI labeler's training rows (configs/sft_judge.yaml): chain-of-thought judgements by ground truth
+        "judge_sft.jsonl": C.judge_rows(seed, n_judge_docs),
         "sft.jsonl": C.sft_rows(seed, n_sft),
         "prompts_train.jsonl": (t.to_row() for t in C.prompt_set(seed, "train", n_prompts * 4)),
         "prompts_dev.jsonl": (t.to_row() for t in C.prompt_set(seed, "dev", n_prompts // 2)),
