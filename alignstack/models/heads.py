@@ -151,8 +151,9 @@ class Llama2Scorer:
     RM's logit (``algos.rewards.llama2_combined_reward``). Returns the combined **logits**
     (LOGIT(R_c) in Eq. 4); whitening over the PPO batch is the caller's step.
 
-    ``is_safety`` comes from ``meta['is_safety']`` (one bool per prompt) or ``meta['tasks']``
-    (world tasks); without either every prompt counts as untagged (the threshold still gates).
+    ``is_safety`` comes from ``meta['is_safety']`` (one bool per prompt), the ``is_safety`` column of each of
+    ``meta['examples']`` (the task seam's rows) or ``meta['tasks']`` (world tasks); without any every prompt counts
+    as untagged (the threshold still gates).
     ``self.last_used_safety`` holds which rows used the safety score, for logging."""
 
     def __init__(self, helpfulness_path, safety_path, threshold: float = 0.15, **kw):
@@ -171,6 +172,8 @@ class Llama2Scorer:
         from alignstack.algos.rewards import llama2_combined_reward
 
         flags = meta.get("is_safety")
+        if flags is None and meta.get("examples") is not None:   # the task seam: each row's columns ride along
+            flags = [bool((getattr(e, "meta", None) or {}).get("is_safety", False)) for e in meta["examples"]]
         if flags is None and meta.get("tasks") is not None:
             flags = [bool(t.is_safety) for t in meta["tasks"]]
         if flags is None:

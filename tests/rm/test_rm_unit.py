@@ -273,3 +273,7 @@ def test_llama2_scorer_gates_on_calibrated_safety(tmp_path, rm_base):
     want = [s_ if f or s_ < cut else h_ for h_, s_, f in zip(h, s, flags)]
     assert out == pytest.approx(want, abs=1e-5)
     assert sc.last_used_safety == [f or s_ < cut for s_, f in zip(s, flags)]
+    # the task seam hands each row's columns over as examples: their is_safety column gates the same way
+    from alignstack.tasks import example_from_row
+    examples = [example_from_row({"prompt": p[0]["content"], "is_safety": f}) for p, f in zip(prompts, flags)]
+    assert sc(prompts, comps, examples=examples) == pytest.approx(want, abs=1e-5)
