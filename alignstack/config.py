@@ -177,6 +177,23 @@ class CheckpointConfig:
         _require(_num(self.keep) and self.keep >= 1, "keep", "an integer ≥ 1", self.keep)
 
 
+@dataclass
+class RunConfig:
+    """The run fields every training method shares: output folder, seed, model, logging, checkpoints and
+    distribution. A method's config extends it, re-declaring a field only to change its default (the
+    field keeps its place, so every saved config starts with these six)."""
+    out: str = "runs/run"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    def __post_init__(self):
+        _require(isinstance(self.out, str) and bool(self.out.strip()), "out", "a non-empty folder path", self.out)
+        _require(_num(self.seed) and self.seed >= 0, "seed", "an integer ≥ 0", self.seed)
+
+
 def _is_optional(tp) -> tuple[bool, Any]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

@@ -51,12 +51,10 @@ from pathlib import Path
 import torch
 
 from alignstack.config import (
-    CheckpointConfig,
     ConfigError,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 from alignstack.methods.rlaif import JudgeConfig, RLConfig
@@ -130,9 +128,8 @@ def _cut(text: str, revision_fmt: str) -> str:
 
 
 @dataclass
-class ConstitutionalConfig:
+class ConstitutionalConfig(RunConfig):
     out: str = "runs/constitutional"
-    seed: int = 0
     constitution: str | None = None            # YAML/JSON path | world | import:mod:name; None: the world's
     red_team: str = "world"                    # red-team/benign prompts: world | rows:PATH | import:mod:name
     stage: str = "both"                        # sl | rl | both
@@ -153,11 +150,9 @@ class ConstitutionalConfig:
     rm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", min_lr_ratio=0.1, grad_clip=1.0))
     rl: RLConfig = field(default_factory=RLConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         _check_fields(self)
 
 

@@ -46,12 +46,10 @@ from pathlib import Path
 import torch
 
 from alignstack.config import (
-    CheckpointConfig,
     DataConfig,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 from alignstack.data.collate import pad_right
@@ -68,9 +66,8 @@ CACHE_VERSION = 1
 
 
 @dataclass
-class DPOConfig:
+class DPOConfig(RunConfig):
     out: str = "runs/dpo"
-    seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     # data.path: preference (or, for KTO, unpaired) rows; unset: world pairs (n_rows prompts, 1 pair each)
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=2000))
@@ -90,11 +87,9 @@ class DPOConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, batch_size=32, epochs=1.0,
                                                                    warmup_steps=10, schedule="linear",
                                                                    min_lr_ratio=0.0, grad_clip=10.0))
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.reference not in REFERENCES:

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import torch
 
-from alignstack.config import CheckpointConfig, DistConfig, LogConfig, ModelConfig, OptimConfig, to_yaml
+from alignstack.config import LogConfig, ModelConfig, OptimConfig, RunConfig, to_yaml
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(RunConfig):
     out: str = "runs/grpo"
-    seed: int = 0
     algorithm: str = "grpo"                  # grpo | rloo
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     reward: str = "world:correct"            # see alignstack.rollout.scorers.make_scorer
@@ -48,10 +47,9 @@ class GRPOConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5, schedule="constant", warmup_steps=0,
                                                                    batch_size=1, grad_clip=1.0))
     log: LogConfig = field(default_factory=lambda: LogConfig(every=5))
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.algorithm not in ("grpo", "rloo"):
             raise ValueError(f"algorithm must be grpo or rloo, got {self.algorithm!r}")
         if self.num_generations < 2:

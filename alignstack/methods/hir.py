@@ -46,11 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignstack.config import (
-    CheckpointConfig,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 from alignstack.losses.hir import REF_CODE_CONTRASTIVE_COEF, REF_CODE_ENTROPY_COEF, REF_CODE_EPSILON
@@ -59,9 +57,8 @@ GOALS = ("correct", "wrong")
 
 
 @dataclass
-class HIRConfig:
+class HIRConfig(RunConfig):
     out: str = "runs/hir"
-    seed: int = 0
     mode: str = "hir"                       # hir | farl (filter-then-fine-tune baseline)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     relabel: str = "world"                  # world | verifier (from `verifier`) | import:module:name
@@ -81,11 +78,9 @@ class HIRConfig:
     entropy_coef: float = REF_CODE_ENTROPY_COEF
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, batch_size=32, epochs=2.0,
                                                                    warmup_steps=5, schedule="cosine"))
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.mode not in ("hir", "farl"):
             raise ValueError(f"mode must be 'hir' or 'farl', got {self.mode!r}")
         from alignstack.tasks.resolve import check_spec

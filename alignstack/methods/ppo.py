@@ -32,13 +32,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alignstack.config import CheckpointConfig, DistConfig, LogConfig, ModelConfig, OptimConfig, to_yaml
+from alignstack.config import LogConfig, ModelConfig, OptimConfig, RunConfig, to_yaml
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(RunConfig):
     out: str = "runs/ppo"
-    seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     reward: str = "world:helpfulness"        # rm:PATH | llama2:HELP,SAFETY | world:FIELD | import:mod:fn
     value_model: str = "separate"            # separate | shared
@@ -72,10 +71,9 @@ class PPOConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, schedule="constant", warmup_steps=0,
                                                                    batch_size=1, grad_clip=1.0))
     log: LogConfig = field(default_factory=lambda: LogConfig(every=1))
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.value_model not in ("separate", "shared"):
             raise ValueError(f"value_model must be separate or shared, got {self.value_model!r}")
         if self.minibatches < 1 or self.batch_size % self.minibatches:

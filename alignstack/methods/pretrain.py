@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignstack.config import (
-    CheckpointConfig,
     DataConfig,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 from alignstack.data.collate import pack
@@ -30,9 +28,8 @@ from alignstack.data.sources import read_rows
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunConfig):
     out: str = "runs/pretrain"
-    seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(preset="tiny", max_length=128))
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=40000, packing=True))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3, batch_size=32, epochs=2.0,
@@ -40,11 +37,9 @@ class PretrainConfig:
     corpus: str = "world"                 # document source when data.path is unset (alignstack.tasks)
     vocab_size: int = 768
     heldout_docs: int = 1000
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         from alignstack.tasks.resolve import check_spec
         check_spec(self.corpus, "documents", "corpus")
 

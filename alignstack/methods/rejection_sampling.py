@@ -27,20 +27,17 @@ from pathlib import Path
 import torch
 
 from alignstack.config import (
-    CheckpointConfig,
     ConfigError,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 
 
 @dataclass
-class RejectionSamplingConfig:
+class RejectionSamplingConfig(RunConfig):
     out: str = "runs/rejection_sampling"
-    seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     sampler: str | None = None               # policy to sample from (default: model.path)
     reward: str = "world:helpfulness"        # see alignstack.rollout.scorers.make_scorer
@@ -58,11 +55,9 @@ class RejectionSamplingConfig:
     curve_prompts: int = 200
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, batch_size=32, epochs=2.0,
                                                                    warmup_steps=5, schedule="cosine"))
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.k < 1:
             raise ValueError(f"k must be ≥ 1 (samples per prompt), got {self.k}")
         if self.n_prompts < 1:

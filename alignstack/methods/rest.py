@@ -38,20 +38,17 @@ from pathlib import Path
 
 from alignstack.algos.selection import REST_SCHEDULE
 from alignstack.config import (
-    CheckpointConfig,
     ConfigError,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 
 
 @dataclass
-class ReSTConfig:
+class ReSTConfig(RunConfig):
     out: str = "runs/rest"
-    seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     reward: str = "world:helpfulness"       # see alignstack.rollout.scorers.make_scorer (rm:PATH for a learned RM)
     verifier: str | None = None             # task verifier (exact | numeric:TOL | regex:P | import:mod:fn); wins over reward
@@ -72,11 +69,9 @@ class ReSTConfig:
     loss: str = "bc"                        # only BC (see module docstring)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, batch_size=32, epochs=1.0,
                                                                    warmup_steps=5, schedule="cosine"))
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.grow_steps < 1:
             raise ValueError(f"grow_steps (G) must be ≥ 1, got {self.grow_steps}")
         if self.improve_steps < 0 or self.improve_steps + 1 > len(self.thresholds):

@@ -47,13 +47,11 @@ from pathlib import Path
 import torch
 
 from alignstack.config import (
-    CheckpointConfig,
     ConfigError,
     DataConfig,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 from alignstack.data.collate import pad_right
@@ -87,9 +85,8 @@ class FeedbackConfig:
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(RunConfig):
     out: str = "runs/reward_model"
-    seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     data: DataConfig = field(default_factory=DataConfig)   # data.path: training feedback rows
     calib_path: str | None = None     # held-out labelled rows for calibration (default: world dev feedback)
@@ -108,11 +105,9 @@ class RewardModelConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", min_lr_ratio=0.1,
         betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1, grad_clip=1.0))
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         check_config(self)
 
 

@@ -40,6 +40,7 @@ from alignstack.config import (
     LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 
@@ -69,9 +70,8 @@ class RLConfig:
 
 
 @dataclass
-class RLAIFConfig:
+class RLAIFConfig(RunConfig):
     out: str = "runs/rlaif"
-    seed: int = 0
     mode: str = "distilled"                    # distilled | direct
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -82,11 +82,9 @@ class RLAIFConfig:
     rm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         lr=3e-4, batch_size=16, epochs=1.0, warmup_steps=5, schedule="cosine", min_lr_ratio=0.1, grad_clip=1.0))
     rl: RLConfig = field(default_factory=RLConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         check_config(self)
 
 
@@ -121,7 +119,6 @@ def sample_pairs(model, tokenizer, examples, temperature: float, max_new_tokens:
     example behind the prompt)."""
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import complete
-
     from alignstack.tasks import Example, example_from_row
     # a source's own objects (e.g. the world's tasks, as experiments pass them) become examples via their row
     examples = [e if isinstance(e, Example) else example_from_row(e.to_row(), ref=e) for e in examples]

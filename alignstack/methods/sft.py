@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignstack.config import (
-    CheckpointConfig,
     DataConfig,
-    DistConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     to_yaml,
 )
 from alignstack.data.collate import pack
@@ -25,16 +23,12 @@ from alignstack.data.sources import read_rows
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(RunConfig):
     out: str = "runs/sft"
-    seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/pretrain/model"))
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=12000))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, batch_size=32, epochs=2.0,
                                                                    warmup_steps=10, schedule="cosine"))
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
 
 
 def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
