@@ -94,6 +94,7 @@ class DataConfig:
     eval_path: str | None = None      # held-out rows for an eval loss (SFT, DPO, reward models) ...
     eval_frac: float = 0.0            # ... or this share of the training rows held out (seeded)
     world_seed: int = 0
+    raw_text: bool = False            # SFT prompt/completion strings as plain text, no chat template (TRL's standard format)
 
     def __post_init__(self):
         _require(_num(self.n_rows) and self.n_rows >= 1, "n_rows", "an integer ≥ 1", self.n_rows)

@@ -117,6 +117,14 @@ class ChatRenderer:
     def prompt_completion(self, prompt: list[dict], completion: str, where: dict | None = None) -> Rendered | None:
         return self.messages(prompt + [{"role": "assistant", "content": completion}], where)
 
+    def raw_completion(self, prompt: str, completion: str, where: dict | None = None) -> Rendered | None:
+        """Plain text, no chat template (TRL's standard prompt/completion format): BOS + prompt + completion, the
+        loss on the completion's tokens. Each part is tokenized on its own so the boundary is exact."""
+        bos = self.tokenizer.bos_token_id
+        head = ([] if bos is None else [bos]) + self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        tail = self.tokenizer(completion, add_special_tokens=False)["input_ids"]
+        return self._finish(head + tail, [0] * len(head) + [1] * len(tail), where)
+
     def text(self, text: str, where: dict | None = None) -> Rendered | None:
         bos = self.tokenizer.bos_token_id          # None for tokenizers without one (Qwen2): no BOS then
         ids = ([] if bos is None else [bos]) + self.tokenizer(text, add_special_tokens=False)["input_ids"]

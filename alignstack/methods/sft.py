@@ -38,6 +38,8 @@ def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
         return resolve("world", "demonstrations", key="data.path").conversations(data.n_rows, data.world_seed), \
             "world:sft"
     raw = read_rows(data.path)
+    if data.raw_text:
+        return [_raw_pair(r, data.path, i + 1) for i, r in enumerate(raw)], data.path
     from alignstack.data.formats import resolve_kind, validate_row
     kind = resolve_kind(data.kind, raw[0], ("messages", "completion"), file=data.path, what="SFT rows")
     rows = [validate_row(kind, r, file=data.path, row_number=i + 1) for i, r in enumerate(raw)]
@@ -46,11 +48,26 @@ def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
     return [r["prompt"] + [{"role": "assistant", "content": r["completion"]}] for r in rows], data.path
 
 
-def render_conversations(renderer: ChatRenderer, convs: list[list[dict]], source: str, packing: bool = False,
+def _raw_pair(row, path: str, i: int) -> tuple[str, str]:
+    """``data.raw_text``: a ``{prompt, completion}`` row of plain strings (TRL's standard format)."""
+    from alignstack.data.formats import DataError
+
+    if not isinstance(row, dict):
+        raise DataError(f"expected a JSON object, got {type(row).__name__}", file=path, row=i)
+    for k in ("prompt", "completion"):
+        if not isinstance(row.get(k), str):
+            raise DataError(f"data.raw_text=true needs a string (plain-text prompt/completion rows), got "
+                            f"{type(row.get(k)).__name__}", file=path, row=i, field=k)
+    return row["prompt"], row["completion"]
+
+
+def render_conversations(renderer: ChatRenderer, convs: list, source: str, packing: bool = False,
                          max_length: int = 128):
+    """Conversations (message lists) through the chat template, or ``(prompt, completion)`` plain-text pairs."""
     items = []
     for i, c in enumerate(convs):
-        x = renderer.messages(c, {"file": source, "row": i + 1})
+        where = {"file": source, "row": i + 1}
+        x = renderer.raw_completion(*c, where) if isinstance(c, tuple) else renderer.messages(c, where)
         if x is not None:
             items.append(x)
     return pack(items, max_length) if packing else items
