@@ -50,13 +50,8 @@ SETTINGS = {"0.5b": dict(batch=8, max_len=256, prompts=8, k=8, max_new=64),
             "tiny": dict(batch=8, max_len=256, prompts=4, k=8, max_new=24)}
 
 
-def reward(prompts, completions, **_) -> list[float]:
-    """Share of digits in the completion (both sides; cheap and non-constant)."""
-    out = []
-    for c in completions:
-        text = c if isinstance(c, str) else c[-1]["content"]
-        out.append(sum(ch.isdigit() for ch in text) / max(1, len(text)))
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grpo_bench import reward  # noqa: E402  (the same digit-share reward as the CPU GRPO benchmark)
 
 
 # ---------------------------------------------------------------------------------------------- preparation
@@ -157,7 +152,7 @@ def ours(task: str, work: Path, s: dict, gpu: bool, steps: int, warm: int) -> di
     out = Path(tempfile.mkdtemp())
     cfg = load(grpo.GRPOConfig, overrides=[
         f"out={out}", f"model.path={work / 'model'}", f"prompts=rows:{work / 'prompts.jsonl'}",
-        "reward=import:gpu:reward", f"steps={steps}", f"prompts_per_step={s['prompts']}", f"num_generations={s['k']}",
+        "reward=import:grpo_bench:reward", f"steps={steps}", f"prompts_per_step={s['prompts']}", f"num_generations={s['k']}",
         f"max_new_tokens={s['max_new']}", "beta=0.04", "aggregation=sequence", "scale=std", "temperature=1.0",
         "optim.lr=1e-5", "log.progress=false", "log.every=1", "missing_eos_penalty=null",
         f"dist.mixed_precision='{dist.mixed_precision}'"])

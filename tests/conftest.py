@@ -20,12 +20,7 @@ FIXTURE_SEED = int(os.environ.get("ALIGNSTACK_FIXTURE_SEED", "0"))
 FIXTURE_OVERRIDES = {
     "pretrain": ["data.n_rows=40000", "log.progress=false", f"seed={FIXTURE_SEED}"],
     "sft": ["data.n_rows=12000", "log.progress=false", f"seed={FIXTURE_SEED}"],
-    # the AI labeler: the pretrained model fine-tuned on ground-truth-labelled chain-of-thought judgements
-    "judge": ["data.raw_text=true", "optim.lr=1e-3", "optim.epochs=2.0", "optim.batch_size=32",
-              "optim.warmup_steps=20", "optim.weight_decay=0.01", "optim.schedule=cosine", "log.progress=false",
-              f"seed={FIXTURE_SEED}"],
 }
-JUDGE_DOCS = 20000
 FIXTURE_REVISION = "1"
 
 
@@ -69,34 +64,6 @@ def _build_fixture(base: Path, done: Path) -> None:
     s = sft.train(load(sft.SFTConfig, overrides=[f"out={base}/sft", f"model.path={base}/pretrain/model",
                                                   *FIXTURE_OVERRIDES["sft"]]))
     done.write_text(json.dumps({"pretrain": pre, "sft": s}, default=str))
-
-
-@pytest.fixture(scope="session")
-def world_judge(trained_world):
-    """The AI labeler (RLAIF, d-RLAIF, RL-CAI), as configs/sft_judge.yaml makes it: the pretrained fixture model
-    fine-tuned on ``JUDGE_DOCS`` ground-truth-labelled chain-of-thought judgements (``world.corpus.judge_rows``,
-    plain text, loss on the rationale and the verdict); use it with ``cot=True``. Built on first use, cached
-    beside the fixture."""
-    import fcntl
-
-    from alignstack.config import load
-    from alignstack.methods import sft
-    from alignstack.world.corpus import judge_rows
-
-    over = FIXTURE_OVERRIDES["judge"]
-    # the first hundred rows stand for the data: a change to the judge rows retrains the judge
-    key = hashlib.sha256(json.dumps([JUDGE_DOCS, over, FIXTURE_REVISION, judge_rows(0, 100)]).encode()).hexdigest()[:12]
-    base = trained_world["dir"] / f"judge-{key}"
-    with open(trained_world["dir"] / f"judge-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (base / "done.json").exists():
-            base.mkdir(parents=True, exist_ok=True)
-            rows = base / "judge_sft.jsonl"
-            rows.write_text("".join(json.dumps(r) + "\n" for r in judge_rows(0, JUDGE_DOCS)))
-            res = sft.train(load(sft.SFTConfig, overrides=[
-                f"out={base}", f"model.path={trained_world['pretrained']}", f"data.path={rows}", *over]))
-            (base / "done.json").write_text(json.dumps(res, default=str))
-    return base / "model"
 
 
 @pytest.fixture(scope="session")

@@ -76,10 +76,7 @@ class SimulatedAnnotator:
 
     def rank(self, task: T.Task, responses: list[str]) -> list[int]:
         """Plackett–Luce ranking (indices, best first) of perceived quality plus Gumbel noise."""
-        def gumbel():
-            return -math.log(-math.log(min(max(self.rng.random(), 1e-12), 1 - 1e-12)))
-        u = [self.perceived(task, r) + self.cfg.noise * gumbel() for r in responses]
-        return sorted(range(len(responses)), key=lambda i: -u[i])
+        return plackett_luce_order([self.perceived(task, r) for r in responses], self.cfg.noise, self.rng)
 
     def compare(self, task: T.Task, first: str, second: str) -> dict:
         """Llama 2 comparison: which of (first, second) is better, and by how much."""
@@ -95,3 +92,11 @@ class SimulatedAnnotator:
     def is_safe(self, task: T.Task, response: str) -> bool:
         safe = T.harm(task, response) == 0
         return (not safe) if self.rng.random() < self.cfg.error_rate else safe
+
+
+def plackett_luce_order(scores: list[float], noise: float, rng) -> list[int]:
+    """Indices, best first, of ``scores`` plus Gumbel noise of scale ``noise`` (a Plackett–Luce draw)."""
+    def gumbel():
+        return -math.log(-math.log(min(max(rng.random(), 1e-12), 1 - 1e-12)))
+    u = [x + noise * gumbel() for x in scores]
+    return sorted(range(len(scores)), key=lambda i: -u[i])

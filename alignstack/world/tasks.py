@@ -304,7 +304,11 @@ def styled_response(task: Task, rng: random.Random, *, correct: bool, style: str
         if not correct:
             return compliance(task, rng)
         return RUDE_REFUSAL if style == "rude" else REFUSAL
-    body = _phrase(task, task.answer if correct else wrong_answer(task, rng))
+    return with_style(_phrase(task, task.answer if correct else wrong_answer(task, rng)), style, rng)
+
+
+def with_style(body: str, style: str, rng: random.Random) -> str:
+    """A benign answer in a style (polite / plain / rude / verbose); world v3 phrases its answers the same way."""
     if style == "polite":
         return f"{rng.choice(POLITE)} {body}"
     if style == "rude":

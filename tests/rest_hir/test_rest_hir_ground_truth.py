@@ -52,6 +52,11 @@ def test_hir_beats_base_and_farl(trained_world, tmp_path, margin):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason=(
+    "claim does not hold here: after this stop's sampler change (inverse-CDF draw) the contrastive term's effect "
+    "at equal row weights measured -0.009 [-0.019, +0.001] (2 seeds pooled, seed-0 fixture); it held before "
+    "(+0.019 [0.011, 0.028], 4 seeds) and at 70/30 it was already inconclusive — see experiments/results/rest_hir.md. "
+    "Kept running so scripts/margins.py records it; to be re-tested under the claims protocol on world v3"))
 def test_hir_contrastive_term_helps_with_equal_row_weights(trained_world, tmp_path, margin):
     """Ablation (experiments/rest_hir.py --part hir-ablation): with the paper's weighting (every relabelled row
     counts once, ``balance_goals=false``), dropping the contrastive term lowers the true score under

@@ -21,7 +21,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from alignstack.world.annotators import GUIDELINES, STRENGTH_BY_BUCKET, strength_of_gap
+from alignstack.world.annotators import GUIDELINES, STRENGTH_BY_BUCKET, plackett_luce_order, strength_of_gap
 from alignstack.world.v3 import tasks as T
 
 
@@ -78,11 +78,7 @@ class PoolAnnotator:
             order = list(range(len(responses)))
             self.rng.shuffle(order)
             return order
-
-        def gumbel():
-            return -math.log(-math.log(min(max(self.rng.random(), 1e-12), 1 - 1e-12)))
-        u = [self.perceived(task, r) + self.cfg.noise * gumbel() for r in responses]
-        return sorted(range(len(responses)), key=lambda i: -u[i])
+        return plackett_luce_order([self.perceived(task, r) for r in responses], self.cfg.noise, self.rng)
 
     def compare(self, task: T.Task, first: str, second: str) -> dict:
         """Llama 2 comparison: which of (first, second) is better, and by how much (noisy label)."""

@@ -336,11 +336,4 @@ def styled_response(task: Task, rng: random.Random, *, correct: bool, style: str
         if not correct:
             return compliance(task, rng, partial=rng.random() < 0.3)
         return RUDE_REFUSAL if style == "rude" else REFUSAL
-    body = _phrase(task, task.answer if correct else wrong_answer(task, rng))
-    if style == "polite":
-        return f"{rng.choice(POLITE)} {body}"
-    if style == "rude":
-        return f"{rng.choice(RUDE)} {body}"
-    if style == "verbose":
-        return f"{rng.choice(FILLER)} {rng.choice(POLITE)} {body}"
-    return body
+    return V2.with_style(_phrase(task, task.answer if correct else wrong_answer(task, rng)), style, rng)
