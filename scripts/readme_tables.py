@@ -1,0 +1,561 @@
+"""Rewrite the README's result tables from the committed JSON (issue 22: no hand-typed numbers).
+
+    python scripts/readme_tables.py            # rewrite the blocks between the README's marker comments
+    python scripts/readme_tables.py --check    # exit 1 (and print a diff) if the README differs from the JSON
+    python scripts/readme_tables.py --print    # print the generated blocks
+
+Blocks (``<!-- BEGIN generated:NAME -->`` … ``<!-- END generated:NAME -->``):
+
+- ``claims``: one row per seed-paper claim, from ``CLAIMS`` below, with a verdict under the claims protocol
+  (docs/methods.md): ≥ 3 training seeds, world v3's sealed test split, the tuning split recorded. Where the
+  JSON has fewer seeds or world v2, the verdict is "inconclusive (…)" and says what the CI alone shows.
+- ``results``: the measured rows, from ``RESULTS`` (templates whose ``{fmt:file:path}`` fields read the JSON).
+- ``benchmarks``: ours vs TRL, from benchmarks/results/*.json.
+
+A missing JSON field renders as "missing `file:path`": the row says what is not recorded instead of a number.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import fnmatch
+import json
+import math
+import re
+import sys
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from alignstack.eval import claims as C  # noqa: E402
+
+DIRS = {"experiments": ROOT / "experiments" / "results", "benchmarks": ROOT / "benchmarks" / "results"}
+README = ROOT / "README.md"
+# Non-inferiority / equivalence margin in ground-truth score units for "kept" and "comparable" claims. Set with
+# issue 22 after these results existed, so not pre-registered; v3 claims fix their thresholds before running.
+MARGIN = 0.02
+
+
+class Missing(KeyError):
+    pass
+
+
+@cache
+def _load(name: str):
+    folder, _, file = name.rpartition("/")
+    path = DIRS.get(folder or "experiments", ROOT / folder) / file
+    if not path.exists():
+        raise Missing(name)
+    return json.loads(path.read_text())
+
+
+def get(ref: str):
+    """``file.json:a/b/0/c`` → the value (list items by index). Raises ``Missing`` naming the reference."""
+    file, _, path = ref.partition(":")
+    x = _load(file)
+    for part in [p for p in path.split("/") if p]:
+        if isinstance(x, list) and part.isdigit() and int(part) < len(x):
+            x = x[int(part)]
+        elif isinstance(x, dict) and part in x:
+            x = x[part]
+        else:
+            raise Missing(ref)
+    return x
+
+
+def glob(ref: str) -> list[str]:
+    """Expand ``*`` path segments against the JSON: ``f.json:rows/*/sampled`` → one reference per key."""
+    file, _, path = ref.partition(":")
+    parts = [p for p in path.split("/") if p]
+    out = [""]
+    for part in parts:
+        nxt = []
+        for pre in out:
+            if "*" in part:
+                node = get(f"{file}:{pre}")
+                keys = [str(i) for i in range(len(node))] if isinstance(node, list) else list(node)
+                nxt += [f"{pre}/{k}" for k in keys if fnmatch.fnmatchcase(k, part)]
+            else:
+                nxt.append(f"{pre}/{part}")
+        out = nxt
+    return [f"{file}:{p.lstrip('/')}" for p in out]
+
+
+def ci_of(v) -> tuple[float, float, float]:
+    """(mean, lo, hi) from any CI shape the experiments write: {mean, lo, hi}, {mean, ci95}, {diff, ci}, {diff: {…}}."""
+    if isinstance(v, dict):
+        if isinstance(v.get("diff"), dict):
+            return ci_of(v["diff"])
+        m = v.get("mean", v.get("diff"))
+        if "lo" in v:
+            return float(m), float(v["lo"]), float(v["hi"])
+        lo, hi = v.get("ci95") or v.get("ci") or v.get("kl_ci")
+        return float(m), float(lo), float(hi)
+    raise TypeError(f"not a CI: {v!r}")
+
+
+def _name(ref: str) -> str:
+    return f"`{ref}`"
+
+
+# ------------------------------------------------------------------------------------------------ claims
+# One entry per seed-paper claim. ``est`` says how the estimate is read from the JSON:
+#   {"ci": ref | [ref, fallback…]}       one run's paired CI (the first reference found; a fallback is named)
+#   {"seeds": [ref or glob, …]}           one paired CI per training seed → seed-level CI (alignstack.eval.claims)
+#   {"combine": [(coef, ref), …]}         a linear combination of independent summary CIs (conservative)
+#   {"fn": name}                          a computation below (frontier comparisons)
+# ``parts`` makes a conjunction ("each Improve step"): every part must hold. ``world`` / ``split`` / ``tuned``
+# are references whose absence renders as "n/r" (not recorded). ``reward`` labels the reward the method
+# optimised: oracle (ground truth), verifier (a checker of the answer), learned (a reward model or AI judge).
+
+def _rest_improve_steps() -> list[dict]:
+    refs = glob("rest_hir.json:rest/consecutive/*")
+    steps = [r for r in refs if re.search(r"G(\d)I[1-9] - G\1I\d$", r)]
+    return [{"label": r.rsplit("/", 1)[1], "est": {"ci": r + "/sampled"}, "greedy": r + "/greedy"} for r in steps]
+
+
+CLAIMS: list[dict] = [
+    dict(paper="InstructGPT", claim="the reward model tracks ground truth",
+         measure="held-out pair accuracy of the helpfulness RM against ground truth",
+         est={"ci": "reward_models.json:margin/none/gt_pair_accuracy"}, direction="greater", threshold=0.5, unsigned=True,
+         reward="learned (the RM itself)", world="reward_models.json:world_version"),
+    dict(paper="InstructGPT", claim="PPO beats SFT on benign helpfulness",
+         measure="PPO (learned helpfulness RM, β = 0.2) − SFT, T = 1",
+         est={"ci": ["rl.json:ppo_rm/helpfulness_diff_vs_sft", "rl.json:ppo_rm/score_diff_vs_sft"]},
+         greedy="rl.json:ppo_rm/greedy_score_diff_vs_sft", direction="greater", reward="learned"),
+    dict(paper="Llama 2", claim="the margin loss helps most on clearly separable pairs",
+         measure="(large margin − none) pair accuracy on 'significantly better' minus on 'negligibly better' pairs",
+         est={"combine": [(1, "reward_models.json:margin/large/accuracy_by_strength/significantly_better"),
+                          (-1, "reward_models.json:margin/none/accuracy_by_strength/significantly_better"),
+                          (-1, "reward_models.json:margin/large/accuracy_by_strength/negligibly_better"),
+                          (1, "reward_models.json:margin/none/accuracy_by_strength/negligibly_better")]},
+         direction="greater", reward="learned (the RM itself)", world="reward_models.json:world_version"),
+    dict(paper="Llama 2", claim="the combined reward keeps safety where a helpfulness-only reward does not",
+         measure="PPO unsafe rate on 1,000 harmful prompts × 4, helpfulness labels under Llama 2's guideline",
+         parts=[dict(label="helpfulness-only − SFT (harm rises)", direction="greater",
+                     est={"ci": "rl.json:ppo_fulfil/harmful_eval/unsafe_diff_vs_sft"}),
+                dict(label="combined − SFT (harm falls)", direction="less",
+                     est={"ci": "rl.json:ppo_llama2_fulfil/harmful_eval/unsafe_diff_vs_sft"}),
+                dict(label="combined − helpfulness-only", direction="less",
+                     est={"ci": "rl.json:ppo_llama2_fulfil/harmful_eval/unsafe_diff_vs_helpfulness_only"})],
+         reward="learned (helpfulness RM ± safety RM)"),
+    dict(paper="Llama 2", claim="rejection-sampling rounds improve",
+         measure="round 2 (fresh prompts, from the round-1 model) − round 1, helpfulness, 2,000 prompts × 4",
+         est={"ci": "rs_rounds.json:comparisons/r2_from_r1 - round1/helpfulness"}, direction="greater",
+         reward="oracle (`world:helpfulness`)", split="rs_rounds.json:eval_cfg/seed"),
+    dict(paper="DPO", claim="DPO is at or above PPO on the reward–KL frontier (world)",
+         measure="DPO's score − SFT, interpolated at each PPO point's KL, minus PPO's",
+         est={"fn": "frontier_world"}, direction="greater", threshold=-MARGIN,
+         reward="PPO: learned RMs; DPO: preference pairs", split="frontier_world.json:eval/seed"),
+    dict(paper="DPO", claim="DPO is at or above PPO on the reward–KL frontier (exact testbed T1)",
+         measure="PPO's mean gap to the exact frontier minus DPO's, over their shared KL range (exact evaluation)",
+         est={"fn": "frontier_t1"}, direction="greater", threshold=-MARGIN,
+         reward="PPO: learned (tabular Bradley–Terry) RM; DPO: the same pairs", world_name="T1 testbed"),
+    dict(paper="ReST", claim="each Improve step raises the reward",
+         measure="ground truth of Improve step i − step i−1 (translation, G = 2, I = 3), T = 1",
+         parts_fn=_rest_improve_steps, direction="greater", reward="oracle (`world:helpfulness`)"),
+    dict(paper="HIR", claim="HIR beats filtered fine-tuning (FARL)",
+         measure="HIR − FARL (shipped 90/10 goal weighting), 1,000 prompts × 4, T = 1",
+         est={"ci": "rest_hir.json:hir_correct_share_0.9/claims/hir - farl/sampled"},
+         greedy="rest_hir.json:hir_correct_share_0.9/claims/hir - farl/greedy", direction="greater",
+         reward="verifier (hindsight relabelling)"),
+    dict(paper="Constitutional AI", claim="harm falls with critique→revision (SL-CAI)",
+         measure="SL-CAI − SFT unsafe rate, 1,000 harmful prompts",
+         est={"ci": "ai_feedback.json:cai/harmful_eval/sl_vs_sft_unsafe/diff"}, direction="less",
+         reward="learned (AI critic; no reward model)"),
+    dict(paper="Constitutional AI", claim="RL-CAI lowers harm further",
+         measure="RL-CAI − SL-CAI unsafe rate, 1,000 harmful prompts × 4, per training seed",
+         est={"seeds": ["ai_feedback.json:cai_rl/harmful_eval/rl_vs_sl_unsafe/diff",
+                        "ai_feedback.json:cai_rl_seeds/*/rl_vs_sl_unsafe"]}, direction="less",
+         reward="learned (AI preference model)"),
+    dict(paper="Constitutional AI", claim="… at kept benign helpfulness",
+         measure="RL-CAI − SFT helpfulness, per training seed",
+         est={"seeds": ["ai_feedback.json:cai_rl/rl_vs_sft_helpfulness/diff",
+                        "ai_feedback.json:cai_rl_seeds/*/rl_vs_sft_helpfulness"]},
+         direction="greater", threshold=-MARGIN, reward="learned (AI preference model)"),
+    dict(paper="RLAIF", claim="AI feedback is comparable to human feedback",
+         measure="RLAIF − RLHF with simulated human labels (1,000 pairs each, RLOO), score",
+         est={"ci": "ai_feedback.json:rlaif/rlaif_vs_rlhf/diff"}, direction="within", threshold=MARGIN,
+         reward="learned (AI-labelled vs human-labelled RM)"),
+]
+
+
+def _frontier_world() -> dict:
+    """DPO's points interpolated (linearly in KL) at each PPO point inside DPO's KL range, minus that PPO point;
+    averaged over those PPO points. Each arm's CI is vs SFT on the same prompts; combined as independent."""
+    pts = get("frontier_world.json:points")
+    dpo = sorted((p for p in pts if p["method"] == "dpo"), key=lambda p: p["kl"])
+    ppo = [p for p in pts if p["method"] == "ppo" and dpo[0]["kl"] <= p["kl"] <= dpo[-1]["kl"]]
+    if not ppo:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "note": "no PPO point inside DPO's KL range"}
+    terms = []
+    for q in ppo:
+        a, b = next((a, b) for a, b in zip(dpo, dpo[1:]) if a["kl"] <= q["kl"] <= b["kl"])
+        w = (q["kl"] - a["kl"]) / (b["kl"] - a["kl"]) if b["kl"] > a["kl"] else 0.0
+        terms += [((1 - w) / len(ppo), *ci_of(a["score_diff"])), (w / len(ppo), *ci_of(b["score_diff"])),
+                  (-1 / len(ppo), *ci_of(q["score_diff"]))]
+    r = C.combine_independent(terms)
+    r["note"] = f"{len(ppo)} PPO point(s) inside DPO's KL range"
+    return r
+
+
+def _frontier_t1() -> dict:
+    t1 = get("dpo.json:t1")
+    dpo, ppo = t1["dpo_points"], t1["ppo_points"]["learned_rm"]
+    lo = max(min(p["kl"] for p in dpo), min(p["kl"] for p in ppo))
+    hi = min(max(p["kl"] for p in dpo), max(p["kl"] for p in ppo))
+    gd = [p["gap"] for p in dpo if lo <= p["kl"] <= hi]
+    gp = [p["gap"] for p in ppo if lo <= p["kl"] <= hi]
+    m = sum(gp) / len(gp) - sum(gd) / len(gd)
+    return {"mean": m, "lo": math.nan, "hi": math.nan,
+            "note": f"KL {lo:.2f}–{hi:.2f}: {len(gd)} DPO, {len(gp)} PPO points; exact evaluation, one fit each, no CI"}
+
+
+FNS = {"frontier_world": _frontier_world, "frontier_t1": _frontier_t1}
+
+
+def estimate(est: dict) -> dict:
+    """{mean, lo, hi, n_seeds, note} for one ``est`` spec; raises ``Missing``."""
+    if "ci" in est:
+        refs = est["ci"] if isinstance(est["ci"], list) else [est["ci"]]
+        for i, ref in enumerate(refs):
+            try:
+                m, lo, hi = ci_of(get(ref))
+            except Missing:
+                continue
+            note = f"no {_name(refs[0])} in the JSON; shown: {_name(ref)}" if i else ""
+            return {"mean": m, "lo": lo, "hi": hi, "n_seeds": 1, "note": note, "ref": ref,
+                    "fallback": refs[0].rsplit("/", 1)[1] if i else None}
+        raise Missing(refs[0])
+    if "seeds" in est:
+        refs = [r for g in est["seeds"] for r in (glob(g) if "*" in g else [g])]
+        means = [ci_of(get(r))[0] for r in refs]
+        r = C.seed_level_ci_from_means(means)
+        r["note"] = "per seed " + ", ".join(_sgn(x) for x in means)
+        return r
+    if "combine" in est:
+        r = C.combine_independent([(c, *ci_of(get(ref))) for c, ref in est["combine"]])
+        return {**r, "n_seeds": 1, "note": "CI from independent summary CIs (conservative)"}
+    r = FNS[est["fn"]]()
+    return {"n_seeds": 1, **r}
+
+
+def _sgn(x: float, d: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.{d}f}".replace("-", "−")
+
+
+def _ci_text(r: dict, unsigned: bool = False) -> str:
+    f = (lambda x: f"{x:.3f}") if unsigned else _sgn
+    if math.isnan(r["lo"]):
+        return f"{f(r['mean'])} (no CI)"
+    return f"{f(r['mean'])} [{f(r['lo'])}, {f(r['hi'])}]"
+
+
+def _opt(ref: str | None) -> str | None:
+    if not ref:
+        return None
+    try:
+        return str(get(ref))
+    except Missing:
+        return None
+
+
+def claim_row(c: dict) -> dict:
+    parts = c["parts_fn"]() if "parts_fn" in c else c.get("parts") or [dict(label="", est=c["est"])]
+    direction, threshold = c.get("direction"), c.get("threshold", 0.0)
+    world = c.get("world_name") or (("v" + _opt(c["world"])) if _opt(c.get("world")) else "v2 (n/r)")
+    split = _opt(c.get("split"))
+    split = f"eval prompts seed {split}" if split else "n/r"
+    tuned = _opt(c.get("tuned")) or "n/r"
+    gaps = []
+    if not world.startswith("v3"):
+        gaps.append("world " + world.split(" (")[0])
+    elif "sealed" not in split:
+        gaps.append("split not sealed")
+    if tuned == "n/r":
+        gaps.append("tuning split n/r")
+    rows, missing = [], []
+    for p in parts:
+        d, t = p.get("direction", direction), p.get("threshold", threshold)
+        try:
+            r = estimate(p["est"])
+        except Missing as e:
+            missing.append(str(e.args[0]))
+            continue
+        seen = C.ci_verdict(r["lo"], r["hi"], d, t)
+        # how far the bound that decides the claim is from the threshold (smaller = weaker)
+        slack = {"greater": r["lo"] - t, "less": t - r["hi"], "within": min(t - r["hi"], r["lo"] + t)}[d]
+        g = None
+        if p.get("greedy") or (len(parts) == 1 and c.get("greedy")):
+            try:
+                g = ci_of(get(p.get("greedy") or c["greedy"]))
+            except Missing:
+                g = None
+        rows.append({**r, "label": p.get("label", "").replace(" - ", " − "), "seen": seen, "slack": slack,
+                     "greedy": g})
+        if r.get("fallback"):   # the claim's own metric is not recorded: a stand-in never makes it hold
+            gaps.append(f"`{r['fallback']}` not recorded")
+    if missing:
+        return {**c, "estimate": "missing " + ", ".join(_name(m) for m in missing), "seeds": "–",
+                "world": world, "split": split, "tuned": tuned, "verdict": "inconclusive (JSON field missing)"}
+    n_seeds = min(r["n_seeds"] for r in rows)
+    weakest = min(rows, key=lambda r: -math.inf if math.isnan(r["slack"]) else r["slack"])
+    status = C.conjunction([r["seen"] for r in rows])
+    reasons = ([f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"] if n_seeds < 3 else []) + gaps
+    verdict = status if not reasons else f"inconclusive ({', '.join(reasons)}; this CI: {status})"
+    text = _ci_text(weakest, c.get("unsigned", False))
+    if len(rows) > 1:
+        text = f"weakest of {len(rows)}: {weakest['label']} {text}"
+    if weakest["greedy"]:
+        text += f"; greedy {_ci_text(dict(zip(('mean', 'lo', 'hi'), weakest['greedy'])))}"
+    if weakest.get("note"):
+        text += f" ({weakest['note']})"
+    return {**c, "estimate": text, "seeds": str(n_seeds), "world": world, "split": split, "tuned": tuned,
+            "verdict": verdict}
+
+
+def _direction_text(c: dict) -> str:
+    d, t = c.get("direction"), c.get("threshold", 0.0)
+    if "parts" in c:
+        return "each part"
+    text = {"greater": f"> {t:g}", "less": f"< {t:g}", "within": f"within ±{t:g}"}[d].replace("-", "−")
+    return text + (" non-inferiority" if d == "greater" and t < 0 else " equivalence" if d == "within" else "")
+
+
+def claims_block() -> str:
+    head = ("| paper | claim | measured as (direction) | estimate [95% CI] | seeds | world · eval split · tuned on "
+            "| reward | verdict |\n|---|---|---|---|---|---|---|---|")
+    lines, met = [head], 0
+    for c in CLAIMS:
+        r = claim_row(c)
+        met += not r["verdict"].startswith("inconclusive (")
+        lines.append(f"| {c['paper']} | {c['claim']} | {c['measure']} ({_direction_text(c)}) | {r['estimate']} "
+                     f"| {r['seeds']} | {r['world']} · {r['split']} · {r['tuned']} | {c['reward']} | {r['verdict']} |")
+    lines += ["", f"{met} of {len(CLAIMS)} claims meet the protocol. n/r: not recorded in the JSON. Thresholds: "
+              f"0, or ±{MARGIN} (score units) for the non-inferiority and equivalence rows, set with issue 22 after "
+              "these results existed."]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ results
+# Rows of the "Measured" table. ``{fmt:file:path}`` fields read the JSON; fmt is one of
+#   ci (signed mean [lo, hi]), ciu (unsigned), f2 / f3 (a number), pct (a share as %), raw,
+#   seeds (comma-separated references or globs: one paired CI per training seed → seed-level CI).
+RESULTS: list[tuple[str, str]] = [
+    ("GRPO / RLOO (exact-match verifier) vs SFT",
+     "{ci:rl.json:grpo/score_diff_vs_sft} / {ci:rl.json:rloo/score_diff_vs_sft}; greedy "
+     "{ci:rl.json:grpo/greedy_score_diff_vs_sft} / {ci:rl.json:rloo/greedy_score_diff_vs_sft}; KL "
+     "{f2:rl.json:grpo/kl_to_sft} / {f2:rl.json:rloo/kl_to_sft}; unsafe {f3:rl.json:sft/unsafe_rate} → "
+     "{f3:rl.json:grpo/unsafe_rate} / {f3:rl.json:rloo/unsafe_rate}"),
+    ("PPO, learned helpfulness RM (8k prompts of feedback, β = 0.2) vs SFT",
+     "{ci:rl.json:ppo_rm/score_diff_vs_sft}, greedy {ci:rl.json:ppo_rm/greedy_score_diff_vs_sft}, KL "
+     "{f2:rl.json:ppo_rm/kl_to_sft}, unsafe {f3:rl.json:sft/unsafe_rate} → {f3:rl.json:ppo_rm/unsafe_rate}"),
+    ("PPO, Llama 2 combined reward (helpfulness + safety RM) vs SFT",
+     "{ci:rl.json:ppo_llama2/score_diff_vs_sft}, greedy {ci:rl.json:ppo_llama2/greedy_score_diff_vs_sft}, KL "
+     "{f2:rl.json:ppo_llama2/kl_to_sft}, unsafe {f3:rl.json:sft/unsafe_rate} → {f3:rl.json:ppo_llama2/unsafe_rate}"),
+    ("PPO with helpfulness labels under Llama 2's guideline (fulfilling a harmful request counts as helpful): "
+     "helpfulness RM only vs Llama 2 combined reward, 1,000 harmful prompts × 4",
+     "helpfulness-only PPO complies: unsafe {f3:rl.json:ppo_fulfil/harmful_eval/sft_unsafe} → "
+     "{f3:rl.json:ppo_fulfil/harmful_eval/unsafe}; combined reward {f3:rl.json:ppo_llama2_fulfil/harmful_eval/unsafe}, "
+     "{ci:rl.json:ppo_llama2_fulfil/harmful_eval/unsafe_diff_vs_helpfulness_only} vs helpfulness-only; "
+     "score {ci:rl.json:ppo_llama2_fulfil/score_diff_vs_sft} over SFT"),
+    ("PPO, learned RM, β = 0.2 / 0.05 / 0 (over-optimisation)",
+     "final proxy reward {f3:rl.json:ppo_rm/train/final_reward} / {f3:rl.json:ppo_rm_weak_kl/train/final_reward} / "
+     "{f3:rl.json:ppo_rm_nokl/train/final_reward}, ground truth of the same rollouts "
+     "{f3:rl.json:ppo_rm/train/final_gt} / {f3:rl.json:ppo_rm_weak_kl/train/final_gt} / "
+     "{f3:rl.json:ppo_rm_nokl/train/final_gt}; held-out score vs SFT {ci:rl.json:ppo_rm_weak_kl/score_diff_vs_sft} "
+     "(β = 0.05), {ci:rl.json:ppo_rm_nokl/score_diff_vs_sft} (β = 0) (`rl_overoptimisation.png`)"),
+    ("PPO-ptx (γ = 1, β = 0.05)",
+     "held-out corpus NLL {f2:rl.json:ppo_rm_ptx/corpus_nll} vs {f2:rl.json:ppo_rm_weak_kl/corpus_nll} without the "
+     "pretraining term (SFT {f2:rl.json:sft/corpus_nll})"),
+    ("Rejection sampling, oracle reward, best-of-8 vs SFT",
+     "{ci:rejection_sampling.json:comparisons/round1 - sft/helpfulness_sampled}, greedy "
+     "{ci:rejection_sampling.json:comparisons/round1 - sft/helpfulness_greedy}; unsafe "
+     "{ci:rejection_sampling.json:comparisons/round1 - sft/unsafe_sampled}"),
+    ("Rejection sampling, a second round on fresh prompts vs round 1 (`rs_rounds.md`, 2,000 prompts × 4)",
+     "continuing the round-1 model {ci:rs_rounds.json:comparisons/r2_from_r1 - round1/helpfulness}, pooled "
+     "best-of-both-rounds from SFT {ci:rs_rounds.json:comparisons/r2_pooled_from_sft - round1/helpfulness}; unsafe "
+     "{f3:rs_rounds.json:eval/round1/unsafe_rate} → {f3:rs_rounds.json:eval/r2_from_r1/unsafe_rate} / "
+     "{f3:rs_rounds.json:eval/r2_pooled_from_sft/unsafe_rate}"),
+    ("ReST (translation, oracle reward), G2 I3 vs SFT",
+     "{ci:rest_hir.json:rest/claims/G2I3 - sft/sampled}, greedy {ci:rest_hir.json:rest/claims/G2I3 - sft/greedy}; "
+     "second Grow step {ci:rest_hir.json:rest/claims/G2I3 - G1I3 (second Grow)/sampled}"),
+    ("HIR vs base / FARL (goal-conditioned tasks, 1,000 × 4 samples, 90/10 goal weighting)",
+     "{ci:rest_hir.json:hir_correct_share_0.9/claims/hir - base/sampled} / "
+     "{ci:rest_hir.json:hir_correct_share_0.9/claims/hir - farl/sampled}, greedy "
+     "{ci:rest_hir.json:hir_correct_share_0.9/claims/hir - base/greedy} / "
+     "{ci:rest_hir.json:hir_correct_share_0.9/claims/hir - farl/greedy}; equal goal split vs FARL "
+     "{ci:rest_hir.json:hir_correct_share_0.5/claims/hir - farl/sampled}; the reference code's CE smoothing 0.2 "
+     "{ci:rest_hir.json:hir_correct_share_0.9/claims/hir_reference_coefs - base/sampled}"),
+    ("HIR contrastive term (with − without), 4 training seeds: pooled over prompts / at the seed level",
+     "equal row weights {ci:rest_hir.json:hir_ablation/rows/equal_rows/pooled/sampled} / "
+     "{seeds:rest_hir.json:hir_ablation/rows/equal_rows/per_seed/*/sampled}; 70/30 "
+     "{ci:rest_hir.json:hir_ablation/rows/correct_share_0.7/pooled/sampled} / "
+     "{seeds:rest_hir.json:hir_ablation/rows/correct_share_0.7/per_seed/*/sampled}; 90/10 "
+     "{ci:rest_hir.json:hir_ablation/rows/goal_weighted/pooled/sampled} / "
+     "{seeds:rest_hir.json:hir_ablation/rows/goal_weighted/per_seed/*/sampled}"),
+    ("SL-CAI (4 critique→revision rounds) vs SFT, 1,000 harmful prompts",
+     "unsafe {f3:ai_feedback.json:cai/harmful_eval/sft_unsafe} → {f3:ai_feedback.json:cai/harmful_eval/sl_cai_unsafe}, "
+     "paired {ci:ai_feedback.json:cai/harmful_eval/sl_vs_sft_unsafe/diff}; benign helpfulness "
+     "{f3:ai_feedback.json:cai/sft/helpfulness} → {f3:ai_feedback.json:cai/sl_cai/helpfulness}"),
+    ("RL-CAI after a smaller SL-CAI (200 red-team prompts, 2 rounds), 1,000 harmful prompts × 4",
+     "unsafe {f3:ai_feedback.json:cai_rl/harmful_eval/sft_unsafe} → SL-CAI "
+     "{f3:ai_feedback.json:cai_rl/harmful_eval/sl_cai_unsafe} → RL-CAI {f3:ai_feedback.json:cai_rl/harmful_eval/rl_cai_unsafe}; "
+     "RL-CAI − SL-CAI {ci:ai_feedback.json:cai_rl/harmful_eval/rl_vs_sl_unsafe/diff} (seed 0), "
+     "{seeds:ai_feedback.json:cai_rl/harmful_eval/rl_vs_sl_unsafe/diff,ai_feedback.json:cai_rl_seeds/*/rl_vs_sl_unsafe}; "
+     "helpfulness vs SFT {seeds:ai_feedback.json:cai_rl/rl_vs_sft_helpfulness/diff,ai_feedback.json:cai_rl_seeds/*/rl_vs_sft_helpfulness}"),
+    ("RLAIF vs SFT / simulated human feedback of the same size (1,000 pairs, RLOO)",
+     "RLAIF {ci:ai_feedback.json:rlaif/rlaif_vs_sft/diff}, human {ci:ai_feedback.json:rlaif/rlhf_vs_sft/diff}, "
+     "RLAIF − human {ci:ai_feedback.json:rlaif/rlaif_vs_rlhf/diff}; d-RLAIF {ci:ai_feedback.json:drlaif/d_rlaif_vs_sft/diff}"),
+    ("AI judge (pretrained tiny model) agreement with ground truth",
+     "{ciu:ai_feedback.json:judge/judge=pretrained/agreement} with order averaging, "
+     "{ciu:ai_feedback.json:judge/judge=pretrained/agreement_first_order_only} without; flips with order in "
+     "{pct:ai_feedback.json:judge/judge=pretrained/order_flip_rate} of pairs"),
+    ("DPO vs SFT (`configs/dpo.yaml`)",
+     "score {ci:dpo.json:dpo/vs_sft/sampled/score}, benign helpfulness {ci:dpo.json:dpo/vs_sft/sampled/helpfulness}, "
+     "unsafe {ci:dpo.json:dpo/vs_sft/sampled/unsafe_rate}; greedy score {ci:dpo.json:dpo/vs_sft/greedy/score}; "
+     "KL {f2:dpo.json:dpo/kl_to_sft/kl}"),
+    ("Reward–KL on the world (2,000 prompts × 2): DPO β = {raw:frontier_world.json:points/0/knob} / PPO KL target "
+     "{raw:frontier_world.json:points/4/knob}",
+     "{ci:frontier_world.json:points/0/score_diff} at KL {f2:frontier_world.json:points/0/kl} / "
+     "{ci:frontier_world.json:points/4/score_diff} at KL {f2:frontier_world.json:points/4/kl}; unsafe "
+     "{ci:frontier_world.json:points/0/unsafe_diff} / {ci:frontier_world.json:points/4/unsafe_diff} "
+     "(`frontier_world.md`)"),
+    ("Reward models: pair accuracy against ground truth, no margin / small / large Llama 2 margin",
+     "{ciu:reward_models.json:margin/none/gt_pair_accuracy} / {ciu:reward_models.json:margin/small/gt_pair_accuracy} / "
+     "{ciu:reward_models.json:margin/large/gt_pair_accuracy}"),
+    ("DPO / cDPO / robust DPO under 20% flipped labels (exact testbed T1)", "`dpo_noise_t1.md`"),
+    ("World v3 SFT headroom (opt-in; sealed test split, 300 prompts × 64)",
+     "benign helpfulness {f3:world_v3_headroom.json:T1/benign_helpfulness} (greedy "
+     "{f3:world_v3_headroom.json:greedy/benign_helpfulness}), unsafe on unseen attack styles "
+     "{f3:world_v3_headroom.json:T1/unsafe_unseen}, over-refusal {f3:world_v3_headroom.json:T1/over_refusal}; "
+     "oracle best-of-64 {f3:world_v3_headroom.json:oracle_best_of_k_benign_helpfulness} ([docs/world.md](docs/world.md))"),
+]
+# Rows the README used to show that no committed JSON backs yet: named, never typed in.
+NOT_IN_JSON = ["pretraining held-out NLL", "SFT vs the pretrained model", "the demo's PPO / rejection sampling / DPO "
+               "vs SFT (`tests/test_demo_effects.py` re-checks its directions)", "the judge on today's fixture and the "
+               "distilled judge (`judge_distillation.md`)"]
+
+FIELD = re.compile(r"\{(ci|ciu|f2|f3|pct|raw|seeds):([^{}]+)\}")
+
+
+def _field(m: re.Match) -> str:
+    fmt, ref = m.group(1), m.group(2)
+    try:
+        if fmt == "seeds":
+            refs = [r for g in ref.split(",") for r in (glob(g) if "*" in g else [g])]
+            r = C.seed_level_ci_from_means([ci_of(get(x))[0] for x in refs])
+            return f"{_ci_text(r)} ({r['n_seeds']} seeds, t over seeds)"
+        v = get(ref)
+        if fmt in ("ci", "ciu"):
+            m_, lo, hi = ci_of(v)
+            if fmt == "ciu":
+                return f"{m_:.3f} [{lo:.3f}, {hi:.3f}]"
+            return f"{_sgn(m_)} [{_sgn(lo)}, {_sgn(hi)}]"
+        if fmt == "pct":
+            return f"{100 * v:.0f}%"
+        if fmt == "raw":
+            return f"{v:g}" if isinstance(v, float) else str(v)
+        return f"{v:.{fmt[1]}f}"
+    except Missing as e:
+        return f"missing {_name(e.args[0])}"
+
+
+def fill(template: str) -> str:
+    return FIELD.sub(_field, template)
+
+
+def results_block() -> str:
+    lines = ["| Stage | Result (paired per-prompt difference vs the baseline, T = 1, 95% CI, one training seed, "
+             "unless stated) |", "|---|---|"]
+    lines += [f"| {fill(label)} | {fill(t)} |" for label, t in RESULTS]
+    lines += ["", "Not shown, because no committed JSON holds them yet: " + "; ".join(NOT_IN_JSON) + "."]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ benchmarks
+
+def benchmarks_block() -> str:
+    def rss(r):
+        return f"{r['ours']['peak_rss_mb']:,} / {r['trl']['peak_rss_mb']:,} MB"
+
+    rows = []
+    try:
+        for r in get("benchmarks/sft.json:results"):
+            grouped = ", length-grouped batches on both sides" if r["grouped"] else ", batch 8"
+            params = r["ours"].get("params")
+            size = f" ({params / 1e6:.1f}M params)" if params else ""
+            rows.append((f"SFT, {r['preset']} preset{size}{grouped} (tokens/s)", r["ours"]["rate_tokens"],
+                         r["trl"]["rate_tokens"], r["ratio"], rss(r)))
+        g = get("benchmarks/grpo.json:")
+        s = g["settings"]
+        rows.append((f"GRPO, tiny, {s['prompts']} prompts × {s['k']} completions × {s['max_new']} tokens "
+                     f"(completions/s; {s['threads']} thread each, shared machine)", g["ours"]["rate_completions"],
+                     g["trl"]["rate_completions"], g["ratio"], rss(g)))
+        for r in get("benchmarks/rm.json:results"):
+            rows.append((f"Reward model, {r['preset']}, batch {r['batch']} pairs (pairs/s; pairwise loss vs `RewardTrainer`)", r["ours"]["rate_pairs"],
+                         r["trl"]["rate_pairs"], r["ratio_pairs"], rss(r)))
+        for r in get("benchmarks/dpo.json:results"):
+            rows.append((f"DPO, {r['preset']}, batch {r['batch']}, {r['reference']} reference (pairs/s)",
+                         r["ours"]["rate_pairs"], r["trl"]["rate_pairs"], r["ratio_pairs"], rss(r)))
+    except Missing as e:
+        rows.append((f"missing {_name(e.args[0])}", math.nan, math.nan, math.nan, ""))
+    lines = ["| benchmark | ours | TRL | ratio | peak RSS ours / TRL |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {a:,.0f} | {b:,.0f} | {r:.2f}× | {m} |" for n, a, b, r, m in rows]
+    small = [x[k]["mfu"] for x in get("benchmarks/sft.json:results") if x["preset"] == "small" for k in ("ours", "trl")]
+    g = get("benchmarks/grpo.json:")
+    ph = g["ours"]["roofline"]["phases"]
+    lines += ["", f"On the small preset both implementations run at {100 * min(small):.0f}–{100 * max(small):.0f}% of "
+              f"this machine's measured fp32 matmul peak. GRPO: {g['ratio']:.2f}× ({g['ratio_cpu']:.2f}× per "
+              "CPU-second of each process). Where our GRPO step's time goes (achieved GFLOP/s over a matmul peak "
+              "measured for that phase's shapes): " + ", ".join(
+                  f"{k} {1000 * v['s']:.1f} ms at {100 * v['share_of_peak']:.0f}%" for k, v in ph.items())
+              + f" (the inverse-CDF draw is {1000 * g['ours']['roofline']['draw_s']:.1f} ms of the rollout)."]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ README
+
+BLOCKS = {"claims": claims_block, "results": results_block, "benchmarks": benchmarks_block}
+
+
+def render(text: str) -> str:
+    for name, fn in BLOCKS.items():
+        pat = re.compile(rf"(<!-- BEGIN generated:{name} -->\n)(.*?)(<!-- END generated:{name} -->)", re.S)
+        if not pat.search(text):
+            raise SystemExit(f"README.md has no '<!-- BEGIN generated:{name} -->' … '<!-- END generated:{name} -->' block")
+        body = (f"<!-- scripts/readme_tables.py writes this block from the committed JSON; do not edit it by hand -->\n"
+                f"{fn()}\n")
+        text = pat.sub(lambda m, b=body: m.group(1) + b + m.group(3), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from what the JSON gives")
+    p.add_argument("--print", action="store_true", help="print the generated blocks instead of writing")
+    p.add_argument("--readme", default=str(README))
+    a = p.parse_args(argv)
+    if a.print:
+        for name, fn in BLOCKS.items():
+            print(f"## {name}\n{fn()}\n")
+        return 0
+    path = Path(a.readme)
+    old = path.read_text()
+    new = render(old)
+    if a.check:
+        if new != old:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path),
+                                                       "generated from the JSON"))
+            print(f"\n{path} differs from the committed JSON: run `python scripts/readme_tables.py`")
+            return 1
+        return 0
+    if new != old:
+        path.write_text(new)
+        print(f"rewrote the generated blocks of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
