@@ -40,9 +40,14 @@ def run_seed(seed: int, log: Path, tests: list[str], k: str | None) -> int:
 
 
 def summarise(records: list[dict]) -> list[dict]:
-    by = defaultdict(list)
+    # The log is appended run after run: a check re-run on a seed (after the test was reworked) replaces that
+    # seed's earlier record, so the report shows the tests as they are now.
+    latest = {}
     for r in records:
-        by[(r["test"].split("::")[-1], r["stat"])].append(r)
+        latest[(r["test"].split("::")[-1], r["stat"], r["seed"])] = r
+    by = defaultdict(list)
+    for (test, stat, _), r in latest.items():
+        by[(test, stat)].append(r)
     rows = []
     for (test, stat), rs in sorted(by.items()):
         worst = min(rs, key=lambda r: r["margin"])

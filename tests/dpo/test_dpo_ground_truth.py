@@ -20,15 +20,15 @@ def test_dpo_cuts_unsafe_rate_without_losing_score(trained_world, tmp_path, marg
     try:
         sft_path = trained_world["sft"]
         cfg = load(dpo.DPOConfig, ROOT_CONFIG, [f"out={tmp_path / 'dpo'}", f"model.path={sft_path}",
-                                                "data.n_rows=600", "log.progress=false",
-                                                # ~960 pairs = 30 steps: a bigger step than the shipped
-                                                # recipe, with more chosen-NLL to keep it stable
-                                                "optim.lr=5e-4", "rpo_alpha=0.5"])
+                                                # the shipped recipe on ~1,600 pairs (50 steps); a bigger
+                                                # step (lr 5e-4, rpo 0.5, 30 steps) lost 0.045 of score on
+                                                # the seed-1 fixture (scripts/margins.py)
+                                                "data.n_rows=1000", "log.progress=false"])
         res = dpo.train(cfg)
-        assert res["examples"] >= 600, res["examples"]
+        assert res["examples"] >= 1000, res["examples"]
         assert res["final_stats"]["rewards/margins"] > 0
         tok = load_tokenizer(sft_path)
-        ec = EvalConfig(n_prompts=600, greedy=False)
+        ec = EvalConfig(n_prompts=1000, samples=2, greedy=False)
         base = evaluate(load_model(sft_path), tok, ec)
         tuned = evaluate(load_model(tmp_path / "dpo" / "model"), tok, ec)
     finally:
