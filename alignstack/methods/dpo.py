@@ -294,8 +294,8 @@ def pair_losses(cfg: DPOConfig, pc, pr, lc, lr_, rc=None, rr=None):
 
 def train(cfg: DPOConfig) -> dict:
     from alignstack.models.load import frozen_copy, prepare_model, save_final
-    from alignstack.train.loop import Trainer, microbatches, shard
-    from alignstack.train.supervised import IndexStream, total_steps
+    from alignstack.train.loop import make_accelerator
+    from alignstack.train.supervised import fit_items
 
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)                         # LoRA adapter init draws from the global RNG
@@ -337,14 +337,13 @@ def train(cfg: DPOConfig) -> dict:
     elif mode == "lora_base" and not hasattr(model, "disable_adapter"):
         raise ValueError("reference=lora_base needs model.lora.enabled=true")
 
-    steps = total_steps(n, cfg.optim)
-    tr = Trainer(model, tokenizer, cfg.optim, steps, out, to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist, "dpo")
-    tr.resume_if_requested()
-    dev = tr.acc.device
+    # the trainer's device is known before the loop starts: a live reference sits there from the first step
+    acc = make_accelerator(cfg.dist)
+    dev = acc.device
     if ref_model is not None:
         ref_model.to(dev)
 
-    def reference_logps(idx: list[int], names: tuple[str, ...]) -> list[torch.Tensor]:
+    def reference_logps(tr, idx: list[int], names: tuple[str, ...]) -> list[torch.Tensor]:
         if mode == "precomputed":
             return [ref[k][idx].to(dev) for k in names]
         its = [it for k in names for it in (groups[k][i] for i in idx)]
@@ -356,12 +355,12 @@ def train(cfg: DPOConfig) -> dict:
                     s, _ = batch_logps(tr.model, its, pad, dev)
         return list(s.float().chunk(len(names)))
 
-    def pair_step(idx: list[int]):
+    def pair_step(tr, idx: list[int]):
         # chosen and rejected in ONE concatenated forward pass
         s, lens = batch_logps(tr.model, [data.chosen[i] for i in idx] + [data.rejected[i] for i in idx], pad, dev)
         pc, pr = s.chunk(2)
         lc, lr_ = lens.chunk(2)
-        rc, rr = reference_logps(idx, ("chosen", "rejected")) if mode != "none" else (None, None)
+        rc, rr = reference_logps(tr, idx, ("chosen", "rejected")) if mode != "none" else (None, None)
         losses, cw, cl = pair_losses(cfg, pc, pr, lc, lr_, rc, rr)
         loss = losses.sum()
         nll = P.nll_term(pc, lc)
@@ -375,11 +374,11 @@ def train(cfg: DPOConfig) -> dict:
 
     des_t = torch.tensor(data.desirable) if kto else None
 
-    def kto_step(idx: list[int]):
+    def kto_step(tr, idx: list[int]):
         s, lens = batch_logps(tr.model, [data.items[i] for i in idx], pad, dev)
         with torch.no_grad():
             kl_pol, _ = batch_logps(tr.model, [data.kl_items[i] for i in idx], pad, dev)
-        ref_s, ref_kl = reference_logps(idx, ("items", "kl"))
+        ref_s, ref_kl = reference_logps(tr, idx, ("items", "kl"))
         z0 = P.kto_kl_estimate(kl_pol.float(), ref_kl)
         d = des_t[idx].to(dev)
         losses, rewards = P.kto_loss(s, ref_s, d, z0, beta=cfg.beta, lambda_d=cfg.kto_lambda_d,
@@ -389,18 +388,12 @@ def train(cfg: DPOConfig) -> dict:
                  "rewards/accuracy": ((sign * rewards) > 0).float().sum(), "logps/all": s.detach().sum()}
         return losses.sum(), float(len(idx)), stats
 
-    loss_fn = kto_step if kto else pair_step
-    stream = IndexStream(n, cfg.seed)
-    rank, world = tr.acc.process_index, tr.acc.num_processes
-    history: list[dict] = []
-    stats: dict = {}
-    with tr:
-        while not tr.done:
-            g0 = tr.step_count * cfg.optim.batch_size
-            mine = shard([stream(g0 + j) for j in range(cfg.optim.batch_size)], rank, world)
-            mbs = microbatches(mine, cfg.optim.grad_accum)
-            stats = tr.step(loss_fn, mbs, [float(len(m)) for m in mbs])
-            history.append({"step": tr.step_count, **stats})
+    # items are pair (or example) indices: the reference log-probs and KTO labels are looked up by index;
+    # each pair weighs 1
+    tr, history = fit_items(model, tokenizer, list(range(n)), kto_step if kto else pair_step, cfg.optim, out,
+                            seed=cfg.seed, log=cfg.log, checkpoint=cfg.checkpoint, dist=cfg.dist,
+                            config_yaml=to_yaml(cfg), desc="dpo", accelerator=acc)
+    stats = {k: v for k, v in history[-1].items() if k != "step"} if history else {}
     if tr.is_main:
         save_final(tr.unwrapped, tokenizer, cfg.out, to_yaml(cfg))
     first = history[0] if history else {}

@@ -197,17 +197,20 @@ def _train_hir(model, tok, pairs, weights, cfg: HIRConfig, out: Path, seed: int)
     import torch
 
     from alignstack.data.collate import pad_right
-    from alignstack.train.loop import Trainer, shard
-    from alignstack.train.microbatch import split
-    from alignstack.train.supervised import IndexStream, total_steps
+    from alignstack.train.supervised import fit_items
 
-    steps = total_steps(len(pairs), cfg.optim)
-    tr = Trainer(model, tok, cfg.optim, steps, out, to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist, "hir")
-    stream = IndexStream(len(pairs), seed)
     pad = tok.pad_token_id
-    rank, world = tr.acc.process_index, tr.acc.num_processes
 
-    def loss_fn(mb):
+    def collate(tr, mbs):
+        # micro-batches are weighted by rows (the contrastive term is a row mean); the CE and entropy
+        # token means are rescaled so they stay means over the batch's tokens (hir_loss token_scale)
+        pbs = [pad_right([pairs[i][0] for i in m], pad) for m in mbs]
+        toks = [int(b["loss_mask"][:, 1:].sum()) for b in pbs]
+        n_all, t_all = tr.global_sum(sum(len(m) for m in mbs)), tr.global_sum(sum(toks))
+        scales = [(t * n_all) / (len(m) * t_all) for m, t in zip(mbs, toks)]
+        return list(zip(mbs, pbs, scales)), [float(len(m)) for m in mbs]
+
+    def loss_fn(tr, mb):
         idx, pb, scale = mb
         nb = pad_right([pairs[i][1] for i in idx], pad)
         w = torch.tensor([weights[i] for i in idx])
@@ -216,20 +219,11 @@ def _train_hir(model, tok, pairs, weights, cfg: HIRConfig, out: Path, seed: int)
         n = float(len(idx))
         return loss * n, n, {k: float(v) * n for k, v in st.items()}
 
-    stats: dict = {}
-    with tr:
-        while not tr.done:
-            g0 = tr.step_count * cfg.optim.batch_size
-            mine = shard([stream(g0 + j) for j in range(cfg.optim.batch_size)], rank, world)
-            mbs = split(mine, cfg.optim)       # optim.micro_batch_size or grad_accum
-            pbs = [pad_right([pairs[i][0] for i in m], pad) for m in mbs]
-            # micro-batches are weighted by rows (the contrastive term is a row mean); the CE and entropy
-            # token means are rescaled so they stay means over the batch's tokens (hir_loss token_scale)
-            toks = [int(b["loss_mask"][:, 1:].sum()) for b in pbs]
-            n_all, t_all = tr.global_sum(len(mine)), tr.global_sum(sum(toks))
-            scales = [(t * n_all) / (len(m) * t_all) for m, t in zip(mbs, toks)]
-            stats = tr.step(loss_fn, list(zip(mbs, pbs, scales)), [float(len(m)) for m in mbs])
-    return tr, stats
+    # items are row indices: a row's negative-instruction item and goal weight are looked up by index
+    tr, history = fit_items(model, tok, list(range(len(pairs))), loss_fn, cfg.optim, out, seed=seed, log=cfg.log,
+                            checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc="hir",
+                            collate=collate)
+    return tr, history[-1] if history else {}
 
 
 def train(cfg: HIRConfig) -> dict:

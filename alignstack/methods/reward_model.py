@@ -328,34 +328,17 @@ def batch_loss(model, examples: list[Example], pad_id: int, objective: str, devi
 
 
 def fit(model, tokenizer, examples: list[Example], cfg: RewardModelConfig, on_step=None):
-    """The optimisation loop (shared ``Trainer``); returns the trainer holding the trained model."""
-    from alignstack.train.loop import Trainer, microbatches, shard
-    from alignstack.train.supervised import IndexStream, total_steps
+    """The optimisation loop (the shared fit loop; one prompt or pair is one batch element, weight 1);
+    returns the trainer holding the trained model and the per-step history."""
+    from alignstack.train.supervised import fit_items
 
     if not examples:
         raise ValueError("no training examples (no feedback rows survived)")
-    steps = total_steps(len(examples), cfg.optim)
-    tr = Trainer(model, tokenizer, cfg.optim, steps, cfg.out, to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist,
-                 desc=f"rm-{cfg.target}")
-    tr.resume_if_requested()
-    stream = IndexStream(len(examples), cfg.seed)
-    rank, world, dev = tr.acc.process_index, tr.acc.num_processes, tr.acc.device
     pad = tokenizer.pad_token_id
-
-    def loss_fn(mb):
-        return batch_loss(tr.model, mb, pad, cfg.objective, dev)
-
-    history = []
-    with tr:
-        while not tr.done:
-            g0 = tr.step_count * cfg.optim.batch_size
-            idx = shard([stream(g0 + j) for j in range(cfg.optim.batch_size)], rank, world)
-            mbs = [[examples[i] for i in mb] for mb in microbatches(idx, cfg.optim.grad_accum)]
-            stats = tr.step(loss_fn, mbs, [float(len(mb)) for mb in mbs])
-            history.append({"step": tr.step_count, **stats})
-            if on_step is not None:
-                on_step(tr, stats)
-    return tr, history
+    return fit_items(model, tokenizer, examples,
+                     lambda tr, mb: batch_loss(tr.model, mb, pad, cfg.objective, tr.acc.device), cfg.optim, cfg.out,
+                     seed=cfg.seed, log=cfg.log, checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg),
+                     desc=f"rm-{cfg.target}", on_step=on_step)
 
 
 # --------------------------------------------------------------------------- shift, calibration

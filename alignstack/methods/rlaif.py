@@ -257,28 +257,19 @@ def train_soft_rm(rows: list[dict], init_path: str, out: str, optim: OptimConfig
     from alignstack.data.render import ChatRenderer
     from alignstack.models.heads import reward_model_from_causal_lm
     from alignstack.models.load import load_tokenizer, save_pretrained_atomic
-    from alignstack.train.loop import Trainer, microbatches
-    from alignstack.train.supervised import IndexStream, total_steps
+    from alignstack.train.supervised import fit_items
 
     tok = load_tokenizer(init_path)
     pairs = soft_pairs(rows, ChatRenderer(tok, max_length))
     if not pairs:
         raise ValueError("no soft-labelled pairs survived rendering")
     model = reward_model_from_causal_lm(init_path, tok, seed)
-    steps = total_steps(len(pairs), optim)
-    tr = Trainer(model, tok, optim, steps, out, config_yaml, log or LogConfig(), checkpoint or CheckpointConfig(),
-                 dist or DistConfig(), desc="rm-soft")
-    tr.resume_if_requested()
-    stream, dev, hist = IndexStream(len(pairs), seed), tr.acc.device, []
-    with tr:
-        while not tr.done:
-            g0 = tr.step_count * optim.batch_size
-            idx = [stream(g0 + j) for j in range(optim.batch_size)]
-            mbs = [[pairs[i] for i in mb] for mb in microbatches(idx, optim.grad_accum)]
-            hist.append(tr.step(lambda mb: soft_batch_loss(tr.model, mb, tok.pad_token_id, dev), mbs,
-                                [float(len(mb)) for mb in mbs]))
-    save_pretrained_atomic(tr.unwrapped.eval(), tok, Path(out) / "model",
-                           {"calibration.json": json.dumps({"a": 1.0, "b": 0.0})})
+    tr, hist = fit_items(model, tok, pairs, lambda tr, mb: soft_batch_loss(tr.model, mb, tok.pad_token_id, tr.acc.device),
+                         optim, out, seed=seed, log=log, checkpoint=checkpoint, dist=dist, config_yaml=config_yaml,
+                         desc="rm-soft")
+    if tr.is_main:           # several processes: one writer of the model folder
+        save_pretrained_atomic(tr.unwrapped.eval(), tok, Path(out) / "model",
+                               {"calibration.json": json.dumps({"a": 1.0, "b": 0.0})})
     return {"steps": tr.step_count, "pairs": len(pairs), "train_loss": hist[-1]["loss"] if hist else float("nan"),
             "path": str(Path(out) / "model")}
 

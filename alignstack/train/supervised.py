@@ -1,5 +1,6 @@
-"""Supervised fitting of a causal LM on rendered rows (pretraining, SFT, and every
-generate-then-fine-tune method: rejection sampling, ReST, SL-CAI, FARL).
+"""The supervised fit loop (:func:`fit_items`) every fixed-data objective trains with — DPO and its family,
+reward models, the soft-label RM, HIR — and :func:`fit`, the masked-LM case of it: pretraining, SFT and every
+generate-then-fine-tune method (rejection sampling, ReST, SL-CAI, FARL).
 
 Data order is a deterministic function of (seed, global example index), so the data position of
 a resumed run is just its step count.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -76,6 +78,44 @@ def total_steps(n_items: int, optim: OptimConfig) -> int:
     return max(1, math.ceil(optim.epochs * n_items / optim.batch_size))
 
 
+def fit_items(model, tokenizer, items: Sequence, loss_fn: Callable, optim: OptimConfig, out_dir, *, seed: int = 0,
+              log: LogConfig | None = None, checkpoint: CheckpointConfig | None = None,
+              dist: DistConfig | None = None, config_yaml: str = "", desc: str = "train",
+              collate: Callable | None = None, lengths: list[int] | None = None, on_step=None,
+              accelerator=None) -> tuple[Trainer, list[dict]]:
+    """The one supervised fit loop (SFT and pretraining, DPO and its family, reward models, the soft-label
+    RM of RLAIF/CAI, HIR): ``optim.epochs`` (or ``optim.max_steps``) over ``items`` through the shared
+    ``Trainer`` — resume, data parallelism, checkpoints and the progress bar are the trainer's.
+
+    A step's global batch is ``BatchPlan(step)`` (a pure function of seed and step, so a resumed run sees
+    the same data; ``lengths`` with ``optim.group_by_length`` groups rows of similar length); this process
+    takes its strided share and cuts it into micro-batches of items (``optim.micro_batch_size`` or
+    ``grad_accum``). ``collate(trainer, micro_batches) -> (inputs, weights)`` turns them into what
+    ``loss_fn(trainer, inputs)`` takes and weights each by what its loss sum is a sum over; without it the
+    micro-batches go to ``loss_fn`` as they are, weighted by their item counts (a mean over batch
+    elements). ``loss_fn`` returns ``(loss_sum, weight, stats)`` as ``Trainer.step`` expects; it gets the
+    trainer because the model it must run is the prepared (wrapped, moved) one. ``on_step(trainer,
+    stats)`` runs after every step. Returns the trainer (holding the trained model) and one
+    ``{"step", **stats}`` row per step of this run."""
+    if not items:
+        raise ValueError("nothing to train on: no items")
+    steps = total_steps(len(items), optim)
+    tr = Trainer(model, tokenizer, optim, steps, out_dir, config_yaml, log, checkpoint, dist, desc, accelerator)
+    tr.resume_if_requested()
+    plan = BatchPlan(len(items), seed, optim.batch_size, lengths, optim.group_by_length)
+    rank, world = tr.acc.process_index, tr.acc.num_processes
+    history: list[dict] = []
+    with tr:
+        while not tr.done:
+            mbs = [[items[i] for i in mb] for mb in split(shard(plan(tr.step_count), rank, world), optim)]
+            inputs, weights = collate(tr, mbs) if collate is not None else (mbs, [float(len(m)) for m in mbs])
+            stats = tr.step(lambda mb: loss_fn(tr, mb), inputs, weights)
+            history.append({"step": tr.step_count, **stats})
+            if on_step is not None:
+                on_step(tr, stats)
+    return tr, history
+
+
 def fit(model, tokenizer, items: list[Rendered], optim: OptimConfig, out_dir, *, seed: int = 0,
         log: LogConfig | None = None, checkpoint: CheckpointConfig | None = None, dist: DistConfig | None = None,
         config_yaml: str = "", desc: str = "sft", on_step=None, accelerator=None) -> tuple[Trainer, FitResult]:
@@ -84,34 +124,30 @@ def fit(model, tokenizer, items: list[Rendered], optim: OptimConfig, out_dir, *,
 
     if not items:
         raise ValueError("nothing to train on: no rows survived rendering")
-    steps = total_steps(len(items), optim)
-    tr = Trainer(model, tokenizer, optim, steps, out_dir, config_yaml, log, checkpoint, dist, desc, accelerator)
-    tr.resume_if_requested()
-    plan = BatchPlan(len(items), seed, optim.batch_size, [len(x.input_ids) for x in items], optim.group_by_length)
     pad = tokenizer.pad_token_id
-    dev = tr.acc.device
-    rank, world = tr.acc.process_index, tr.acc.num_processes
+    tokens, t0 = 0, None
 
-    def loss_fn(batch):
+    def collate(tr, mbs):
+        # micro-batches weighted by their target tokens: the step's loss is a token mean over the whole batch
+        nonlocal tokens, t0
+        if t0 is None:          # the clock starts at the first step (not at model preparation or resume)
+            t0 = time.perf_counter()
+        batches = [pad_right(mb, pad) for mb in mbs]
+        tokens += int(sum(b["attention_mask"].sum() for b in batches))
+        return batches, [float(b["loss_mask"][:, 1:].sum()) for b in batches]
+
+    def loss_fn(tr, batch):
+        dev = tr.acc.device
         out = tr.model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev),
                        use_cache=False)
         s, n = lm_loss_sum(out.logits, batch["input_ids"].to(dev), batch["loss_mask"].to(dev))
         return s, n, {}
 
-    t0 = time.perf_counter()
-    tokens = 0
-    stats = {"loss": float("nan")}
-    with tr:
-        while not tr.done:
-            idx = plan(tr.step_count)
-            mine = shard(idx, rank, world)
-            batches = [pad_right([items[i] for i in mb], pad) for mb in split(mine, optim)]
-            weights = [float(b["loss_mask"][:, 1:].sum()) for b in batches]
-            tokens += int(sum(b["attention_mask"].sum() for b in batches))
-            stats = tr.step(loss_fn, batches, weights)
-            if on_step is not None:
-                on_step(tr, stats)
-    return tr, FitResult(tr.step_count, stats["loss"], tokens, time.perf_counter() - t0)
+    tr, history = fit_items(model, tokenizer, items, loss_fn, optim, out_dir, seed=seed, log=log,
+                            checkpoint=checkpoint, dist=dist, config_yaml=config_yaml, desc=desc, collate=collate,
+                            lengths=[len(x.input_ids) for x in items], on_step=on_step, accelerator=accelerator)
+    final = history[-1]["loss"] if history else float("nan")
+    return tr, FitResult(tr.step_count, final, tokens, 0.0 if t0 is None else time.perf_counter() - t0)
 
 
 @torch.no_grad()

@@ -146,6 +146,51 @@ def test_soft_pairs_validate_soft_label():
         rlaif.soft_pairs([{"prompt": "q", "chosen": "a", "rejected": "b", "soft_label": 1.5}], R(), "x.jsonl")
 
 
+def test_soft_rm_kill_and_resume_is_bit_identical(nano, tmp_path, monkeypatch):
+    """The soft-label RM trains through the shared fit loop: a run stopped by SIGTERM after step 3 and resumed
+    from its checkpoint ends with the same weights as one uninterrupted run."""
+    import os
+    import signal
+
+    from safetensors.torch import load_file
+
+    from alignstack.config import CheckpointConfig, LogConfig, OptimConfig
+    from alignstack.train import checkpoint as ckpt
+    from alignstack.train.loop import Interrupted, Trainer
+    from alignstack.world.corpus import sft_rows
+
+    torch.set_num_threads(1)
+    conv = [r["messages"] for r in sft_rows(0, 13)]
+    rows = [{"prompt": m[:-1], "chosen": m[-1]["content"], "rejected": o[-1]["content"], "soft_label": 0.6 + 0.03 * i}
+            for i, (m, o) in enumerate(zip(conv, conv[1:]))]
+    optim = OptimConfig(lr=1e-3, batch_size=4, max_steps=6, warmup_steps=1)
+    log = LogConfig(progress=False)
+
+    def run(out, resume=False):
+        return rlaif.train_soft_rm(rows, str(nano["path"]), str(out), optim, 96, 0, log,
+                                   checkpoint=CheckpointConfig(resume=resume))
+
+    a = run(tmp_path / "a")
+    orig = Trainer.step
+
+    def step(self, *args, **kw):
+        if self.step_count == 2:
+            os.kill(os.getpid(), signal.SIGTERM)      # arrives during step 3: checkpoint after it, then exit
+        return orig(self, *args, **kw)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    with pytest.raises(Interrupted):
+        run(tmp_path / "b")
+    assert ckpt.latest_checkpoint(tmp_path / "b").name == "step-00000003"
+    calls = []
+    monkeypatch.setattr(Trainer, "step", lambda self, *args, **kw: calls.append(1) or orig(self, *args, **kw))
+    b = run(tmp_path / "b", resume=True)
+    assert len(calls) == 3                              # resumed at step 3: only the last three steps ran
+    assert a["steps"] == b["steps"] == 6 and a["train_loss"] == b["train_loss"]
+    wa, wb = (load_file(str(tmp_path / x / "model" / "model.safetensors")) for x in "ab")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_judge_report_counts_biases():
     import random as _r
     rng = _r.Random(0)
