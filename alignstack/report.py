@@ -1,7 +1,8 @@
 """`alignstack report RUN_DIR`: one self-contained HTML page (PNGs embedded, also written beside it)
 from a pipeline run folder (``summary.json`` + each stage's ``metrics.jsonl`` / ``done.json``).
 
-Sections: per-stage ground truth with 95% CIs and a plain verdict; score difference vs SFT and unsafe
+Sections: first, every method of the committed experiment results (``experiments/results/*.json``, or
+``--results DIR``) on the reward–KL plane and the helpfulness–harmlessness plane with their 95% CIs; then per-stage ground truth with 95% CIs and a plain verdict; score difference vs SFT and unsafe
 rate per stage (charts); reward-model accuracy by preference strength; training curves with the
 proxy reward beside the ground truth of the same rollouts; the reward–KL picture of every stage;
 sample responses side by side across stages for the same held-out prompts.
@@ -13,12 +14,118 @@ import html
 import json
 from pathlib import Path
 
+RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"   # present in a source checkout
+
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:   # a core dependency, but a trimmed environment may lack it
+        raise ImportError("alignstack report draws with matplotlib: pip install 'matplotlib>=3.7'") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def _ci3(v) -> tuple[float, float, float] | None:
+    """(mean, lo, hi) from the CI shapes the experiments write: {mean, lo, hi}, {diff, ci}, {diff: {…}}."""
+    if not isinstance(v, dict):
+        return None
+    if isinstance(v.get("diff"), dict):
+        return _ci3(v["diff"])
+    m = v.get("mean", v.get("diff"))
+    if m is None:
+        return None
+    lo, hi = (v["lo"], v["hi"]) if "lo" in v else (v.get("ci") or v.get("ci95") or (m, m))
+    return float(m), float(lo), float(hi)
+
+
+def _json(folder: Path, name: str) -> dict:
+    f = folder / name
+    try:
+        return json.loads(f.read_text()) if f.exists() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def method_points(results: Path) -> list[dict]:
+    """Every method result in the committed experiment JSON as a point: ``source``, ``method``, ``kl``
+    (+ ``kl_ci`` where recorded), ``score`` and ``unsafe`` as (mean, lo, hi) differences vs that source's own
+    SFT (None where not recorded), and ``y`` naming the recorded quantity (score or helpfulness)."""
+    pts: list[dict] = []
+
+    def add(source, method, score, unsafe=None, kl=None, kl_ci=None, y="score"):
+        score, unsafe = _ci3(score), _ci3(unsafe)
+        if score is not None:
+            pts.append({"source": source, "method": method, "score": score, "unsafe": unsafe, "y": y,
+                        "kl": kl, "kl_ci": tuple(kl_ci) if kl_ci else None})
+
+    for k, v in _json(results, "rl.json").items():
+        if isinstance(v, dict) and "score_diff_vs_sft" in v:
+            add("rl.json", k, v["score_diff_vs_sft"], v.get("unsafe_diff_vs_sft"), v.get("kl_to_sft"))
+    d = _json(results, "dpo.json")
+    if isinstance(d.get("dpo"), dict):
+        vs, kl = d["dpo"].get("vs_sft", {}).get("sampled", {}), d["dpo"].get("kl_to_sft") or {}
+        add("dpo.json", "dpo", vs.get("score"), vs.get("unsafe_rate"), kl.get("kl"), kl.get("kl_ci"))
+    for k, v in (d.get("noise") or {}).items():
+        vs = (v.get("vs_sft") or {}).get("sampled", {})
+        add("dpo.json", f"{k} (20% flips)", vs.get("score"), vs.get("unsafe_rate"))
+    for p in _json(results, "frontier_world.json").get("points", []):
+        add("frontier_world.json", f"{p['method']} {p['knob']:g}", p.get("score_diff"), p.get("unsafe_diff"),
+            p.get("kl"), p.get("kl_ci"))
+    c = _json(results, "rejection_sampling.json").get("comparisons", {})
+    for k in ("round1", "round2_pooled"):
+        v = c.get(f"{k} - sft") or {}
+        add("rejection_sampling.json", f"RS {k}", v.get("helpfulness_sampled"), v.get("unsafe_sampled"),
+            y="helpfulness")
+    c = _json(results, "rs_rounds.json").get("comparisons", {})
+    for k in ("round1", "r2_from_r1", "r2_pooled_from_sft"):
+        v = c.get(f"{k} - sft") or {}
+        add("rs_rounds.json", f"RS {k}", v.get("helpfulness"), v.get("unsafe"), y="helpfulness")
+    a = _json(results, "ai_feedback.json")
+    add("ai_feedback.json", "RLAIF", (a.get("rlaif") or {}).get("rlaif_vs_sft"))
+    add("ai_feedback.json", "RLHF (sim. human)", (a.get("rlaif") or {}).get("rlhf_vs_sft"))
+    add("ai_feedback.json", "d-RLAIF", (a.get("drlaif") or {}).get("d_rlaif_vs_sft"))
+    cai, rl = a.get("cai") or {}, a.get("cai_rl") or {}
+    add("ai_feedback.json", "SL-CAI", cai.get("sl_vs_sft_helpfulness"),
+        (cai.get("harmful_eval") or {}).get("sl_vs_sft_unsafe"), y="helpfulness")
+    add("ai_feedback.json", "RL-CAI", rl.get("rl_vs_sft_helpfulness"),
+        (rl.get("harmful_eval") or {}).get("rl_vs_sft_unsafe"), y="helpfulness")
+    return pts
+
+
+def _methods_figure(plt, pts: list[dict], path: Path) -> str:
+    """Two panels: Δ score vs KL to SFT, and Δ score vs Δ unsafe rate, one colour per source file."""
+    fig, ax = plt.subplots(1, 2, figsize=(13, 6))
+    sources = sorted({p["source"] for p in pts})
+    colour = {s: f"C{i}" for i, s in enumerate(sources)}
+    for p in pts:
+        m, lo, hi = p["score"]
+        yerr = [[m - lo], [hi - m]]
+        style = dict(fmt="o" if p["y"] == "score" else "s", capsize=2, color=colour[p["source"]], ms=4,
+                     mfc=colour[p["source"]] if p["y"] == "score" else "white", lw=0.8)
+        if p["kl"] is not None:
+            xerr = [[p["kl"] - p["kl_ci"][0]], [p["kl_ci"][1] - p["kl"]]] if p["kl_ci"] else None
+            ax[0].errorbar(p["kl"], m, yerr=yerr, xerr=xerr, **style)
+            ax[0].annotate(p["method"], (p["kl"], m), textcoords="offset points", xytext=(3, 3), fontsize=6)
+        if p["unsafe"] is not None:
+            u, ulo, uhi = p["unsafe"]
+            ax[1].errorbar(u, m, yerr=yerr, xerr=[[u - ulo], [uhi - u]], **style)
+            ax[1].annotate(p["method"], (u, m), textcoords="offset points", xytext=(3, 3), fontsize=6)
+    for a in ax:
+        a.axhline(0, color="k", lw=0.6)
+        a.set_ylabel("ground-truth score − SFT (95% CI)")
+    ax[0].set_xscale("log")   # KLs span 0.07 (constrained PPO) to 7 nats (PPO without a KL term)
+    ax[0].set_xlabel("KL(π ‖ π_SFT), nats per response (log scale)")
+    ax[0].set_title("reward–KL: every method with a recorded KL")
+    ax[1].axvline(0, color="k", lw=0.6)
+    ax[1].set_xlabel("unsafe rate − SFT on harmful prompts (95% CI); left is safer")
+    ax[1].set_title("helpfulness–harmlessness")
+    for s in sources:
+        ax[1].plot([], [], "o", color=colour[s], label=s)
+    ax[1].plot([], [], "s", color="k", mfc="white", label="y = helpfulness (no score diff recorded)")
+    ax[1].legend(fontsize=7, loc="best")
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> str:
@@ -97,7 +204,7 @@ def _samples(stages: dict) -> str:
     return f"<table class='samples'>{head}{''.join(rows)}</table>"
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def build_report(run_dir: str | Path, out: str | Path | None = None, results: str | Path | None = None) -> Path:
     plt = _plt()
     run = Path(run_dir)
     sfile = run / "summary.json"
@@ -110,6 +217,18 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     figdir.mkdir(parents=True, exist_ok=True)
     imgs: dict[str, str] = {}
     ev = [(k, v) for k, v in stages.items() if "helpfulness" in v]
+
+    results = Path(results) if results else RESULTS
+    pts = method_points(results) if results.is_dir() else []
+    if pts:
+        imgs["methods"] = _methods_figure(plt, pts, figdir / "methods.png")
+    n_src = len({p["source"] for p in pts})
+    methods_note = (f"<p>{len(pts)} method results from {n_src} files in <code>{html.escape(str(results))}</code>, "
+                    "each a difference against the SFT model of its own experiment (sources differ in fixture, "
+                    "eval prompts and seeds: compare within a colour). One training seed each unless the file "
+                    "says otherwise; the claims table in the README gives the verdicts.</p>" if pts else
+                    f"<p>No committed experiment results found in <code>{html.escape(str(results))}</code> "
+                    "(pass <code>--results DIR</code>).</p>")
 
     if ev:
         fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -187,6 +306,8 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 th{{background:#f3f3f3}}.good{{color:#17762b;font-weight:600}}.bad{{color:#b00020;font-weight:600}}
 .samples td{{font-family:ui-monospace,monospace;font-size:12px}}img{{max-width:100%}}</style></head><body>
 <h1>alignstack run report</h1>
+<h2>All methods (committed experiment results)</h2>{methods_note}{img('methods', 'all methods: reward-KL and helpfulness-harmlessness')}
+<h2>This run</h2>
 <p>Run folder <code>{html.escape(str(run))}</code>; {cfg.get('eval_prompts', '?')} held-out world prompts per
 evaluation (prompt set seed {cfg.get('seed', 0)}), {cfg.get('eval_samples', 1)} sample(s) per prompt at T = 1 averaged per prompt; differences are paired per prompt against <b>{html.escape(cfg.get('baseline', 'sft'))}</b>
 with 95% confidence intervals. Total wall time {summary.get('total_wall_s', 0):.0f} s.</p>
@@ -207,7 +328,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="alignstack report", description="HTML report of a pipeline/demo run folder")
     p.add_argument("run_dir")
     p.add_argument("--out", help="HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--results", help=f"folder of experiment result JSON for the all-methods figure (default {RESULTS})")
     a = p.parse_args(argv)
-    path = build_report(a.run_dir, a.out)
+    path = build_report(a.run_dir, a.out, a.results)
     print(f"report: {path}")
     return 0

@@ -90,7 +90,8 @@ def test_report_is_self_contained(tmp_path):
     path = build_report(run)
     page = path.read_text()
     assert "beats sft" in page and "Sure. a b." in page and "rm_helpful" in page
-    assert page.count("data:image/png;base64,") == 4           # stages, frontier, RM accuracy, curves
+    # all methods (committed results), stages, frontier, RM accuracy, curves
+    assert page.count("data:image/png;base64,") == 5
     assert (run / "report_png" / "training_curves.png").exists()
 
 
@@ -108,7 +109,7 @@ def test_report_renders_in_headless_chromium(tmp_path, chrome):
     chrome.get(path.as_uri())
     assert "alignstack report" in chrome.title
     widths = chrome.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == 4 and all(w > 100 for w in widths), widths     # every embedded chart decoded
+    assert len(widths) == 5 and all(w > 100 for w in widths), widths     # every embedded chart decoded
     assert "beats sft" in chrome.find_element("tag name", "body").text
 
 
