@@ -145,7 +145,7 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
         pre_s = (time.perf_counter() - t0) / repeats
     U, P = ids.shape
     batch = g.tensors(tokenizer.pad_token_id)
-    B, T = batch["input_ids"].shape
+    B, T = batch.input_ids.shape
     phases = {}
     phases["prefill"] = (pre_s, forward_flops(policy, U, P, head=False) + 2.0 * U * sum(
         i * o for i, o in linear_shapes(policy)[-1:]), U * P)
@@ -156,7 +156,7 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
         frozen_logprobs(ref, batch, 1.0)
         if critic is not None:
             with torch.no_grad():
-                critic.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
     ref_pass()
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -168,9 +168,9 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
 
     def update():
         lp = policy_logprobs(policy, batch, 1.0)
-        loss = -(lp * batch["loss_mask"][:, 1:]).sum() / batch["loss_mask"].sum()
+        loss = -(lp * batch.loss_mask[:, 1:]).sum() / batch.loss_mask.sum()
         if critic is not None:
-            h = critic.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            h = critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
             loss = loss + h.float().pow(2).mean()
         loss.backward()
         policy.zero_grad(set_to_none=True)

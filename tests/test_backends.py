@@ -44,4 +44,4 @@ def test_vllm_backend_maps_outputs(monkeypatch):
                                "logprobs": 0, "seed": 3}
     assert g.completion_ids == [[5, 6, 2], [5, 6, 2]] and g.finished == [True, True]
     assert g.logprobs[0] == [-0.1, -0.2, -0.3]
-    assert g.tensors(0)["old_logprobs"].shape == (2, 5)
+    assert g.tensors(0).old_logprobs.shape == (2, 5)

@@ -52,10 +52,10 @@ def test_engine_matches_stepwise_forward(nano):
     # the returned log-probs equal a teacher-forced pass over prompt ⊕ completion at the same temperature
     b = g.tensors(tok.pad_token_id)
     with torch.no_grad():
-        lp = token_logprobs(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
-                            b["input_ids"], cfg.temperature)
-    m = b["loss_mask"][:, 1:].bool()
-    assert torch.allclose(lp[m], b["old_logprobs"][m], atol=1e-4)
+        lp = token_logprobs(model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits,
+                            b.input_ids, cfg.temperature)
+    m = b.loss_mask[:, 1:].bool()
+    assert torch.allclose(lp[m], b.old_logprobs[m], atol=1e-4)
 
 
 def test_engine_stops_at_any_eos_and_greedy_is_deterministic(nano):

@@ -131,10 +131,10 @@ def kl_to_reference(model, ref, tokenizer, tasks: list, sampling: SamplingConfig
     for s in range(0, len(g), bs):
         sub = type(g)(g.prompt_ids[s:s + bs], g.completion_ids[s:s + bs], g.logprobs[s:s + bs], g.finished[s:s + bs])
         b = sub.tensors(tokenizer.pad_token_id)
-        pos = (b["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=pos).logits
-        ref_logits = ref(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=pos).logits
-        m = b["loss_mask"][:, 1:]
+        pos = (b.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos).logits
+        ref_logits = ref(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos).logits
+        m = b.loss_mask[:, 1:]
         per_tok = exact_kl(logits[:, :-1] / sampling.temperature, ref_logits[:, :-1] / sampling.temperature, m)
         kls += sequence_kl(per_tok, m).tolist()
     ci = mean_ci(kls)

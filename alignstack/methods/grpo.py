@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from alignstack.config import LogConfig, ModelConfig, OptimConfig, RunConfig, to_yaml
 
 
@@ -113,17 +111,16 @@ def train(cfg: GRPOConfig) -> dict:
             rep_p = [e.prompt for e in rep_t]
             ro = rollout(tr.unwrapped, tok, rep_p, rep_t, sampling, seed=cfg.seed * 100003 + it * world + rank,
                          renderer=renderer)
-            scores = torch.tensor(scorer(rep_p, ro.texts, examples=rep_t, completion_ids=ro.gen.completion_ids),
-                                  dtype=torch.float32)
+            scores = ro.score(scorer)
             if cfg.missing_eos_penalty is not None:
-                scores = apply_missing_eos_penalty(scores, ro.batch["has_eos"], cfg.missing_eos_penalty)
-            mask = ro.mask
+                scores = apply_missing_eos_penalty(scores, ro.batch.has_eos, cfg.missing_eos_penalty)
+            mask = ro.batch.mask
             ref_logp = ref_lp(ro.batch) if (cfg.beta != 0 or cfg.algorithm == "rloo") else None
             R = scores.view(-1, G)
             if cfg.algorithm == "grpo":
                 adv = group_advantages(R, cfg.scale).flatten()
             else:
-                r = rloo_kl_rewards(scores, ro.batch["old_logprobs"], ref_logp, mask, cfg.beta) if cfg.beta else scores
+                r = rloo_kl_rewards(scores, ro.batch.old_logprobs, ref_logp, mask, cfg.beta) if cfg.beta else scores
                 adv = rloo_advantages(r.view(-1, G)).flatten()
             # micro-batches of rows (optim.micro_batch_size); each returns its loss times what its mean was
             # taken over, so the step's normalisation is over the whole batch (train.microbatch)
@@ -132,13 +129,13 @@ def train(cfg: GRPOConfig) -> dict:
                        for i in mbs]
 
             def loss_fn(idx):
-                mb = ro.select(idx)                          # trimmed to the micro-batch's longest row
-                Tm = mb["old_logprobs"].shape[1]
+                mb = ro.batch.select(idx)                    # trimmed to the micro-batch's longest row
+                Tm = mb.old_logprobs.shape[1]
                 lp = policy_logprobs(tr.model, mb, cfg.temperature)
                 d = lp.device                               # the rollout's arrays sit on the CPU
                 m, a = mask[idx, :Tm].to(d), adv[idx].to(d)
                 if cfg.algorithm == "grpo":
-                    loss, st = grpo_loss(lp, mb["old_logprobs"].to(d),
+                    loss, st = grpo_loss(lp, mb.old_logprobs.to(d),
                                          None if ref_logp is None else ref_logp[idx, :Tm].to(d),
                                          a, m, cfg.clip_range, cfg.beta, cfg.aggregation)
                     w = aggregation_weight(m, cfg.aggregation)
@@ -151,12 +148,12 @@ def train(cfg: GRPOConfig) -> dict:
             row = {"step": tr.step_count, "reward": float(scores.mean()), "zero_signal": zero_signal_fraction(R),
                    "length": float(mask.sum(-1).mean()), "loss": stats["loss"]}
             if ref_logp is not None:
-                row["kl"] = float(masked_sum(ro.batch["old_logprobs"] - ref_logp, mask, dim=-1).mean())
+                row["kl"] = float(masked_sum(ro.batch.old_logprobs - ref_logp, mask, dim=-1).mean())
             if "clipfrac" in stats:
                 row["clipfrac"] = stats["clipfrac"]
             if gt is not None:
                 row["gt"] = sum(gt) / len(gt)
-            row["entropy_proxy"] = float(-masked_mean(ro.batch["old_logprobs"], mask))
+            row["entropy_proxy"] = float(-masked_mean(ro.batch.old_logprobs, mask))
             history.append(row)
             tr.log(row)
             alarms.update(history)

@@ -200,20 +200,19 @@ def train(cfg: PPOConfig) -> dict:
             ro = rollout(model.policy, tok, prompts, tasks, sampling, seed=cfg.seed * 7919 + it * world + rank,
                          renderer=renderer)
             t_gen = clock()
-            raw = torch.tensor(scorer(prompts, ro.texts, examples=tasks, completion_ids=ro.gen.completion_ids),
-                               dtype=torch.float32)
+            raw = ro.score(scorer)
             score = whiten(raw, all_reduce=reduce) if cfg.whiten_scores else raw
             if cfg.missing_eos_penalty is not None:
-                score = apply_missing_eos_penalty(score, ro.batch["has_eos"], cfg.missing_eos_penalty)
-            b, mask = ro.batch, ro.mask
+                score = apply_missing_eos_penalty(score, ro.batch.has_eos, cfg.missing_eos_penalty)
+            b, mask = ro.batch, ro.batch.mask
             t_score = clock()
             ref_lp = frozen_logprobs(ref, b, cfg.temperature)
             with torch.no_grad():                   # in micro-batches too: the logits are (B, T, V)
                 model.eval()
-                old_v = torch.cat([model.values(ro.batch["input_ids"][c].to(dev), ro.batch["attention_mask"][c].to(dev)).cpu()
+                old_v = torch.cat([model.values(b.input_ids[c].to(dev), b.attention_mask[c].to(dev)).cpu()
                                    for c in micro_split(list(range(len(mask))), cfg.optim)])
             beta = ctl.value
-            rewards, kl = kl_shaped_rewards(score, b["old_logprobs"], ref_lp, mask, beta)
+            rewards, kl = kl_shaped_rewards(score, b.old_logprobs, ref_lp, mask, beta)
             if cfg.whiten_rewards:
                 rewards = whiten(rewards, mask, shift_mean=False, all_reduce=reduce)
             adv, returns = gae(rewards, old_v * mask, mask, cfg.gamma, cfg.lam)
@@ -241,14 +240,14 @@ def train(cfg: PPOConfig) -> dict:
                     first, total = mbs[0], sum(weights)
 
                     def loss_fn(sub):
-                        mb = {k: v.to(dev) for k, v in ro.select(sub).items()}
-                        Tm = mb["old_logprobs"].shape[1]
+                        mb = b.select(sub).to(dev)
+                        Tm = mb.old_logprobs.shape[1]
                         mb_adv, mb_ret, mb_v = (x[sub, :Tm].to(dev) for x in (adv, returns, old_v))
-                        mb_mask = mb["loss_mask"][:, 1:].float()
+                        mb_mask = mb.mask
                         w = float(mb_mask.sum())
-                        logits, v = tr.model(mb["input_ids"], mb["attention_mask"])
-                        lp = token_logprobs(logits, mb["input_ids"], cfg.temperature)
-                        l_pg, s1 = ppo_policy_loss(lp, mb["old_logprobs"], mb_adv, mb_mask, cfg.clip_range)
+                        logits, v = tr.model(mb.input_ids, mb.attention_mask)
+                        lp = token_logprobs(logits, mb.input_ids, cfg.temperature)
+                        l_pg, s1 = ppo_policy_loss(lp, mb.old_logprobs, mb_adv, mb_mask, cfg.clip_range)
                         l_v, s2 = value_loss(v, mb_v, mb_ret, mb_mask, cfg.value_clip)
                         loss = (l_pg + cfg.vf_coef * l_v) * w
                         stats = {"policy_loss": l_pg.item() * w, "value_loss": l_v.item() * w,

@@ -78,12 +78,11 @@ def sample_and_score(model, tok, scorer, prompts, tasks, k: int, temperature: fl
     rep_p = [p for p in prompts for _ in range(k)]
     rep_t = [t for t in tasks for _ in range(k)]
     ro = rollout(model, tok, rep_p, rep_t, SamplingConfig(max_new_tokens, temperature), seed=seed, renderer=renderer)
-    r = torch.tensor(scorer(rep_p, ro.texts, examples=rep_t, completion_ids=ro.gen.completion_ids),
-                     dtype=torch.float32)
+    r = ro.score(scorer)
     texts = [ro.texts[i * k:(i + 1) * k] for i in range(len(prompts))]
     gt = ground_truth(ro, truth)
     gt = torch.tensor(gt).view(-1, k) if gt is not None else None
-    return texts, r.view(-1, k), torch.tensor(ro.gen.finished).view(-1, k), gt
+    return texts, r.view(-1, k), ro.batch.has_eos.view(-1, k), gt
 
 
 def select_finished_best(rewards: torch.Tensor, finished: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

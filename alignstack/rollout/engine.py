@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from alignstack.data.collate import pad_left
+from alignstack.rollout.batch import RolloutBatch
 from alignstack.rollout.sampling import pick
 
 
@@ -56,7 +57,7 @@ class Generation:
     def texts(self, tokenizer) -> list[str]:
         return tokenizer.batch_decode(self.completion_ids, skip_special_tokens=True)
 
-    def tensors(self, pad_id: int) -> dict[str, torch.Tensor]:
+    def tensors(self, pad_id: int) -> RolloutBatch:
         """Right-padded ``prompt ⊕ completion`` with ``loss_mask`` on completion tokens and the
         sampling log-probs aligned with ``input_ids[:, 1:]`` (the logprobs module's convention)."""
         seqs = [p + c for p, c in zip(self.prompt_ids, self.completion_ids)]
@@ -72,8 +73,7 @@ class Generation:
             att[i, :n] = 1
             lm[i, len(p):n] = 1
             old[i, len(p) - 1:n - 1] = torch.tensor(lp)
-        return {"input_ids": ids, "attention_mask": att, "loss_mask": lm, "old_logprobs": old,
-                "has_eos": torch.tensor(self.finished, dtype=torch.bool)}
+        return RolloutBatch(ids, att, lm, old, torch.tensor(self.finished, dtype=torch.bool))
 
 
 def _fsdp_group_size(model) -> int:

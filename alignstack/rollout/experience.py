@@ -3,9 +3,9 @@
 Prompts come through the task seam (:func:`prompt_source` → ``alignstack.tasks.resolve``): a rollout
 carries each row's :class:`~alignstack.tasks.Example` (prompt + every column) to the reward.
 
-A rollout keeps everything an update needs as tensors aligned with the logprobs convention
-(``(B, T-1)`` per-token arrays matching ``input_ids[:, 1:]``): the sampling pass's log-probs are
-the "old" log-probs, so no extra forward pass is spent on them.
+A rollout keeps everything an update needs in a typed :class:`~alignstack.rollout.batch.RolloutBatch`
+aligned with the logprobs convention (``(B, T-1)`` per-token arrays matching ``input_ids[:, 1:]``): the
+sampling pass's log-probs are the "old" log-probs, so no extra forward pass is spent on them.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 
 from alignstack.data.render import ChatRenderer
 from alignstack.models.tokenizer import stop_token_ids
+from alignstack.rollout.batch import RolloutBatch
 from alignstack.rollout.engine import Generation, SamplingConfig, sample
 from alignstack.tasks import Example, resolve
 
@@ -24,20 +25,16 @@ class Rollout:
     prompts: list[list[dict]]              # chat messages per row
     examples: list[Example] | None         # the row behind each prompt (meta: every column), for the reward
     texts: list[str]
-    gen: Generation
-    batch: dict[str, torch.Tensor]         # input_ids, attention_mask, loss_mask, old_logprobs, has_eos
+    gen: Generation                        # token ids and sampling log-probs as lists, per row
+    batch: RolloutBatch                    # the same rows as tensors, for updates and log-prob passes
+    rewards: torch.Tensor | None = None    # (B,) float32, set by :meth:`score`
 
-    @property
-    def mask(self) -> torch.Tensor:
-        """(B, T-1) response-token mask aligned with per-token log-probs."""
-        return self.batch["loss_mask"][:, 1:].float()
-
-    def select(self, idx: list[int]) -> dict[str, torch.Tensor]:
-        """Rows ``idx`` of the batch, trimmed to their longest sequence."""
-        b = {k: v[idx] for k, v in self.batch.items()}
-        T = int(b["attention_mask"].sum(-1).max())
-        return {k: (v[:, :T] if k in ("input_ids", "attention_mask", "loss_mask") else
-                    v[:, :T - 1] if v.dim() == 2 else v) for k, v in b.items()}
+    def score(self, scorer) -> torch.Tensor:
+        """The reward of every row through the one reward interface (each row's example and completion token
+        ids go with it); kept as ``rewards``."""
+        self.rewards = torch.tensor(scorer(self.prompts, self.texts, examples=self.examples,
+                                           completion_ids=self.gen.completion_ids), dtype=torch.float32)
+        return self.rewards
 
 
 def prompt_source(spec: str | None, seed: int = 0, *, families: list[str] | None = None, goal: str | None = None,
@@ -76,19 +73,18 @@ def complete(model, tokenizer, prompts: list[list[dict]], sampling: SamplingConf
     return g.texts(tokenizer)
 
 
-def policy_logprobs(model, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+def policy_logprobs(model, batch: RolloutBatch, temperature: float) -> torch.Tensor:
     """Per-token log-probs (B, T-1) of the batch's tokens under ``model`` at ``temperature``."""
     from alignstack.models.logprobs import forward_logprobs
     dev = next(model.parameters()).device
-    return forward_logprobs(model, batch["input_ids"].to(dev), batch["attention_mask"].to(dev), temperature)
+    return forward_logprobs(model, batch.input_ids.to(dev), batch.attention_mask.to(dev), temperature)
 
 
 @torch.no_grad()
-def frozen_logprobs(model, batch: dict[str, torch.Tensor], temperature: float, chunk: int = 128) -> torch.Tensor:
+def frozen_logprobs(model, batch: RolloutBatch, temperature: float, chunk: int = 128) -> torch.Tensor:
     out = []
-    for s in range(0, batch["input_ids"].shape[0], chunk):
-        sub = {k: v[s:s + chunk] for k, v in batch.items()}
-        out.append(policy_logprobs(model, sub, temperature).cpu())   # beside the rollout batch (CPU)
+    for s in range(0, len(batch), chunk):
+        out.append(policy_logprobs(model, batch.rows(slice(s, s + chunk)), temperature).cpu())  # beside the rollout
     return torch.cat(out)
 
 
