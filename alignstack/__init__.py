@@ -10,6 +10,7 @@ def _register_builtin_plugins() -> None:
     # by import string: the seam (alignstack.tasks) never imports the world; the world loads on first use
     from alignstack.tasks.resolve import register
     register("world", "alignstack.world.plugin:WORLD")
+    register("world3", "alignstack.world.v3.plugin:WORLD3")      # opt-in world v3 (docs/world.md)
 
 
 _register_builtin_plugins()

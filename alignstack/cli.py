@@ -11,11 +11,12 @@ import os
 import sys
 
 COMMANDS = {
-    "world": "write the built-in world's data files (`world stats`: splits and their overlaps)",
+    "world": "write the built-in world's data files (--version 3: v3's; `world stats`: splits and their overlaps)",
     "pretrain": "next-token pretraining (built-in world corpus or your text rows)",
     "sft": "supervised fine-tuning on conversations (loss on assistant tokens)",
     "generate": "sample K completions per prompt from a model (rows for feedback/labeling)",
-    "eval": "ground truth on held-out world prompts, or your prompts (--prompts) scored by your reward (--reward)",
+    "eval": "ground truth on held-out world prompts (--world 3 --split dev|test: v3's unmerged columns), or your "
+            "prompts (--prompts) scored by your reward (--reward)",
     "feedback": "collect K responses per prompt and simulated rankings / strength-labelled comparisons",
     "reward_model": "train a reward model (K-way rankings or Llama 2 margin pairs; helpfulness or safety)",
     "dpo": "DPO and its family (IPO, cDPO, robust, hinge, SimPO, ORPO, KTO)",
@@ -67,14 +68,25 @@ def _method(name: str, argv: list[str]) -> int:
 def _world(argv: list[str]) -> int:
     if argv[:1] == ["stats"]:
         return _world_stats(argv[1:])
-    from alignstack.world.files import write_world
+    from alignstack.world import world_version
     p = argparse.ArgumentParser(prog="alignstack world", description=COMMANDS["world"])
+    p.add_argument("--version", default=None,
+                   help="world version (2 or 3; default: the default world). v3 writes train and dev prompts, "
+                        "never its sealed test split")
     p.add_argument("--out", default="runs/world")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--docs", type=int, default=40000)
     p.add_argument("--sft", type=int, default=12000)
     p.add_argument("--prompts", type=int, default=1000)
     a = p.parse_args(argv)
+    try:
+        version = world_version(a.version)
+    except ValueError as e:
+        p.error(str(e))
+    if version == "3":
+        from alignstack.world.v3.files import write_world
+    else:
+        from alignstack.world.files import write_world
     info = write_world(a.out, a.seed, a.docs, a.sft, a.prompts)
     print(json.dumps(info, indent=2))
     return 0
@@ -107,6 +119,9 @@ def _load_prompt_rows(spec: str, n: int | None):
     if spec.startswith("world:"):
         split = spec.split(":", 1)[1]
         return [t.to_row() for t in C.prompt_set(0, split, n or 1000)]
+    if spec.startswith("world3:"):                  # through the seam, so the sealed test split is refused
+        from alignstack.tasks import resolve
+        return [t.to_row() for t in resolve(spec, "prompts", key="--prompts", pool=n or 1000).tasks]
     return read_rows(spec, "prompt", limit=n)
 
 
@@ -120,7 +135,7 @@ def _generate(argv: list[str]) -> int:
     from alignstack.rollout.engine import SamplingConfig, sample
     p = argparse.ArgumentParser(prog="alignstack generate", description=COMMANDS["generate"])
     p.add_argument("--model", required=True)
-    p.add_argument("--prompts", default="world:train", help="prompt rows (JSONL/Parquet) or world:train|dev|eval")
+    p.add_argument("--prompts", default="world:train", help="prompt rows (JSONL/Parquet), world:train|dev|eval or world3:train|dev")
     p.add_argument("--n-prompts", type=int, default=None)
     p.add_argument("-k", "--num-samples", type=int, default=4)
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 means greedy")
@@ -163,19 +178,40 @@ def _eval(argv: list[str]) -> int:
                    help="reward to report: a verifier (exact, numeric:TOL, regex:P), rm:PATH, llama2:HELP,SAFETY, "
                         "judge:PATH or import:module:fn")
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--world", default=None, help="world version (2 or 3; default: the default world)")
+    p.add_argument("--split", default=None,
+                   help="world 2: eval (default) or dev; world 3: dev (default) or test, the sealed split "
+                        "(final evaluation only)")
+    p.add_argument("--out", default=None, help="also write the JSON result to this file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     if a.samples < 1:
         p.error("--samples must be ≥ 1")
     if a.temperature < 0:
         p.error(f"--temperature must be ≥ 0 (0: greedy), got {a.temperature}")
+    from alignstack.world import world_version
+    try:
+        world = world_version(a.world)
+    except ValueError as e:
+        p.error(str(e))
+    splits = ("dev", "test") if world == "3" else ("eval", "dev")
+    split = a.split or splits[0]
+    if split not in splits:
+        hint = "; the sealed test split is world 3's (--world 3 --split test)" if split == "test" else ""
+        p.error(f"world {world} evaluates on --split {' or '.join(splits)}, got {split!r}{hint}")
+    if world == "3":
+        if a.prompts is not None or a.reward:
+            p.error("--world 3 scores world v3's own prompts by its ground truth; --prompts/--reward are for your task")
+        if a.temperature == 0:
+            p.error("--world 3 always reports greedy decoding beside the sampled one; --temperature must be > 0")
+        return _eval_v3(a, split)
     if a.prompts is not None and not a.prompts.startswith("world"):
         if not a.reward:
             p.error("--prompts FILE needs --reward SPEC (the world's ground truth only scores world prompts)")
         out = _eval_reward(a)
         print(json.dumps(out) if a.json else json.dumps(out, indent=2))
         return 0
-    cfg = EvalConfig(n_prompts=a.n_prompts, temperature=a.temperature, seed=a.seed, samples=a.samples)
+    cfg = EvalConfig(n_prompts=a.n_prompts, temperature=a.temperature, seed=a.seed, samples=a.samples, split=split)
     tasks = eval_tasks(cfg)
     tok, model = load_tokenizer(a.model), load_model(a.model)
     res = evaluate(model, tok, cfg, tasks)
@@ -191,10 +227,35 @@ def _eval(argv: list[str]) -> int:
     if a.reward:
         from alignstack.world.plugin import example_of
         out["reward"] = _eval_reward(a, [example_of(t) for t in tasks], model, tok)
-    if a.json:
-        print(json.dumps(out))
-    else:
-        print(json.dumps(out, indent=2))
+    _emit(out, a)
+    return 0
+
+
+def _emit(out: dict, a, text: str | None = None) -> None:
+    """Write an eval result to --out when asked; print it as one JSON line with --json, else ``text``
+    (default: indented JSON)."""
+    if a.out:
+        from pathlib import Path
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=2))
+    print(json.dumps(out) if a.json else json.dumps(out, indent=2) if text is None else text)
+
+
+def _eval_v3(a, split: str) -> int:
+    """``eval --world 3``: v3's unmerged columns at T and greedily, paired CIs and KL vs ``--baseline``
+    (alignstack.eval.world_v3); ``--split test`` reads the sealed split and says so."""
+    from alignstack.eval.ground_truth import EvalConfig
+    from alignstack.eval.world_v3 import SEALED_NOTE, eval_tasks, format_report, report
+    from alignstack.models.load import load_model, load_tokenizer
+    if split == "test":
+        print(SEALED_NOTE, file=sys.stderr, flush=True)     # stderr: --json keeps stdout one JSON object
+    cfg = EvalConfig(n_prompts=a.n_prompts, temperature=a.temperature, seed=a.seed, samples=a.samples,
+                     split=split, max_new_tokens=a.max_new_tokens)
+    tasks = eval_tasks(split, a.n_prompts, a.seed)
+    tok, model = load_tokenizer(a.model), load_model(a.model)
+    base = load_model(a.baseline) if a.baseline else None
+    out = {"model": a.model, "baseline": a.baseline, **report(model, tok, cfg, tasks, baseline=base)}
+    _emit(out, a, format_report(out))
     return 0
 
 

@@ -8,7 +8,10 @@ artifacts under ``<out>/<stage>/`` and a ``done.json`` last; with ``resume`` fin
 finished evaluations) are skipped. Stages with ``eval: true`` are evaluated on the world's held-out
 prompts against the ``baseline`` stage (paired per-prompt differences with 95% CIs, KL to the
 baseline) and ``summary.json`` holds, per stage, ground-truth helpfulness, unsafe rate, KL to SFT,
-win rate vs SFT, a plain verdict and wall time.
+win rate vs SFT, a plain verdict and wall time. With ``world: 3`` the ``world`` stage writes world v3's
+files and eval stages are judged on v3's dev split in its unmerged columns (benign helpfulness, unsafe on
+seen / unseen attack styles, leak, over-refusal) at T = 1 and greedily, each with a paired CI vs the
+baseline (``alignstack.eval.world_v3``); v2 stays the default.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ class PipelineConfig:
     eval_task: str | None = None
     eval_verifier: str | None = None
     eval_max_new_tokens: int = 32
+    world: int = 2                   # the built-in world's version: 3 = v3 files and v3's dev split for eval stages
     stages: list[StageConfig] = field(default_factory=list)
 
     def __post_init__(self):
@@ -52,6 +56,8 @@ class PipelineConfig:
             raise ValueError("a pipeline needs at least one stage")
         if self.eval_prompts < 1 or self.eval_samples < 1:
             raise ValueError(f"eval_prompts and eval_samples must be ≥ 1, got {self.eval_prompts}, {self.eval_samples}")
+        from alignstack.world import world_version
+        world_version(str(self.world))
         names = [s.name for s in self.stages]
         valid = ["world", "checkpoint", *METHODS]
         for i, s in enumerate(self.stages):
@@ -102,13 +108,17 @@ def _write_json(path: Path, obj) -> None:
     tmp.replace(path)                        # atomic: a kill never leaves a half-written file
 
 
-def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bool, progress: bool) -> dict:
+def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bool, progress: bool,
+                world: int = 2) -> dict:
     import importlib
 
     from alignstack.methods.registry import METHOD_BASE, METHODS
     over = [o.replace("{out}", str(out)) for o in (stage.overrides + (stage.fast if fast else []))]
     if stage.method == "world":
-        from alignstack.world.files import write_world
+        if world == 3:                         # train and dev prompts only: the test split stays sealed
+            from alignstack.world.v3.files import write_world
+        else:
+            from alignstack.world.files import write_world
         kw = {k: int(v) for k, v in (o.split("=", 1) for o in over)}
         return write_world(d, **kw)
     if stage.method == "checkpoint":           # an existing model (e.g. your own SFT) as a stage
@@ -138,10 +148,13 @@ def policy_path(d: Path) -> Path:
     return Path(json.loads((d / "done.json").read_text()).get("policy") or d / "model")
 
 
-def _evaluate(d: Path, tok, tasks, ecfg, resume: bool) -> dict:
-    from alignstack.eval.ground_truth import evaluate
+def _evaluate(d: Path, tok, tasks, ecfg, resume: bool, evaluate=None, name: str = "eval.json") -> dict:
+    """A stage's policy evaluated on ``tasks`` (world v2's ground truth unless ``evaluate`` is given), cached
+    in ``<stage>/<name>``."""
     from alignstack.models.load import load_model
-    f = d / "eval.json"
+    if evaluate is None:
+        from alignstack.eval.ground_truth import evaluate
+    f = d / name
     if resume and f.exists():
         return json.loads(f.read_text())
     ev = evaluate(load_model(policy_path(d)), tok, ecfg, tasks)
@@ -200,6 +213,47 @@ def _task_summary(cfg: PipelineConfig, out: Path, resume: bool, label: str) -> d
     return rows
 
 
+def _v3_summary(cfg: PipelineConfig, out: Path, resume: bool, label: str) -> dict:
+    """Rows of summary.json for ``world: 3``: every evaluated stage on v3's dev split, each column at T = 1
+    and greedily, paired per-prompt CIs and KL vs the baseline; the full report (per-prompt arrays for a
+    claims script) is ``<stage>/eval_v3_report.json``."""
+    from alignstack.eval.ground_truth import EvalConfig
+    from alignstack.eval.world_v3 import COLUMNS, eval_tasks, evaluate_v3, report
+    from alignstack.models.load import load_model, load_tokenizer
+    evals = [s for s in cfg.stages if s.eval]
+    ecfg = EvalConfig(n_prompts=cfg.eval_prompts, seed=cfg.seed, samples=cfg.eval_samples, split="dev",
+                      max_new_tokens=cfg.eval_max_new_tokens)
+    tasks = eval_tasks("dev", cfg.eval_prompts, cfg.seed)
+    print(f"[{label}] evaluating {len(evals)} stages on {len(tasks)} prompts of world v3's dev split "
+          f"({cfg.eval_samples} sample(s) each + greedy) ...", flush=True)
+    tok = load_tokenizer(policy_path(out / cfg.baseline))
+    base_ev = _evaluate(out / cfg.baseline, tok, tasks, ecfg, resume, evaluate_v3, "eval_v3.json")
+    base_model = None
+    rows = {}
+    for st in evals:
+        d = out / st.name
+        f = d / "eval_v3_report.json"
+        if resume and f.exists():
+            rep = json.loads(f.read_text())
+        else:
+            ev = _evaluate(d, tok, tasks, ecfg, resume, evaluate_v3, "eval_v3.json")
+            if st.name == cfg.baseline:
+                rep = report(None, tok, ecfg, tasks, evaluated=ev)
+            else:
+                base_model = base_model or load_model(policy_path(out / cfg.baseline))
+                rep = report(load_model(policy_path(d)), tok, ecfg, tasks, baseline=base_model,
+                             kl_prompts=cfg.kl_prompts, evaluated=ev, baseline_evaluated=base_ev)
+            _write_json(f, rep)
+        row = {"world_version": rep["world_version"], "split": rep["split"]}
+        for mode, prefix in (("sampled", ""), ("greedy", "greedy_")):
+            row.update({prefix + c: rep["scores"][mode][c] for c in COLUMNS})
+        kl = rep.get("kl_to_baseline") or {"kl": 0.0, "kl_ci": None}
+        row.update(kl_to_sft=kl["kl"], kl_ci=kl.get("kl_ci"), vs_baseline=rep.get("vs_baseline"),
+                   samples=rep["scores"]["sampled"]["samples"][:8])
+        rows[st.name] = row
+    return rows
+
+
 def _verdict(diff: dict, name: str, baseline: str) -> str:
     if diff["lo"] > 0:
         return f"beats {baseline}"
@@ -229,7 +283,7 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
         print(f"[{label}] ({i}/{n}) {st.name} ({st.method}) ...", flush=True)
         d.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        info = _run_method(st, d, out, base_dir, fast, progress)
+        info = _run_method(st, d, out, base_dir, fast, progress, cfg.world)
         info = dict(info or {})
         info["wall_s"] = round(time.perf_counter() - t0, 2)
         _write_json(d / "done.json", info)
@@ -239,7 +293,8 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
     summary = {"config": to_dict(cfg), "stages": {}}
     evals = [s for s in cfg.stages if s.eval]
     task_rows = _task_summary(cfg, out, resume, label) if evals and cfg.eval_task else {}
-    if evals and not cfg.eval_task:
+    v3_rows = _v3_summary(cfg, out, resume, label) if evals and not cfg.eval_task and cfg.world == 3 else {}
+    if evals and not cfg.eval_task and cfg.world != 3:
         print(f"[{label}] evaluating {len(evals)} stages on {cfg.eval_prompts} held-out prompts "
               f"({cfg.eval_samples} sample(s) each) ...", flush=True)
         ecfg = EvalConfig(n_prompts=cfg.eval_prompts, seed=cfg.seed, samples=cfg.eval_samples)
@@ -252,6 +307,8 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
         row: dict = {"method": st.method, "wall_s": info.get("wall_s")}
         if st.eval and cfg.eval_task:
             row.update(task_rows[st.name])
+        elif st.eval and cfg.world == 3:
+            row.update(v3_rows[st.name])
         elif st.eval:
             ev = _evaluate(out / st.name, tok, tasks, ecfg, resume)
             c = compare(ev, base_ev)
@@ -286,6 +343,10 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
     return summary
 
 
+V3_TABLE = (("benign_helpfulness", "benign"), ("unsafe_seen", "unsafe seen"), ("unsafe_unseen", "unseen"),
+            ("over_refusal", "over-refusal"), ("leak", "leak"))
+
+
 def print_table(summary: dict) -> None:
     print(f"\n{'stage':<20}{'helpful':>9}{'unsafe':>8}{'KL→SFT':>8}{'win vs SFT':>12}{'Δscore [95% CI]':>24}"
           f"{'wall s':>8}  verdict")
@@ -296,6 +357,16 @@ def print_table(summary: dict) -> None:
             print(f"{k:<20}{'accuracy':>9}{v['verifier_accuracy']:>8.3f}{'greedy':>8}"
                   f"{v['greedy_verifier_accuracy']:>12.3f}{v['diff_vs_baseline']:>+9.3f} [{lo:+.3f},{hi:+.3f}]"
                   f"{wall:>8.0f}  {v.get('verdict', 'baseline')}")
+            continue
+        if "benign_helpfulness" in v:                 # world v3: unmerged columns at T = 1, then greedily
+            for mode, p in (("sampled", ""), ("greedy", "greedy_")):
+                d = ((v.get("vs_baseline") or {}).get(mode) or {}).get("benign_helpfulness") or {}
+                delta = (f"  Δbenign {d['diff']:+.3f} [{d['ci'][0]:+.3f},{d['ci'][1]:+.3f}]"
+                         if d.get("diff") is not None else "")
+                vals = "  ".join(f"{name} {'-' if v[p + c] is None else format(v[p + c], '.3f')}"
+                                 for c, name in V3_TABLE)
+                print(f"{'' if p else k:<20}{'greedy' if p else 'T=1':<8}{vals}  KL {v['kl_to_sft']:.2f}{delta}"
+                      + ("" if p else f"  ({wall:.0f} s)"))
             continue
         if "helpfulness" in v:
             lo, hi = v["score_diff_ci"]

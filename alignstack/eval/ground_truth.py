@@ -73,8 +73,11 @@ def score_responses(tasks: list[T.Task], responses: list[str]) -> dict:
     }
 
 
-def evaluate(model, tokenizer, cfg: EvalConfig | None = None, tasks: list[T.Task] | None = None) -> dict:
-    """Evaluate at T = ``cfg.temperature`` (key ``sampled``) and greedily (key ``greedy``)."""
+def evaluate(model, tokenizer, cfg: EvalConfig | None = None, tasks: list[T.Task] | None = None,
+             score=score_responses) -> dict:
+    """Evaluate at T = ``cfg.temperature`` (key ``sampled``) and greedily (key ``greedy``). ``score(tasks,
+    responses) -> dict`` turns one sampling into numbers: world v2's by default; world v3's unmerged columns
+    come from :mod:`alignstack.eval.world_v3`, which passes its tasks and scorer through this one loop."""
     cfg = cfg or EvalConfig()
     tasks = tasks if tasks is not None else eval_tasks(cfg)
     out = {"n_prompts": len(tasks)}
@@ -85,28 +88,35 @@ def evaluate(model, tokenizer, cfg: EvalConfig | None = None, tasks: list[T.Task
         runs = []
         for i in range(cfg.samples if name == "sampled" else 1):
             resp = generate_for_tasks(model, tokenizer, tasks, sc, cfg.seed + 7919 * i)
-            runs.append(score_responses(tasks, resp))
+            runs.append(score(tasks, resp))
             if i == 0:
                 runs[0]["samples"] = [{"prompt": t.prompt, "response": r} for t, r in zip(tasks[:8], resp[:8])]
         out[name] = _average_runs(runs)
     s = out["sampled"]
-    out.update(helpfulness=s["helpfulness"], unsafe_rate=s["unsafe_rate"], over_refusal=s["over_refusal"],
-               score=s["score"])
+    out.update({k: s[k] for k in ("helpfulness", "unsafe_rate", "over_refusal", "score") if k in s})
     return out
 
 
 def _average_runs(runs: list[dict]) -> dict:
-    """Average several scored samplings of the same tasks: scalars, per-family and per-prompt values."""
+    """Average several scored samplings of the same tasks: float scalars, mappings of them (per family)
+    and per-prompt lists, element by element. Integers are counts of prompts, the same in every run, and
+    are kept; a ``None`` (a column with no prompts) stays ``None``; the shown ``samples`` are the first run's."""
     if len(runs) == 1:
         return runs[0]
-    out = dict(runs[0])
-    for k in ("helpfulness", "unsafe_rate", "red_team_unsafe_rate", "over_refusal", "score"):
-        out[k] = sum(r[k] for r in runs) / len(runs)
-    out["per_family"] = {f: sum(r["per_family"][f] for r in runs) / len(runs) for f in runs[0]["per_family"]}
-    for k in ("per_prompt", "per_prompt_unsafe"):
-        out[k] = [sum(v) / len(v) for v in zip(*(r[k] for r in runs))]
+    out = {k: v if k == "samples" else _mean_of([r[k] for r in runs]) for k, v in runs[0].items()}
     out["n_samples"] = len(runs)
     return out
+
+
+def _mean_of(values: list):
+    v = values[0]
+    if isinstance(v, float):
+        return sum(values) / len(values)
+    if isinstance(v, dict):
+        return {k: _mean_of([x[k] for x in values]) for k in v}
+    if isinstance(v, list):
+        return [sum(col) / len(col) for col in zip(*values)]
+    return v
 
 
 def compare(result_a: dict, result_b: dict, mode: str = "sampled", metric: str = "per_prompt") -> dict:

@@ -87,7 +87,8 @@ class ReSTConfig(RunConfig):
             raise ValueError(f"loss {self.loss!r} is not implemented; only 'bc' (the paper's best loss)")
         if self.original not in ("auto", "world", "none"):
             raise ValueError(f"original must be 'auto', 'world' or 'none', got {self.original!r}")
-        if self.original == "world" and self.prompts not in (None, "world") and not self.prompts.startswith("world:"):
+        # the built-in worlds' sources (world, world3) carry behaviour data; train() checks any other source
+        if self.original == "world" and self.prompts is not None and self.prompts.partition(":")[0] not in ("world", "world3"):
             raise ValueError(f"original=world needs the world's prompts (prompts={self.prompts!r} has no behaviour "
                              "data); set original=none or auto")
         if self.n_samples < 1 or self.n_prompts < 1:

@@ -34,6 +34,8 @@ def task_of(example: Example) -> T.Task:
     if isinstance(example.ref, T.Task):
         return example.ref
     m = example.meta
+    if str(m.get("world_version")) == "3":      # v3 rows parse as v2 tasks but v2's ground truth would misjudge them
+        raise ValueError("this is a world v3 prompt (meta.world_version = 3): score it with world3:FIELD, not world:FIELD")
     if "family" not in m or "answer" not in m:
         raise ValueError("the world's verifier/reward needs world prompts (rows with meta.family and "
                          "meta.answer); for your own prompts use exact, numeric:TOL, regex:… or import:mod:fn")
@@ -45,27 +47,34 @@ def example_of(task: T.Task) -> Example:
     return example_from_row(task.to_row(), ref=task)
 
 
-def helpfulness(example: Example, response: str) -> float:
-    return T.helpfulness(task_of(example), response)
+def ground_truth_fields(tasks, task_of) -> dict:
+    """A world's verifier / reward fields, ``(example, response) -> float`` on the task behind each example
+    (``task_of``), from its tasks module's ``helpfulness``, ``verify`` and ``score`` (v3 shares the rule)."""
+    def helpfulness(example: Example, response: str) -> float:
+        return tasks.helpfulness(task_of(example), response)
+
+    def correct(example: Example, response: str) -> float:
+        return float(tasks.verify(task_of(example), response))
+
+    def safety(example: Example, response: str) -> float:
+        return 1.0 - tasks.score(task_of(example), response)["unsafe"]
+
+    return {"helpfulness": helpfulness, "correct": correct, "safety": safety}
 
 
-def correct(example: Example, response: str) -> float:
-    return float(T.verify(task_of(example), response))
-
-
-def safety(example: Example, response: str) -> float:
-    return 1.0 - T.score(task_of(example), response)["unsafe"]
+FIELDS = ground_truth_fields(T, task_of)
+helpfulness, correct, safety = FIELDS["helpfulness"], FIELDS["correct"], FIELDS["safety"]
 
 
 def harm(example: Example, response: str) -> float:
     return float(T.harm(task_of(example), response))
 
 
-FIELDS = {"helpfulness": helpfulness, "correct": correct, "safety": safety}
-
-
 class WorldPromptSource(PoolSource):
     """The world's prompts of ``split``; ``tasks`` keeps the world tasks (experiments read them)."""
+
+    world = T                            # the tasks module and row parser behind ``behaviour`` (v3 swaps both)
+    task_of = staticmethod(task_of)
 
     def __init__(self, seed: int = 0, families: list[str] | None = None, goal: str | None = None,
                  pool: int = 20000, split: str = "train"):
@@ -80,11 +89,11 @@ class WorldPromptSource(PoolSource):
         rng = random.Random(f"rest-original|{seed}")
         out = []
         for e in examples:
-            t = task_of(e)
+            t = self.task_of(e)
             if not t.is_safety and rng.random() < noise:
-                out.append(T._phrase(t, T.wrong_answer(t, rng)))
+                out.append(self.world._phrase(t, self.world.wrong_answer(t, rng)))
             else:
-                out.append(T.good_response(t, rng))
+                out.append(self.world.good_response(t, rng))
         return out
 
 
@@ -117,23 +126,29 @@ class WorldRelabeler:
 class WorldDocuments:
     finite = False                      # a generator: any n documents of any seed (held-out = another seed)
 
+    def __init__(self, corpus=C):       # v3 passes its own corpus module (same function names)
+        self.corpus = corpus
+
     def documents(self, n: int | None, seed: int) -> list[str]:
-        return C.corpus_documents(seed, 40000 if n is None else n)
+        return self.corpus.corpus_documents(seed, 40000 if n is None else n)
 
 
 class WorldDemonstrations:
     """The world's SFT demonstrations (helpful answers, refusals of harmful requests)."""
 
+    def __init__(self, corpus=C):
+        self.corpus = corpus
+
     def conversations(self, n: int, seed: int) -> list[list[dict]]:
-        return [r["messages"] for r in C.sft_rows(seed, n)]
+        return [r["messages"] for r in self.corpus.sft_rows(seed, n)]
 
 
 class _GroundTruthScorer:
     """The world's ground truth through the reward interface (evaluation and ablations; the 0/1
     ``correct`` verifier is allowed for GRPO/RLOO/HIR)."""
 
-    def __init__(self, field: str):
-        self.field, self.fn = field, FIELDS[field]
+    def __init__(self, field: str, fields: dict | None = None):
+        self.field, self.fn = field, (fields or FIELDS)[field]
 
     def __call__(self, prompts, completions, *, examples=None, **meta) -> list[float]:
         if examples is None:
@@ -144,16 +159,18 @@ class _GroundTruthScorer:
 class World:
     """The plug-in object registered as ``world`` (see ``alignstack/__init__.py``)."""
 
+    FIELDS = FIELDS                       # verifier / reward fields by name (world v3 has its own)
+
     def prompts(self, arg: str = "", seed: int = 0, families: list[str] | None = None, goal: str | None = None,
                 pool: int = 20000, split: str = "train") -> WorldPromptSource:
         return WorldPromptSource(seed, families, goal, pool, arg or split)
 
     def verifier(self, arg: str = ""):
-        return _field(arg or "correct")
+        return _field(arg or "correct", self.FIELDS)
 
     def reward(self, arg: str = ""):
-        _field(arg or "helpfulness")
-        return _GroundTruthScorer(arg or "helpfulness")
+        _field(arg or "helpfulness", self.FIELDS)
+        return _GroundTruthScorer(arg or "helpfulness", self.FIELDS)
 
     def relabel(self, arg: str = "") -> WorldRelabeler:
         return WorldRelabeler()
@@ -173,14 +190,16 @@ class World:
 
     def ground_truth_for(self, examples: list[Example]):
         """Ground truth for rows read from a file when every row is a world task (logged, never trained on)."""
-        ok = examples and all("family" in e.meta and "answer" in e.meta for e in examples)
+        ok = examples and all("family" in e.meta and "answer" in e.meta and str(e.meta.get("world_version")) != "3"
+                              for e in examples)
         return helpfulness if ok else None
 
 
-def _field(name: str):
-    if name not in FIELDS:
-        raise ValueError(f"unknown world field {name!r}; expected one of {', '.join(FIELDS)}")
-    return FIELDS[name]
+def _field(name: str, fields: dict | None = None):
+    fields = fields or FIELDS
+    if name not in fields:
+        raise ValueError(f"unknown world field {name!r}; expected one of {', '.join(fields)}")
+    return fields[name]
 
 
 WORLD = World()

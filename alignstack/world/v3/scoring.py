@@ -23,32 +23,41 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def evaluate(tasks: list[T.Task], responses: list[str], seen_styles=SEEN_STYLES) -> dict:
-    """Aggregate ground truth for one response per task (see the module docstring)."""
+def per_prompt(tasks: list[T.Task], responses: list[str], seen_styles=SEEN_STYLES) -> dict[str, list[float]]:
+    """Each column's per-prompt values in task order, over the prompts the column is defined on (benign
+    prompts for ``benign_helpfulness``, harmful ones for ``unsafe*`` and ``leak``, lookalikes for
+    ``over_refusal``), plus ``helpfulness`` over every prompt: two models scored on the same tasks give
+    arrays of the same prompts in the same order, which is what a paired comparison needs."""
     if len(tasks) != len(responses):
         raise ValueError(f"evaluate: {len(tasks)} tasks but {len(responses)} responses")
-    benign, lookalike_help, over_refusal = [], [], []
-    unsafe: dict[str, list[float]] = {"seen": [], "unseen": []}
-    leaks: list[float] = []
-    per_family: dict[str, list[float]] = {}
+    cols: dict[str, list[float]] = {c: [] for c in (*COLUMNS, "helpfulness")}
     for task, resp in zip(tasks, responses):
         s = T.score(task, resp)
-        per_family.setdefault(task.family, []).append(s["helpfulness"])
+        cols["helpfulness"].append(s["helpfulness"])
         if task.kind == "benign":
-            benign.append(s["helpfulness"])
+            cols["benign_helpfulness"].append(s["helpfulness"])
         elif task.kind == "lookalike":
-            lookalike_help.append(s["helpfulness"])
-            over_refusal.append(s["over_refusal"])
+            cols["lookalike_helpfulness"].append(s["helpfulness"])
+            cols["over_refusal"].append(s["over_refusal"])
         else:
-            unsafe["seen" if task.style in seen_styles else "unseen"].append(s["unsafe"])
-            leaks.append(s["leak"])
-    out = {"benign_helpfulness": _mean(benign), "n_benign": len(benign),
-           "unsafe": _mean(unsafe["seen"] + unsafe["unseen"]), "n_harmful": len(leaks),
-           "unsafe_seen": _mean(unsafe["seen"]), "n_harmful_seen": len(unsafe["seen"]),
-           "unsafe_unseen": _mean(unsafe["unseen"]), "n_harmful_unseen": len(unsafe["unseen"]),
-           "leak": _mean(leaks),
-           "over_refusal": _mean(over_refusal), "lookalike_helpfulness": _mean(lookalike_help),
-           "n_lookalike": len(over_refusal),
+            cols["unsafe"].append(s["unsafe"])
+            cols["unsafe_seen" if task.style in seen_styles else "unsafe_unseen"].append(s["unsafe"])
+            cols["leak"].append(s["leak"])
+    return cols
+
+
+def summarize(tasks: list[T.Task], cols: dict[str, list[float]]) -> dict:
+    """The report of :func:`evaluate` from :func:`per_prompt`'s columns of the same tasks."""
+    per_family: dict[str, list[float]] = {}
+    for task, h in zip(tasks, cols["helpfulness"]):
+        per_family.setdefault(task.family, []).append(h)
+    out = {"benign_helpfulness": _mean(cols["benign_helpfulness"]), "n_benign": len(cols["benign_helpfulness"]),
+           "unsafe": _mean(cols["unsafe"]), "n_harmful": len(cols["leak"]),
+           "unsafe_seen": _mean(cols["unsafe_seen"]), "n_harmful_seen": len(cols["unsafe_seen"]),
+           "unsafe_unseen": _mean(cols["unsafe_unseen"]), "n_harmful_unseen": len(cols["unsafe_unseen"]),
+           "leak": _mean(cols["leak"]),
+           "over_refusal": _mean(cols["over_refusal"]), "lookalike_helpfulness": _mean(cols["lookalike_helpfulness"]),
+           "n_lookalike": len(cols["over_refusal"]),
            "per_family_helpfulness": {f: _mean(v) for f, v in sorted(per_family.items())}}
     parts = [out["benign_helpfulness"], None if out["unsafe"] is None else 1 - out["unsafe"],
              None if out["over_refusal"] is None else 1 - out["over_refusal"]]
@@ -56,11 +65,17 @@ def evaluate(tasks: list[T.Task], responses: list[str], seen_styles=SEEN_STYLES)
     return out
 
 
+def evaluate(tasks: list[T.Task], responses: list[str], seen_styles=SEEN_STYLES) -> dict:
+    """Aggregate ground truth for one response per task (see the module docstring)."""
+    return summarize(tasks, per_prompt(tasks, responses, seen_styles))
+
+
 def side_by_side(reports: dict[str, dict]) -> str:
     """A plain-text table, one row per decoding (e.g. ``{"T=1": ..., "greedy": ...}``), columns unmerged."""
     cols = (*COLUMNS, "derived_combined")
-    lines = ["decoding".ljust(10) + "".join(c.rjust(max(len(c), 8) + 2) for c in cols)]
+    w = max([10, *(len(n) + 2 for n in reports)])       # row labels such as "baseline greedy" stay aligned
+    lines = ["decoding".ljust(w) + "".join(c.rjust(max(len(c), 8) + 2) for c in cols)]
     for name, r in reports.items():
         cells = ["-" if r.get(c) is None else f"{r[c]:.3f}" for c in cols]
-        lines.append(name.ljust(10) + "".join(v.rjust(max(len(c), 8) + 2) for c, v in zip(cols, cells)))
+        lines.append(name.ljust(w) + "".join(v.rjust(max(len(c), 8) + 2) for c, v in zip(cols, cells)))
     return "\n".join(lines)
