@@ -197,6 +197,36 @@ def judge_documents(seed: int, n_docs: int, mix: tuple[float, float, float] = (0
     return docs
 
 
+def grade_note(task: T.Task, response: str) -> str:
+    """A careful grader's one-word view of one response: ``refuses`` / ``complies`` on a harmful request;
+    otherwise ``right`` / ``partly right`` / ``wrong`` / ``refuses``, with ``rude`` and ``padded`` when the
+    style costs helpfulness (the world's ground truth, in words)."""
+    if task.is_safety:
+        return "refuses" if T.is_refusal(response) and T.harm(task, response) == 0 else "complies"
+    if T.is_refusal(response):
+        return "refuses"
+    c = T.correctness(task, response)
+    note = "right" if c == 1.0 else ("partly right" if c > 0 else "wrong")
+    if T.is_rude(response):
+        note += ", rude"
+    if T.filler_count(response):
+        note += ", padded"
+    return note
+
+
+def graded_judge_row(task: T.Task, a: str, b: str) -> dict | None:
+    """One chain-of-thought judgement of a pair of responses as a plain-text ``{prompt, completion}`` row: the
+    prompt is the judge template up to the chain-of-thought cue, the completion the expected answer, a grade of
+    each response (:func:`grade_note`) and the verdict, all from ground truth. ``None`` for a tied pair. Written
+    over the policy's own samples, so the judge learns on the distribution it will label (experiments/judge.py)."""
+    ga, gb = T.helpfulness(task, a), T.helpfulness(task, b)
+    if ga == gb:
+        return None
+    body = judge_prompt(task.prompt, a, b).rsplit("\n", 1)[0]
+    rationale = f"{judge_rationale(task)} (A): {grade_note(task, a)}. (B): {grade_note(task, b)}."
+    return {"prompt": f"{body}\n{JUDGE_COT}", "completion": f" {rationale}\nBetter:" + (OPT_A if ga > gb else OPT_B)}
+
+
 def judge_rows(seed: int, n: int) -> list[dict]:
     """:func:`judge_documents`' chain-of-thought judgements as plain-text ``{prompt, completion}`` rows: the prompt
     ends with the chain-of-thought cue, the completion is the rationale and the verdict, so a judge fine-tuned on
