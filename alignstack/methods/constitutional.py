@@ -247,12 +247,14 @@ def train_sl(cfg: ConstitutionalConfig, constitution: Constitution) -> dict:
     mc = ModelConfig(path=cfg.sl_init or cfg.model.path, max_length=cfg.model.max_length)
     model, tok = prepare_model(mc, seed=cfg.seed)
     items = render_conversations(ChatRenderer(tok, mc.max_length), rows, "sl-cai revisions")
-    trainer, res = fit(model, tok, items, cfg.sl_optim, out, seed=cfg.seed, log=cfg.log, config_yaml=to_yaml(cfg),
-                       desc="sl-cai")
-    save_final(trainer.unwrapped, tok, out, to_yaml(cfg))
-    with open(out / "revisions.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps({"messages": r}) + "\n")
+    # every rank builds the same revisions (seeded), then the shared loop shards them and resumes like SFT
+    trainer, res = fit(model, tok, items, cfg.sl_optim, out, seed=cfg.seed, log=cfg.log, checkpoint=cfg.checkpoint,
+                       dist=cfg.dist, config_yaml=to_yaml(cfg), desc="sl-cai")
+    if trainer.is_main:
+        save_final(trainer.unwrapped, tok, out, to_yaml(cfg))
+        with open(out / "revisions.jsonl", "w") as f:
+            for r in rows:
+                f.write(json.dumps({"messages": r}) + "\n")
     return {**stats, "steps": res.steps, "train_loss": res.final_loss, "path": str(out / "model")}
 
 
