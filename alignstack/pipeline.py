@@ -1,9 +1,10 @@
 """Multi-stage runs from YAML: the demo is one shipped pipeline (``alignstack/pipelines/demo.yaml``).
 
-A pipeline is a list of stages, each one method (any ``alignstack <method>``, plus ``world``, and
-``checkpoint`` to start from an existing model: ``overrides: [path=DIR]``) with an optional config
-file and dotted overrides, run in order. ``{out}`` in an override is the run folder,
-so a stage names an earlier stage's model as ``model.path={out}/sft/model``. Each stage writes its
+A pipeline is a list of stages, each one method (any ``alignstack <method>``, plus ``world``,
+``checkpoint`` to start from an existing model: ``overrides: [path=DIR]``, and ``serve``: serve a model
+with ``alignstack serve``'s app and ask it one chat completion, ``overrides: [model=DIR, prompt=TEXT,
+max_tokens=N, temperature=T]``) with an optional config file and dotted overrides, run in order.
+``{out}`` in an override is the run folder, so a stage names an earlier stage's model as ``model.path={out}/sft/model``. Each stage writes its
 artifacts under ``<out>/<stage>/`` and a ``done.json`` last; with ``resume`` finished stages (and
 finished evaluations) are skipped. Stages with ``eval: true`` are evaluated on the world's held-out
 prompts against the ``baseline`` stage (paired per-prompt differences with 95% CIs, KL to the
@@ -27,7 +28,7 @@ from alignstack.config import ConfigError, load, to_dict
 @dataclass
 class StageConfig:
     name: str = ""
-    method: str = ""                 # world | checkpoint | any key of alignstack.methods.registry.METHODS
+    method: str = ""                 # world | checkpoint | serve | any key of alignstack.methods.registry.METHODS
     config: str | None = None        # YAML config of the method (relative paths: from the pipeline file)
     overrides: list[str] = field(default_factory=list)   # dotted overrides; {out} = the run folder
     fast: list[str] = field(default_factory=list)        # extra overrides with --fast (smoke tests)
@@ -59,7 +60,7 @@ class PipelineConfig:
         from alignstack.world import world_version
         world_version(str(self.world))
         names = [s.name for s in self.stages]
-        valid = ["world", "checkpoint", *METHODS]
+        valid = ["world", "checkpoint", "serve", *METHODS]
         for i, s in enumerate(self.stages):
             if not s.name or "/" in s.name:
                 raise ValueError(f"stages[{i}].name must be a non-empty folder name, got {s.name!r}")
@@ -75,6 +76,8 @@ class PipelineConfig:
             if s.method == "checkpoint" and [o.split("=", 1)[0] for o in s.overrides] != ["path"]:
                 raise ValueError(f"stages[{i}] ({s.name}): a checkpoint stage takes exactly one override, "
                                  f"path=DIR (a Hugging Face model folder), got {s.overrides}")
+            if s.method == "serve":
+                _check_serve_stage(i, s)
         evals = [s.name for s in self.stages if s.eval]
         if evals and self.baseline not in evals:
             raise ValueError(f"baseline {self.baseline!r} must be a stage with eval: true (have {evals})")
@@ -83,6 +86,28 @@ class PipelineConfig:
         from alignstack.tasks.resolve import check_spec
         check_spec(self.eval_task, "prompts", "eval_task")
         check_spec(self.eval_verifier, "verifier", "eval_verifier")
+
+
+SERVE_KEYS = {"model": str, "prompt": str, "max_tokens": int, "temperature": float}
+
+
+def _check_serve_stage(i: int, s: StageConfig) -> None:
+    """A serve stage takes model=DIR (required), prompt=, max_tokens=, temperature=; needs the serve extra."""
+    import importlib.util
+    kv = [o.split("=", 1) for o in s.overrides + s.fast]
+    bad = [o for o, k in zip(s.overrides + s.fast, kv) if len(k) != 2 or k[0] not in SERVE_KEYS]
+    if bad or "model" not in {k[0] for k in kv}:
+        raise ValueError(f"stages[{i}] ({s.name}): a serve stage takes model=DIR and optionally prompt=TEXT, "
+                         f"max_tokens=N, temperature=T; got {s.overrides + s.fast}")
+    for k, v in kv:
+        try:
+            SERVE_KEYS[k](v)
+        except ValueError:
+            raise ValueError(f"stages[{i}] ({s.name}): {k}={v!r} is not a {SERVE_KEYS[k].__name__}") from None
+    missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(f"stages[{i}] ({s.name}): a serve stage needs the '{missing[0]}' package: "
+                         "pip install 'alignstack[serve]'")
 
 
 def shipped(name: str) -> Path:
@@ -128,6 +153,19 @@ def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bo
             raise ConfigError(f"stage {stage.name!r}: path={path} is not a Hugging Face model folder "
                               "(no config.json)")
         return {"policy": str(path.resolve())}
+    if stage.method == "serve":                # the model behind `alignstack serve`, asked one chat completion
+        from alignstack.serve.smoke import serve_once
+        kw = {k: SERVE_KEYS[k](v) for k, v in (o.split("=", 1) for o in over)}
+        path = Path(kw.pop("model"))
+        path = path if path.is_absolute() else base_dir / path
+        if not (path / "config.json").is_file():          # a stage folder: its final policy
+            path = policy_path(path)
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"stage {stage.name!r}: model={path} is not a Hugging Face model folder (no config.json)")
+        res = serve_once(path, **kw)
+        _write_json(d / "response.json", res)
+        print(f"[serve] {res['request']['messages'][0]['content']!r} -> {res['response']!r}", flush=True)
+        return res
     mod_name, cls_name = METHODS[stage.method]
     mod = importlib.import_module(mod_name)
     cfg_path = None

@@ -1,7 +1,8 @@
 """Build this example project's data and model (run once, from this folder: ``python build.py``).
 
-Writes ``data/`` (prompts with reference answers in extra columns, SFT conversations, K-way rankings,
-strength-labelled pairs, a text corpus) and ``model/``: a randomly initialised Qwen2 causal LM (~0.2M
+Writes ``data/`` (prompts with reference answers in extra columns, SFT conversations — 40% of them hedging
+"I do not know." instead of answering, so SFT leaves headroom that the verifier rewards — K-way rankings,
+strength-labelled pairs, a text corpus) and ``model/``: a randomly initialised Qwen2 causal LM (~0.1M
 parameters) with a byte-level BPE tokenizer trained here with the ``tokenizers`` library, carrying its own
 ChatML-style chat template. Everything is a deterministic function of ``--seed``; nothing large is committed.
 """
@@ -14,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                  "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SPECIAL = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+HEDGE, HEDGE_TEXT = 0.4, "I do not know."   # share of SFT demonstrations that do not answer
 
 
 def problem(rng: random.Random) -> dict:
@@ -33,15 +35,17 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def build_data(out: Path, seed: int) -> None:
+def build_data(out: Path, seed: int, hedge: float = HEDGE) -> None:
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     probs = [problem(rng) for _ in range(600)]
     write_jsonl(out / "prompts.jsonl", probs[:200])                     # RL / ReST / HIR / RLAIF prompts
     write_jsonl(out / "eval_prompts.jsonl", probs[200:300])              # held out: the verifier's eval
     sft = probs[300:600]
+    # the demonstrations hedge: a share of them answer "I do not know." (headroom that the verifier rewards)
     write_jsonl(out / "sft.jsonl", [{"messages": [{"role": "user", "content": p["prompt"]},
-                                                  {"role": "assistant", "content": say(p, p["answer"])}]}
+                                                  {"role": "assistant", "content": HEDGE_TEXT if rng.random() < hedge
+                                                   else say(p, p["answer"])}]}
                                     for p in sft])
     rank, pairs = [], []
     for p in sft:
