@@ -426,6 +426,19 @@ RESULTS: list[tuple[str, str]] = [
      "{ciu:reward_models.json:margin/none/gt_pair_accuracy} / {ciu:reward_models.json:margin/small/gt_pair_accuracy} / "
      "{ciu:reward_models.json:margin/large/gt_pair_accuracy}"),
     ("DPO / cDPO / robust DPO under 20% flipped labels (exact testbed T1)", "`dpo_noise_t1.md`"),
+    ("Demo (`alignstack demo` from a fresh clone, {f0:demo.json:total_wall_s} s; 2,000 never-tuned prompts × 4): "
+     "PPO (Llama 2 reward) / rejection sampling / DPO vs SFT",
+     "{ci:demo.json:stages/ppo/score_diff} / {ci:demo.json:stages/rejection_sampling/score_diff} / "
+     "{ci:demo.json:stages/dpo/score_diff}; unsafe {f3:demo.json:stages/sft/unsafe_rate} → "
+     "{f3:demo.json:stages/ppo/unsafe_rate} / {f3:demo.json:stages/rejection_sampling/unsafe_rate} / "
+     "{f3:demo.json:stages/dpo/unsafe_rate}; greedy helpfulness {f3:demo.json:stages/sft/greedy_helpfulness} → "
+     "{f3:demo.json:stages/ppo/greedy_helpfulness} / {f3:demo.json:stages/rejection_sampling/greedy_helpfulness} / "
+     "{f3:demo.json:stages/dpo/greedy_helpfulness}; KL {f2:demo.json:stages/ppo/kl_to_sft} / "
+     "{f2:demo.json:stages/rejection_sampling/kl_to_sft} / {f2:demo.json:stages/dpo/kl_to_sft}"),
+    ("Distilled AI judge (SFT model fine-tuned on ground-truth-graded chain-of-thought pairs, `experiments/judge.py`): "
+     "agreement with ground truth on held-out pairs (target ≥ 0.70)",
+     "{ciu:judge.json:report/agreement} on {raw:judge.json:report/decided_pairs} decided pairs; not better than the "
+     "pretrained judge (`judge_distillation.md`)"),
     ("World v3 SFT headroom (opt-in; sealed test split, 300 prompts × 64)",
      "benign helpfulness {f3:world_v3_headroom.json:T1/benign_helpfulness} (greedy "
      "{f3:world_v3_headroom.json:greedy/benign_helpfulness}), unsafe on unseen attack styles "
@@ -433,11 +446,9 @@ RESULTS: list[tuple[str, str]] = [
      "oracle best-of-64 {f3:world_v3_headroom.json:oracle_best_of_k_benign_helpfulness} ([docs/world.md](docs/world.md))"),
 ]
 # Rows the README used to show that no committed JSON backs yet: named, never typed in.
-NOT_IN_JSON = ["pretraining held-out NLL", "SFT vs the pretrained model", "the demo's PPO / rejection sampling / DPO "
-               "vs SFT (`tests/test_demo_effects.py` re-checks its directions)", "the judge on today's fixture and the "
-               "distilled judge (`judge_distillation.md`)"]
+NOT_IN_JSON = ["pretraining held-out NLL", "SFT vs the pretrained model"]
 
-FIELD = re.compile(r"\{(ci|ciu|f2|f3|pct|raw|seeds):([^{}]+)\}")
+FIELD = re.compile(r"\{(ci|ciu|f0|f2|f3|pct|raw|seeds):([^{}]+)\}")
 
 
 def _field(m: re.Match) -> str:
