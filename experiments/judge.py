@@ -11,7 +11,7 @@ whose completion is a chain of thought — the expected answer, a grade of each 
 the completion only (``sft`` with ``data.raw_text=true``). Then, exactly as the CI judge test does, the judge
 labels pairs of SFT samples on ``--eval-prompts`` eval-split prompts (never seen in training) with chain of thought
 and order averaging, and its agreement with ground truth on decided pairs is reported with a prompt-level 95% CI,
-per family. Writes experiments/results/judge.json and the judge to ``--out``/judge/model.
+per family. Writes ``--result`` (experiments/results/judge.json) and the judge to ``--out``/judge/model.
 """
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--result", default="experiments/results/judge.json")
+    p.add_argument("--echo", choices=("none", "answer", "pairs"), default="none",
+                   help="answer: the rationale copies each response's answer next to the expected one before grading "
+                        "it; pairs: sequence answers element by element against the expected one "
+                        "(world.corpus.graded_judge_row)")
+    p.add_argument("--cot-max-tokens", type=int, default=128)
     p.add_argument("--skip-train", action="store_true", help="evaluate an existing --out/judge/model")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -60,7 +66,7 @@ def main() -> None:
                 x, y = r["completions"]
                 t = r["task"].ref
                 for first, second in ((x, y), (y, x)):       # both orders: no position to lean on
-                    row = C.graded_judge_row(t, first, second)
+                    row = C.graded_judge_row(t, first, second, echo={'none': False, 'answer': True}.get(a.echo, a.echo))
                     if row is not None:
                         rows.append(row)
                 n_pairs += 1
@@ -77,17 +83,20 @@ def main() -> None:
     ev_tasks = [example_of(t) for t in C.prompt_set(0, "eval", a.eval_prompts)]
     ev = sample_pairs(pol, tok, ev_tasks, 1.0, 24, 0)
     xa, xb = [r["completions"][0] for r in ev], [r["completions"][1] for r in ev]
-    judge = PairwiseJudge(local_backend(str(out / "judge" / "model")), both_orders=True, cot=True)
+    judge = PairwiseJudge(local_backend(str(out / "judge" / "model")), both_orders=True, cot=True,
+                          cot_max_tokens=a.cot_max_tokens)
     res = judge.judge([r["prompt"] for r in ev], xa, xb)
     rep = judge_report(ev_tasks, xa, xb, res)
     print(json.dumps({"agreement": rep["agreement"], "per_family": rep["per_family_agreement"]}, indent=1))
     for r, d in list(zip(ev, res))[:6]:
         print(repr(r["prompt"])[:80], "|", r["completions"], "|", d.get("rationale"), "|", round(d["p_a"], 3))
-    result = {"judge": "SFT fixture fine-tuned on ground-truth-graded chain-of-thought pairs of its own samples",
+    result = {"judge": "SFT fixture fine-tuned on ground-truth-graded chain-of-thought pairs of its own samples"
+                       + {"none": "", "answer": " (rationale echoes each answer next to the expected one)",
+                          "pairs": " (rationale lays each answer against the expected one element by element)"}[a.echo],
               "fixture": str(fx), "args": vars(a), "train": train_res, "eval_split": "eval (seed 0)",
               "report": rep, "wall_s": time.perf_counter() - t0}
-    Path("experiments/results").mkdir(parents=True, exist_ok=True)
-    Path("experiments/results/judge.json").write_text(json.dumps(result, indent=1, default=str))
+    Path(a.result).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.result).write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

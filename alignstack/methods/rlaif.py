@@ -55,6 +55,7 @@ class JudgeConfig:
     rating_template: str | None = None
     both_orders: bool = True                   # average both presentation orders (position-bias fix)
     cot: bool = False
+    cot_max_tokens: int = 128                  # room for a rationale that grades both responses
     batch_size: int = 64
 
 
@@ -98,6 +99,8 @@ def check_config(cfg: RLAIFConfig) -> None:
             raise ConfigError(f"judge.{k}: template file not found: {t}")
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: expected one of {MODES}, got {cfg.mode!r}")
+    if not (isinstance(cfg.judge.cot_max_tokens, int) and cfg.judge.cot_max_tokens > 0):
+        raise ConfigError(f"judge.cot_max_tokens: expected an integer > 0, got {cfg.judge.cot_max_tokens!r}")
     if cfg.rl.algorithm not in RL_ALGOS:
         raise ConfigError(f"rl.algorithm: expected one of {RL_ALGOS}, got {cfg.rl.algorithm!r}")
     if cfg.model.path is None:
@@ -196,7 +199,8 @@ def label(cfg: RLAIFConfig, policy, tokenizer, principles: list[str] | None = No
         tasks, truth = src.examples[:cfg.n_pairs], src.ground_truth
     rows = sample_pairs(policy, tokenizer, tasks, cfg.temperature, cfg.max_new_tokens, cfg.seed)
     judge = PairwiseJudge(local_backend(cfg.judge.path, cfg.judge.batch_size), cfg.judge.template,
-                          both_orders=cfg.judge.both_orders, cot=cfg.judge.cot, principles=principles)
+                          both_orders=cfg.judge.both_orders, cot=cfg.judge.cot, principles=principles,
+                          cot_max_tokens=cfg.judge.cot_max_tokens)
     a = [r["completions"][0] for r in rows]
     b = [r["completions"][1] for r in rows]
     res = judge.judge([r["prompt"] for r in rows], a, b)

@@ -214,7 +214,32 @@ def grade_note(task: T.Task, response: str) -> str:
     return note
 
 
-def graded_judge_row(task: T.Task, a: str, b: str) -> dict | None:
+def answer_echo(task: T.Task, response: str) -> str:
+    """The part of a response the grader compares with the expected answer (what ``tasks.correctness`` reads):
+    the last number, the letter sequence or the colours named; ``nothing`` when there is none."""
+    import re
+    body = T._answer_part(response)
+    if task.family in ("add", "count", "track"):
+        nums = re.findall(r"\d+", body)
+        got = nums[-1] if nums else ""
+    elif task.family == "lookup":
+        got = " ".join(w for w in (x.lower() for x in T._WORD.findall(body)) if w in T.COLORS)
+    else:
+        got = " ".join(T._letter_seq(body))
+    return got or "nothing"
+
+
+def answer_pairs(task: T.Task, response: str) -> str:
+    """A sequence answer laid against the expected one element by element (``a/a f/e f/f g/g``; ``-`` where one
+    runs out), so that each comparison is between adjacent tokens; other families: ``got vs expected``."""
+    if task.family not in ("reverse", "sort", "translate"):
+        return f"{answer_echo(task, response)} vs {task.answer}"
+    from itertools import zip_longest
+    got = T._letter_seq(T._answer_part(response))
+    return " ".join(f"{g}/{w}" for g, w in zip_longest(got, task.answer.split(), fillvalue="-"))
+
+
+def graded_judge_row(task: T.Task, a: str, b: str, echo: bool | str = False) -> dict | None:
     """One chain-of-thought judgement of a pair of responses as a plain-text ``{prompt, completion}`` row: the
     prompt is the judge template up to the chain-of-thought cue, the completion the expected answer, a grade of
     each response (:func:`grade_note`) and the verdict, all from ground truth. ``None`` for a tied pair. Written
@@ -223,7 +248,16 @@ def graded_judge_row(task: T.Task, a: str, b: str) -> dict | None:
     if ga == gb:
         return None
     body = judge_prompt(task.prompt, a, b).rsplit("\n", 1)[0]
-    rationale = f"{judge_rationale(task)} (A): {grade_note(task, a)}. (B): {grade_note(task, b)}."
+    if echo == "pairs" and not task.is_safety:
+        rationale = (f"{judge_rationale(task)} (A): {answer_pairs(task, a)}, {grade_note(task, a)}. "
+                     f"(B): {answer_pairs(task, b)}, {grade_note(task, b)}.")
+    elif echo and not task.is_safety:
+        # each response's answer copied next to the expected one, so the grade compares two adjacent sequences
+        # at a fixed offset (a 2-layer model did not learn to compare them across the whole prompt)
+        rationale = (f"{judge_rationale(task)} (A): {answer_echo(task, a)} vs {task.answer}, {grade_note(task, a)}. "
+                     f"(B): {answer_echo(task, b)} vs {task.answer}, {grade_note(task, b)}.")
+    else:
+        rationale = f"{judge_rationale(task)} (A): {grade_note(task, a)}. (B): {grade_note(task, b)}."
     return {"prompt": f"{body}\n{JUDGE_COT}", "completion": f" {rationale}\nBetter:" + (OPT_A if ga > gb else OPT_B)}
 
 
