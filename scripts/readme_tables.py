@@ -435,10 +435,13 @@ RESULTS: list[tuple[str, str]] = [
      "{f3:demo.json:stages/ppo/greedy_helpfulness} / {f3:demo.json:stages/rejection_sampling/greedy_helpfulness} / "
      "{f3:demo.json:stages/dpo/greedy_helpfulness}; KL {f2:demo.json:stages/ppo/kl_to_sft} / "
      "{f2:demo.json:stages/rejection_sampling/kl_to_sft} / {f2:demo.json:stages/dpo/kl_to_sft}"),
-    ("Distilled AI judge (SFT model fine-tuned on ground-truth-graded chain-of-thought pairs, `experiments/judge.py`): "
-     "agreement with ground truth on held-out pairs (target ≥ 0.70)",
-     "{ciu:judge.json:report/agreement} on {raw:judge.json:report/decided_pairs} decided pairs; not better than the "
-     "pretrained judge (`judge_distillation.md`)"),
+    ("Distilled AI judge (the SFT model fine-tuned on ground-truth-graded chain-of-thought pairs of its own samples, "
+     "`experiments/judge.py`): agreement with ground truth on held-out pairs, orders averaged (target ≥ 0.70)",
+     "{ciu:judge_pairs.json:report/agreement} on {raw:judge_pairs.json:report/decided_pairs} decided pairs with sequence "
+     "answers laid against the expected one element by element (first order only "
+     "{ciu:judge_pairs.json:report/agreement_first_order_only}; the cup-tracking family "
+     "{f2:judge_pairs.json:report/per_family_agreement/track/agreement}); answer echoed without alignment "
+     "{ciu:judge_echo.json:report/agreement}; grades only {ciu:judge.json:report/agreement} (`judge_distillation.md`)"),
     ("World v3 SFT headroom (opt-in; sealed test split, 300 prompts × 64)",
      "benign helpfulness {f3:world_v3_headroom.json:T1/benign_helpfulness} (greedy "
      "{f3:world_v3_headroom.json:greedy/benign_helpfulness}), unsafe on unseen attack styles "
