@@ -4,9 +4,9 @@
 
 Parts (each writes into results/ai_feedback.json as it finishes):
 
-- judge: pairwise judges on SFT sample pairs of eval prompts: the *distilled judge* (the pretrained model trained
-  one more epoch on ground-truth-labelled judgement / critique / rating documents, ``world.corpus.judge_documents``,
-  asked for a chain of thought; the test fixture builds it, or ``--judge PATH``), the fixture's *pretrained* model
+- judge: pairwise judges on SFT sample pairs of eval prompts: the *distilled judge* (``--judge PATH``, made by
+  ``experiments/judge.py --echo pairs``: the SFT model fine-tuned on ground-truth-graded chain-of-thought judgements of
+  its own samples; asked for its chain of thought), the fixture's *pretrained* model
   (it saw the corpus's A/B judgements, 85% correct) and the SFT model: agreement with ground-truth helpfulness
   with and without order averaging (95% CI), position bias, length bias, per-family agreement.
 - rlaif: distilled RLAIF (judge soft labels → soft-label RM → RLOO) with the distilled judge, the same with the old
@@ -253,8 +253,11 @@ def write_md(res: dict, path: Path) -> None:
               f"{_ci(r['judge']['agreement_first_order_only'])}"
               + (f"; the old judge (pretrained model) {_ci(r['judge_old']['agreement'])}" if "judge_old" in r else "")
               + f". Eval: {r.get('eval_samples', 1)} samples per prompt (per-prompt mean), T = 1. The distilled judge is "
-              "the pretrained model trained one more epoch on ground-truth-labelled judgement, critique and rating "
-              "documents (by design: the world's ground truth is its only teacher), asked for a chain of thought.", ""]
+              "the SFT model fine-tuned on ground-truth-graded chain-of-thought judgements of pairs of its own samples, "
+              "sequence answers laid against the expected one element by element (`experiments/judge.py --echo pairs`; "
+              "by design: the world's ground truth is its only teacher), asked for its chain of thought. Reading: a "
+              "judge at 0.77 agreement instead of 0.58 does not change what 40 RLOO steps at lr 2e-5 reach here — all "
+              "three arms move the score by at most about 0.02, mostly through fewer unsafe answers.", ""]
     if "drlaif" in res:
         r = res["drlaif"]
         L += [f"## d-RLAIF: the judge's normalised score as the reward (RLOO {r['rl_steps']} steps)", "",

@@ -405,9 +405,13 @@ RESULTS: list[tuple[str, str]] = [
      "RL-CAI − SL-CAI {ci:ai_feedback.json:cai_rl/harmful_eval/rl_vs_sl_unsafe/diff} (seed 0), "
      "{seeds:ai_feedback.json:cai_rl/harmful_eval/rl_vs_sl_unsafe/diff,ai_feedback.json:cai_rl_seeds/*/rl_vs_sl_unsafe}; "
      "helpfulness vs SFT {seeds:ai_feedback.json:cai_rl/rl_vs_sft_helpfulness/diff,ai_feedback.json:cai_rl_seeds/*/rl_vs_sft_helpfulness}"),
-    ("RLAIF vs SFT / simulated human feedback of the same size (1,000 pairs, RLOO)",
-     "RLAIF {ci:ai_feedback.json:rlaif/rlaif_vs_sft/diff}, human {ci:ai_feedback.json:rlaif/rlhf_vs_sft/diff}, "
-     "RLAIF − human {ci:ai_feedback.json:rlaif/rlaif_vs_rlhf/diff}; d-RLAIF {ci:ai_feedback.json:drlaif/d_rlaif_vs_sft/diff}"),
+    ("RLAIF with the distilled judge / with the old (pretrained) judge / simulated human feedback of the same size "
+     "(1,000 pairs, soft-label RM, RLOO 40 steps) vs SFT",
+     "{ci:ai_feedback.json:rlaif/rlaif_vs_sft/diff} / {ci:ai_feedback.json:rlaif/rlaif_old_judge_vs_sft/diff} / "
+     "{ci:ai_feedback.json:rlaif/rlhf_vs_sft/diff}; RLAIF − human {ci:ai_feedback.json:rlaif/rlaif_vs_rlhf/diff}, "
+     "distilled − old judge {ci:ai_feedback.json:rlaif/rlaif_vs_rlaif_old_judge/diff}; judge agreement on the training "
+     "pairs {ciu:ai_feedback.json:rlaif/judge/agreement} (distilled) vs {ciu:ai_feedback.json:rlaif/judge_old/agreement} "
+     "(old); d-RLAIF (old judge, earlier fixture) {ci:ai_feedback.json:drlaif/d_rlaif_vs_sft/diff}"),
     ("AI judge (pretrained tiny model) agreement with ground truth",
      "{ciu:ai_feedback.json:judge/judge=pretrained/agreement} with order averaging, "
      "{ciu:ai_feedback.json:judge/judge=pretrained/agreement_first_order_only} without; flips with order in "
