@@ -20,12 +20,14 @@ def test_dpo_cuts_unsafe_rate_without_losing_score(trained_world, tmp_path, marg
     try:
         sft_path = trained_world["sft"]
         cfg = load(dpo.DPOConfig, ROOT_CONFIG, [f"out={tmp_path / 'dpo'}", f"model.path={sft_path}",
-                                                # the shipped recipe on ~1,600 pairs (50 steps); a bigger
-                                                # step (lr 5e-4, rpo 0.5, 30 steps) lost 0.045 of score on
-                                                # the seed-1 fixture (scripts/margins.py)
-                                                "data.n_rows=1000", "log.progress=false"])
+                                                # the shipped recipe on ~2,900 pairs (90 steps). Smaller runs
+                                                # failed on some fixture seeds (scripts/margins.py): lr 5e-4,
+                                                # rpo 0.5 on ~960 pairs lost 0.045 of score on seed 1, and ~1,450
+                                                # pairs, with few informative harmful-prompt pairs when SFT
+                                                # rarely complies, raised seed 2's unsafe rate 0.071 → 0.114
+                                                "data.n_rows=2000", "log.progress=false"])
         res = dpo.train(cfg)
-        assert res["examples"] >= 1000, res["examples"]
+        assert res["examples"] >= 2000, res["examples"]
         assert res["final_stats"]["rewards/margins"] > 0
         tok = load_tokenizer(sft_path)
         ec = EvalConfig(n_prompts=1000, samples=2, greedy=False)
