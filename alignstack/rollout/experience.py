@@ -27,14 +27,12 @@ class Rollout:
     texts: list[str]
     gen: Generation                        # token ids and sampling log-probs as lists, per row
     batch: RolloutBatch                    # the same rows as tensors, for updates and log-prob passes
-    rewards: torch.Tensor | None = None    # (B,) float32, set by :meth:`score`
 
     def score(self, scorer) -> torch.Tensor:
-        """The reward of every row through the one reward interface (each row's example and completion token
-        ids go with it); kept as ``rewards``."""
-        self.rewards = torch.tensor(scorer(self.prompts, self.texts, examples=self.examples,
-                                           completion_ids=self.gen.completion_ids), dtype=torch.float32)
-        return self.rewards
+        """(B,) float32: the reward of every row through the one reward interface (each row's example and
+        completion token ids go with it)."""
+        return torch.tensor(scorer(self.prompts, self.texts, examples=self.examples,
+                                   completion_ids=self.gen.completion_ids), dtype=torch.float32)
 
 
 def prompt_source(spec: str | None, seed: int = 0, *, families: list[str] | None = None, goal: str | None = None,
