@@ -4,10 +4,7 @@ in background threads."""
 from __future__ import annotations
 
 import random
-import socket
 import sys
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +17,8 @@ if str(REPO) not in sys.path:
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, httpx) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra is not installed")
 pytest.importorskip("httpx", reason="the serve extra is not installed")
+
+from alignstack.serve.smoke import ServerThread as _ServerThread  # noqa: E402
 
 
 def make_world_model(path: Path, steps: int = 30, seed: int = 0) -> Path:
@@ -90,34 +89,8 @@ def engine(world_model_dir):
     return ServeEngine.from_path(world_model_dir, name="nano-world")
 
 
-class ServerThread:
-    """uvicorn serving an app on an already-bound localhost socket, in a daemon thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
+class ServerThread(_ServerThread):
+    """The package's server thread (``alignstack.serve.smoke``), plus the stats endpoint the tests read."""
 
     def stats(self) -> dict:
         import httpx
