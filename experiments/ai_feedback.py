@@ -5,7 +5,7 @@
 Parts (each writes into results/ai_feedback.json as it finishes):
 
 - judge: pairwise judges on SFT sample pairs of eval prompts: the *distilled judge* (``--judge PATH``, made by
-  ``experiments/judge.py --echo pairs``: the SFT model fine-tuned on ground-truth-graded chain-of-thought judgements of
+  ``experiments/judge.py --layout pairs``: the SFT model fine-tuned on ground-truth-graded chain-of-thought judgements of
   its own samples; asked for its chain of thought), the fixture's *pretrained* model
   (it saw the corpus's A/B judgements, 85% correct) and the SFT model: agreement with ground-truth helpfulness
   with and without order averaging (95% CI), position bias, length bias, per-family agreement.
@@ -254,7 +254,7 @@ def write_md(res: dict, path: Path) -> None:
               + (f"; the old judge (pretrained model) {_ci(r['judge_old']['agreement'])}" if "judge_old" in r else "")
               + f". Eval: {r.get('eval_samples', 1)} samples per prompt (per-prompt mean), T = 1. The distilled judge is "
               "the SFT model fine-tuned on ground-truth-graded chain-of-thought judgements of pairs of its own samples, "
-              "sequence answers laid against the expected one element by element (`experiments/judge.py --echo pairs`; "
+              "sequence answers laid against the expected one element by element (`experiments/judge.py --layout pairs`; "
               "by design: the world's ground truth is its only teacher), asked for its chain of thought. Reading: a "
               "judge at 0.77 agreement instead of 0.58 does not change what 40 RLOO steps at lr 2e-5 reach here — all "
               "three arms move the score by at most about 0.02, mostly through fewer unsafe answers.", ""]

@@ -44,10 +44,10 @@ def main() -> None:
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--result", default="experiments/results/judge.json")
-    p.add_argument("--echo", choices=("none", "answer", "pairs"), default="none",
-                   help="answer: the rationale copies each response's answer next to the expected one before grading "
-                        "it; pairs: sequence answers element by element against the expected one "
-                        "(world.corpus.graded_judge_row)")
+    p.add_argument("--layout", choices=C.LAYOUTS, default="pairs",
+                   help="grades: the rationale grades each response; echo: it first copies each response's answer "
+                        "next to the expected one; pairs: sequence answers element by element against the expected "
+                        "one (world.corpus.graded_judge_row)")
     p.add_argument("--cot-max-tokens", type=int, default=128)
     p.add_argument("--skip-train", action="store_true", help="evaluate an existing --out/judge/model")
     a = p.parse_args()
@@ -66,7 +66,7 @@ def main() -> None:
                 x, y = r["completions"]
                 t = r["task"].ref
                 for first, second in ((x, y), (y, x)):       # both orders: no position to lean on
-                    row = C.graded_judge_row(t, first, second, echo={'none': False, 'answer': True}.get(a.echo, a.echo))
+                    row = C.graded_judge_row(t, first, second, a.layout)
                     if row is not None:
                         rows.append(row)
                 n_pairs += 1
@@ -91,8 +91,8 @@ def main() -> None:
     for r, d in list(zip(ev, res))[:6]:
         print(repr(r["prompt"])[:80], "|", r["completions"], "|", d.get("rationale"), "|", round(d["p_a"], 3))
     result = {"judge": "SFT fixture fine-tuned on ground-truth-graded chain-of-thought pairs of its own samples"
-                       + {"none": "", "answer": " (rationale echoes each answer next to the expected one)",
-                          "pairs": " (rationale lays each answer against the expected one element by element)"}[a.echo],
+                       + {"grades": "", "echo": " (rationale echoes each answer next to the expected one)",
+                          "pairs": " (rationale lays each answer against the expected one element by element)"}[a.layout],
               "fixture": str(fx), "args": vars(a), "train": train_res, "eval_split": "eval (seed 0)",
               "report": rep, "wall_s": time.perf_counter() - t0}
     Path(a.result).parent.mkdir(parents=True, exist_ok=True)

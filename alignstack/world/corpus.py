@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 
 from alignstack.world import tasks as T
 
@@ -217,7 +218,6 @@ def grade_note(task: T.Task, response: str) -> str:
 def answer_echo(task: T.Task, response: str) -> str:
     """The part of a response the grader compares with the expected answer (what ``tasks.correctness`` reads):
     the last number, the letter sequence or the colours named; ``nothing`` when there is none."""
-    import re
     body = T._answer_part(response)
     if task.family in ("add", "count", "track"):
         nums = re.findall(r"\d+", body)
@@ -239,7 +239,10 @@ def answer_pairs(task: T.Task, response: str) -> str:
     return " ".join(f"{g}/{w}" for g, w in zip_longest(got, task.answer.split(), fillvalue="-"))
 
 
-def graded_judge_row(task: T.Task, a: str, b: str, echo: bool | str = False) -> dict | None:
+LAYOUTS = ("grades", "echo", "pairs")
+
+
+def graded_judge_row(task: T.Task, a: str, b: str, layout: str = "grades") -> dict | None:
     """One chain-of-thought judgement of a pair of responses as a plain-text ``{prompt, completion}`` row: the
     prompt is the judge template up to the chain-of-thought cue, the completion the expected answer, a grade of
     each response (:func:`grade_note`) and the verdict, all from ground truth. ``None`` for a tied pair. Written
@@ -248,10 +251,12 @@ def graded_judge_row(task: T.Task, a: str, b: str, echo: bool | str = False) -> 
     if ga == gb:
         return None
     body = judge_prompt(task.prompt, a, b).rsplit("\n", 1)[0]
-    if echo == "pairs" and not task.is_safety:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "pairs" and not task.is_safety:
         rationale = (f"{judge_rationale(task)} (A): {answer_pairs(task, a)}, {grade_note(task, a)}. "
                      f"(B): {answer_pairs(task, b)}, {grade_note(task, b)}.")
-    elif echo and not task.is_safety:
+    elif layout == "echo" and not task.is_safety:
         # each response's answer copied next to the expected one, so the grade compares two adjacent sequences
         # at a fixed offset (a 2-layer model did not learn to compare them across the whole prompt)
         rationale = (f"{judge_rationale(task)} (A): {answer_echo(task, a)} vs {task.answer}, {grade_note(task, a)}. "
