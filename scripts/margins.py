@@ -15,6 +15,7 @@ Writes experiments/results/margins.jsonl (raw records, appended per seed) and ma
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -39,6 +40,7 @@ def run_seed(seed: int, log: Path, tests: list[str], k: str | None) -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
+@functools.cache                         # one read per test, not one per record
 def _still_exists(test_id: str) -> bool:
     path, _, name = test_id.partition("::")
     f = ROOT / path
