@@ -30,6 +30,7 @@ COMMANDS = {
     "farl": "FARL baseline: keep only correct samples, fine-tune on them (HIR's comparison)",
     "rlaif": "RLAIF: AI-judge soft labels → distilled RM → RL, or d-RLAIF (judge score as the reward)",
     "constitutional": "Constitutional AI: SL-CAI critique → revision fine-tuning, then RL-CAI from AI comparisons",
+    "judge": "distil an AI judge for RLAIF / CAI from a grader's chain-of-thought verdicts on the policy's own samples",
     "demo": "run the seed pipeline end to end on the built-in world (--all: every method)",
     "pipeline": "run a pipeline of stages from YAML (see alignstack/pipelines/demo.yaml)",
     "report": "one self-contained HTML report (and PNGs) of a demo/pipeline run folder",

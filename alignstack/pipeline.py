@@ -373,7 +373,8 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
             if st.name != cfg.baseline:
                 row["verdict"] = _verdict(c["diff"], st.name, cfg.baseline)
         else:
-            row["result"] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or k == "eval"}
+            row["result"] = {k: v for k, v in info.items()
+                             if isinstance(v, (int, float, str, bool)) or k in ("eval", "agreement")}
         summary["stages"][st.name] = row
     summary["total_wall_s"] = round(time.perf_counter() - t_all, 1)
     _write_json(out / "summary.json", summary)
@@ -415,6 +416,9 @@ def print_table(summary: dict) -> None:
         res = v.get("result") or {}
         acc = (res.get("eval") or {}).get("pair_accuracy") if isinstance(res.get("eval"), dict) else None
         extra = f"  held-out pair accuracy {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]" if acc else ""
+        agr = res.get("agreement")                   # a judge stage: its agreement with ground truth, held out
+        if isinstance(agr, dict) and agr.get("n"):
+            extra += f"  judge agreement {agr['mean']:.3f} [{agr['ci95'][0]:.3f}, {agr['ci95'][1]:.3f}] (n={agr['n']})"
         print(f"{k:<20}{'':>61}{wall:>8.0f}  ({v['method']}){extra}")
     print(f"total wall time: {summary.get('total_wall_s', 0):.0f} s")
 

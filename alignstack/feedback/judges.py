@@ -291,6 +291,22 @@ class LocalJudgeBackend(JudgeBackend):
                 for c in g.completion_ids]
 
 
+JUDGE_CARD = "judge_card.json"
+
+
+def judge_card(path: str | os.PathLike) -> dict | None:
+    """What a judge model's folder says about it (``judge_card.json``, written by ``alignstack judge``): how it was
+    trained, how it is meant to be used and its measured agreement with ground truth; None for other models. Methods
+    that label with a judge put it beside their own report, so a result names the judge it rests on."""
+    f = Path(path) / JUDGE_CARD
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except ValueError:
+        return {"error": f"unreadable {f}"}
+
+
 def local_backend(path: str, batch_size: int = 64) -> LocalJudgeBackend:
     """A judge backend on a local Hugging Face model folder (``judge:PATH`` rewards, RLAIF, CAI critics)."""
     from alignstack.models.load import load_model, load_tokenizer

@@ -23,6 +23,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "farl": ("alignstack.methods.hir", "HIRConfig"),
     "rlaif": ("alignstack.methods.rlaif", "RLAIFConfig"),
     "constitutional": ("alignstack.methods.constitutional", "ConstitutionalConfig"),
+    "judge": ("alignstack.methods.judge", "JudgeDistillConfig"),
 }
 METHOD_BASE: dict[str, list[str]] = {"rloo": ["algorithm=rloo"], "farl": ["mode=farl"]}
 

@@ -191,9 +191,13 @@ def label(cfg: RLAIFConfig, policy, tokenizer, principles: list[str] | None = No
     """AI-labelled preference rows (with ``soft_label``) and the judge's error report, on the examples
     ``tasks`` (judged against ``truth``) or the first ``cfg.n_pairs`` of ``cfg.prompts`` (default: world
     train prompts of the general mix, judged against the world's ground truth)."""
-    from alignstack.feedback.judges import PairwiseJudge
+    from alignstack.feedback.judges import PairwiseJudge, judge_card
     from alignstack.rollout.experience import prompt_source
 
+    card = judge_card(cfg.judge.path)
+    if card and card.get("cot") and not cfg.judge.cot:
+        print(f"[judge] warning: {cfg.judge.path} was distilled to write a rationale before its verdict "
+              "(judge_card.json); without judge.cot=true it answers without one", flush=True)
     if tasks is None:
         src = prompt_source(cfg.prompts, cfg.seed, pool=cfg.n_pairs)
         tasks, truth = src.examples[:cfg.n_pairs], src.ground_truth
@@ -205,6 +209,8 @@ def label(cfg: RLAIFConfig, policy, tokenizer, principles: list[str] | None = No
     b = [r["completions"][1] for r in rows]
     res = judge.judge([r["prompt"] for r in rows], a, b)
     report = judge_report(tasks, a, b, res, truth)
+    if card is not None:                  # a distilled judge: how it was made and its held-out agreement
+        report["judge_model"] = card
     out = []
     for r, x, y, d in zip(rows, a, b, res):
         a_wins = d["p_a"] >= 0.5
@@ -320,7 +326,11 @@ def train(cfg: RLAIFConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"mode": cfg.mode}
     if cfg.mode == "direct":
+        from alignstack.feedback.judges import judge_card
         reward = f"judge:{cfg.judge.path}"
+        card = judge_card(cfg.judge.path)
+        if card is not None:
+            res["judge_model"] = card
     else:
         policy, tok = load_model(cfg.model.path).eval(), load_tokenizer(cfg.model.tokenizer or cfg.model.path)
         rows, report = label(cfg, policy, tok)                                   # 1. AI labels

@@ -1,5 +1,5 @@
-"""Built-in implementations of the seam that need no plug-in: rows files, rule verifiers, text corpora,
-red-team rows files and constitution files."""
+"""Built-in implementations of the seam that need no plug-in: rows files, rule verifiers, the verifier grader,
+text corpora, red-team rows files and constitution files."""
 from __future__ import annotations
 
 import json
@@ -117,6 +117,43 @@ def builtin_verifier(name: str, arg: str):
         except re.error as e:
             raise ValueError(f"bad regular expression {arg!r}: {e}") from None
     return None
+
+
+# ------------------------------------------------------------------------------------------ graders
+
+
+def _grade_word(score: float) -> str:
+    return "right" if score >= 1.0 else "wrong" if score <= 0.0 else "partly right"
+
+
+class VerifierGrader:
+    """Judge distillation's grader for any task with a verifier (``grader: verifier:SPEC``): ``The correct answer
+    is X. (A): right. (B): wrong.`` — X the example's reference column (the verifier's own ``field``, else
+    ``answer``; the sentence is left out for rows without one), each response graded by the verifier (1: right,
+    0: wrong, between: partly right); the better response is the one it scores higher, ties give no row."""
+
+    def __init__(self, verifier, field: str | None = None):
+        self.truth = verifier
+        self.field = field or getattr(verifier, "field", None) or "answer"
+
+    def grade(self, example: Example, a: str, b: str) -> tuple[str, bool] | None:
+        ga, gb = float(self.truth(example, a)), float(self.truth(example, b))
+        if ga == gb:
+            return None
+        ref = example.meta.get(self.field)
+        if isinstance(ref, list):
+            ref = " or ".join(map(str, ref))
+        head = "" if ref is None or ref == "" else f"The correct answer is {ref}. "
+        return f"{head}(A): {_grade_word(ga)}. (B): {_grade_word(gb)}.", ga > gb
+
+
+class FunctionGrader:
+    """A plain ``fn(example, a, b) -> (rationale, a_is_better) | None`` as a grader (no truth to measure against)."""
+
+    truth = None
+
+    def __init__(self, fn):
+        self.grade = fn
 
 
 # ------------------------------------------------------------------------------------------ documents

@@ -6,6 +6,7 @@
     import:pkg.mod:name     a user's object (module found on sys.path or in the current folder); a class
                             or factory is called with the options it accepts (``seed``, …)
     exact[:FIELD] | exact_ci[:FIELD] | numeric[:TOL[:FIELD]] | regex:PATTERN     built-in verifiers
+    verifier:SPEC           a judge-distillation grader built from any verifier spec (``grader:`` only)
 
 Plug-ins are registered by name (:func:`register`, or the ``alignstack.tasks`` entry-point group); the
 package registers ``world`` lazily by import string, so this module never imports the world. A spec
@@ -25,7 +26,7 @@ from alignstack.tasks.types import Example, PoolSource, VerifierRelabeler, examp
 
 KINDS = {"prompts": "prompt source", "verifier": "verifier", "reward": "reward", "relabel": "relabeler",
          "documents": "document source", "demonstrations": "demonstration set", "red_team": "red-team prompt set", "constitution": "constitution",
-         "judge_template": "judge template"}
+         "judge_template": "judge template", "grader": "grader"}
 FILE_KINDS = ("prompts", "documents", "red_team", "constitution", "judge_template")
 
 _PLUGINS: dict[str, Any] = {}
@@ -37,7 +38,7 @@ class TaskSpecError(ConfigError):
 
 def register(name: str, plugin: Any) -> None:
     """Make ``name[:ARG]`` resolve through ``plugin`` — an object with any of the methods ``prompts``,
-    ``verifier``, ``reward``, ``relabel``, ``documents``, ``red_team``, ``constitution``, or a lazy
+    ``verifier``, ``reward``, ``relabel``, ``documents``, ``red_team``, ``constitution``, ``grader``, or a lazy
     ``"module:attribute"`` string (imported on first use)."""
     if not name or ":" in name or name in ("rows", "file", "import"):
         raise ValueError(f"bad plug-in name {name!r}")
@@ -123,6 +124,16 @@ def _adapt(obj: Any, kind: str, opts: dict, key: str, spec: str) -> Any:
         if inspect.isclass(obj):
             obj = _call_with(obj, opts)
         return obj if hasattr(obj, "goals") else _FunctionRelabeler(obj)
+    if kind == "grader":
+        if inspect.isclass(obj):
+            obj = _call_with(obj, opts)
+        if not hasattr(obj, "grade"):
+            if not callable(obj):
+                raise TaskSpecError(f"{key}: {spec!r} gave a {type(obj).__name__}, not a grader (needs a 'grade' "
+                                    "method, or a function (example, a, b) -> (rationale, a_is_better) | None)")
+            from alignstack.tasks.builtin import FunctionGrader
+            obj = FunctionGrader(obj)
+        return obj
     if kind == "judge_template":
         if not isinstance(obj, str):
             raise TaskSpecError(f"{key}: {spec!r} is not a template string")
@@ -199,6 +210,10 @@ def resolve(spec: str, kind: str, *, key: str | None = None, **opts) -> Any:
             v = builtin_verifier(name, arg)
             if v is not None:
                 return v
+        if kind == "grader" and name == "verifier":
+            from alignstack.tasks.builtin import VerifierGrader
+            _need_verifier_spec(arg, key)
+            return VerifierGrader(resolve(arg, "verifier", key=key, **opts))
         p = plugin(name)
         if p is not None:
             fn = getattr(p, kind, None)
@@ -218,7 +233,15 @@ def resolve(spec: str, kind: str, *, key: str | None = None, **opts) -> Any:
         tried.insert(1, "rows:PATH / file:PATH / an existing path")
     if kind == "verifier":
         tried.insert(1, "exact[:FIELD], exact_ci, numeric[:TOL], regex:PATTERN")
+    if kind == "grader":
+        tried.insert(1, "verifier:SPEC")
     raise TaskSpecError(f"{key}: cannot resolve {spec!r} as a {KINDS[kind]}; tried {'; '.join(tried)}")
+
+
+def _need_verifier_spec(arg: str, key: str) -> None:
+    if not arg.strip():
+        raise TaskSpecError(f"{key}: 'verifier:SPEC' needs a verifier spec after the colon (exact, numeric:TOL, "
+                            "regex:PATTERN, import:module:fn)")
 
 
 def check_spec(spec: str | None, kind: str, key: str) -> None:
@@ -238,6 +261,10 @@ def check_spec(spec: str | None, kind: str, key: str) -> None:
         if kind not in FILE_KINDS or not arg:
             raise TaskSpecError(f"{key}: {spec!r}: a {KINDS[kind]} cannot come from {name}:PATH")
         return
+    if kind == "grader" and name == "verifier":
+        _need_verifier_spec(arg, key)
+        check_spec(arg, "verifier", key)
+        return
     if kind == "verifier" and name in ("exact", "exact_ci", "numeric", "regex"):
         from alignstack.tasks.builtin import builtin_verifier
         try:
@@ -252,4 +279,5 @@ def check_spec(spec: str | None, kind: str, key: str) -> None:
     raise TaskSpecError(f"{key}: cannot resolve {spec!r} as a {KINDS[kind]}; expected "
                         + ", ".join([*sorted(_PLUGINS), *(["rows:PATH", "file:PATH"] if kind in FILE_KINDS else []),
                                      *(["exact", "numeric:TOL", "regex:PATTERN"] if kind == "verifier" else []),
+                                     *(["verifier:SPEC"] if kind == "grader" else []),
                                      "import:module:name"]))

@@ -98,6 +98,19 @@ class VerifierRelabeler:
 
 
 @runtime_checkable
+class Grader(Protocol):
+    """Judge distillation's teacher (``alignstack judge``): ``grade(example, a, b)`` -> ``(rationale, a_is_better)``,
+    the chain of thought a judge should write about responses A and B and its verdict, or None when the two are
+    equally good (nothing to learn). The method writes it in the judge's template, so the rationale is plain text
+    (``The correct answer is 4. (A): right. (B): wrong.``). ``truth(example, response)``: the score the grades come
+    from; the distilled judge's agreement is measured against it (None: not measured)."""
+
+    truth: Callable[[Example, str], float] | None
+
+    def grade(self, example: Example, a: str, b: str) -> tuple[str, bool] | None: ...
+
+
+@runtime_checkable
 class DocumentSource(Protocol):
     """Plain-text documents for pretraining and PPO-ptx: ``documents(n, seed)`` (``n`` None: all). ``finite``:
     a fixed corpus (pretraining holds some of it out) rather than a generator (held out by another seed)."""

@@ -242,15 +242,14 @@ def answer_pairs(task: T.Task, response: str) -> str:
 LAYOUTS = ("grades", "echo", "pairs")
 
 
-def graded_judge_row(task: T.Task, a: str, b: str, layout: str = "grades") -> dict | None:
-    """One chain-of-thought judgement of a pair of responses as a plain-text ``{prompt, completion}`` row: the
-    prompt is the judge template up to the chain-of-thought cue, the completion the expected answer, a grade of
-    each response (:func:`grade_note`) and the verdict, all from ground truth. ``None`` for a tied pair. Written
-    over the policy's own samples, so the judge learns on the distribution it will label (experiments/judge.py)."""
+def graded_rationale(task: T.Task, a: str, b: str, layout: str = "grades") -> tuple[str, bool] | None:
+    """A careful grader's chain of thought on a pair of responses and its verdict, all from ground truth:
+    ``(rationale, a_is_better)`` — the expected answer, then a grade of each response (:func:`grade_note`), laid out
+    as ``layout`` — or ``None`` for a tied pair (nothing to learn). The world plug-in's judge-distillation grader
+    (``grader: world[:LAYOUT]``); :func:`graded_judge_row` writes it in the world's judge template."""
     ga, gb = T.helpfulness(task, a), T.helpfulness(task, b)
     if ga == gb:
         return None
-    body = judge_prompt(task.prompt, a, b).rsplit("\n", 1)[0]
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if layout == "pairs" and not task.is_safety:
@@ -263,7 +262,21 @@ def graded_judge_row(task: T.Task, a: str, b: str, layout: str = "grades") -> di
                      f"(B): {answer_echo(task, b)} vs {task.answer}, {grade_note(task, b)}.")
     else:
         rationale = f"{judge_rationale(task)} (A): {grade_note(task, a)}. (B): {grade_note(task, b)}."
-    return {"prompt": f"{body}\n{JUDGE_COT}", "completion": f" {rationale}\nBetter:" + (OPT_A if ga > gb else OPT_B)}
+    return rationale, ga > gb
+
+
+def graded_judge_row(task: T.Task, a: str, b: str, layout: str = "grades") -> dict | None:
+    """One chain-of-thought judgement of a pair of responses as a plain-text ``{prompt, completion}`` row: the
+    prompt is the judge template up to the chain-of-thought cue, the completion the expected answer, a grade of
+    each response (:func:`grade_note`) and the verdict, all from ground truth (:func:`graded_rationale`). ``None``
+    for a tied pair. Written over the policy's own samples, so the judge learns on the distribution it will label
+    (``alignstack judge``)."""
+    graded = graded_rationale(task, a, b, layout)
+    if graded is None:
+        return None
+    rationale, a_better = graded
+    body = judge_prompt(task.prompt, a, b).rsplit("\n", 1)[0]
+    return {"prompt": f"{body}\n{JUDGE_COT}", "completion": f" {rationale}\nBetter:" + (OPT_A if a_better else OPT_B)}
 
 
 def judge_rows(seed: int, n: int) -> list[dict]:

@@ -122,6 +122,7 @@ class World3(V2.World):
     the reward wrapper) is inherited."""
 
     FIELDS = FIELDS
+    grader = None            # no judge-distillation grader for v3 yet: v2's would grade v3 rows by v2's rules
 
     def prompts(self, arg: str = "", seed: int = 0, families: list[str] | None = None, goal: str | None = None,
                 pool: int = 20000, split: str = "train") -> World3PromptSource:
