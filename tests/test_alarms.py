@@ -31,6 +31,12 @@ def test_proxy_rises_while_the_check_falls():
     assert "proxy_vs_check" in a and "'gt' fell 0.6 → 0.45" in a["proxy_vs_check"]
     assert detect(rows(reward=[-1.0, -0.5, 0.0, 0.5, 1.0, 1.2], gt=[0.6, 0.6, 0.61, 0.62, 0.63, 0.64])) == {}
     assert detect(rows(reward=[1.0, 0.9, 0.8, 0.7, 0.6, 0.5], gt=[0.6, 0.5, 0.4, 0.3, 0.2, 0.1])) == {}
+    # a check logged every step: no alarm before two full windows, nor for a drop within its noise
+    assert detect(h[:5]) == {}
+    noisy = rows(reward=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], gt=[0.70, 0.55, 0.65, 0.50, 0.68, 0.56])
+    assert detect(noisy) == {}               # 0.633 → 0.580: a drop of 0.053, but 2 SE = 2 × 0.069
+    steady = rows(reward=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], gt=[0.63, 0.64, 0.63, 0.58, 0.58, 0.57])
+    assert "'gt' fell 0.633 → 0.577" in detect(steady)["proxy_vs_check"]   # the same mean drop without the noise
     # PPO's held-out dev reward, logged every few steps only
     h = rows(reward=[0.0, 0.2, 0.4, 0.6], dev_reward=[0.5, None, None, 0.3])
     assert "'dev_reward' fell 0.5 → 0.3" in detect(h)["proxy_vs_check"]

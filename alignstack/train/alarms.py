@@ -8,7 +8,8 @@ A policy that games its reward leaves marks in the numbers every RL run already 
 - ``kl``: the mean sequence KL to the reference over the last ``window`` steps passes ``kl_limit``
   nats (the policy has left the region where the reward model was trained);
 - ``proxy_vs_check``: the proxy reward rose while an independent check fell by more than
-  ``min_drop`` between the first and last ``window`` steps — the check is the ground truth (``gt``,
+  ``min_drop`` (and, for a check logged every step, by more than twice the standard error of the
+  windows' difference) between the first and last ``window`` steps — the check is the ground truth (``gt``,
   when the prompt source has one) or the reward on held-out dev prompts (``dev_reward``, PPO).
 
 :func:`detect` is a pure function of the history; :class:`HackingAlarms` warns once per alarm and
@@ -31,6 +32,14 @@ def _mean(x: list[float]) -> float:
     return sum(x) / len(x)
 
 
+def _se_of_diff(a: list[float], b: list[float]) -> float:
+    """Standard error of mean(a) − mean(b) from the windows' own spread (0 for one-point windows)."""
+    if len(a) < 2 or len(b) < 2:
+        return 0.0
+    var = [sum((x - _mean(v)) ** 2 for x in v) / (len(v) - 1) for v in (a, b)]
+    return math.sqrt(var[0] / len(a) + var[1] / len(b))
+
+
 def detect(history: list[dict], *, length_frac: float = 0.5, kl_limit: float = 1.0, window: int = 3,
            min_drop: float = 0.02) -> dict[str, str]:
     """The alarms ``history`` (logged rows with ``reward``, ``length``, ``kl``, ``gt``/``dev_reward``)
@@ -46,15 +55,23 @@ def detect(history: list[dict], *, length_frac: float = 0.5, kl_limit: float = 1
     if len(kls) >= window and _mean(kls[-window:]) > kl_limit:
         out["kl"] = (f"KL to the reference is {_mean(kls[-window:]):.2f} nats (> {kl_limit:g}); the reward is being "
                      "optimised far from the reference (raise the KL coefficient)")
+    n_reward = len(_series(history, "reward"))
     for check in CHECKS:
         pairs = [(float(h["reward"]), float(h[check])) for h in history
                  if isinstance(h.get("reward"), (int, float)) and isinstance(h.get(check), (int, float))]
+        # A check logged every step (the ground truth of a small batch) is noisy step to step: wait for two full
+        # windows and ask for a drop beyond twice its standard error, or a healthy run alarms at step 2 on noise
+        # (seen on the demo's PPO). A sparse check (PPO's dev reward, every few steps) compares what there is.
+        dense = len(pairs) == n_reward
+        if dense and len(pairs) < 2 * window:
+            continue
         w = min(window, len(pairs) // 2)
         if w < 1:
             continue
         r0, r1 = _mean([p[0] for p in pairs[:w]]), _mean([p[0] for p in pairs[-w:]])
-        c0, c1 = _mean([p[1] for p in pairs[:w]]), _mean([p[1] for p in pairs[-w:]])
-        if r1 > r0 and c0 - c1 > min_drop:
+        first, last = [p[1] for p in pairs[:w]], [p[1] for p in pairs[-w:]]
+        c0, c1 = _mean(first), _mean(last)
+        if r1 > r0 and c0 - c1 > max(min_drop, 2 * _se_of_diff(first, last)):
             out["proxy_vs_check"] = (f"the reward rose {r0:.3g} → {r1:.3g} while the independent check '{check}' "
                                      f"fell {c0:.3g} → {c1:.3g}")
         break
