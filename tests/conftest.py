@@ -121,9 +121,17 @@ class Margins:
     with a 95% CI: how far the CI's bound clears the threshold. ``scripts/margins.py`` runs the tests on
     several fixture seeds and reports each check's smallest margin."""
 
-    def __init__(self, test: str):
+    def __init__(self, test: str, asserting: bool = True):
         self.test = test
+        self.asserting = asserting
         self.log = os.environ.get("ALIGNSTACK_MARGIN_LOG")
+
+    @property
+    def recorded(self) -> Margins:
+        """The same checks, recorded but not asserted: for a paper claim measured not to hold on every fixture seed.
+        It stays on record (margins.md shows where it holds and where not) instead of leaving the suite, and is
+        not asserted, because the standards write a failing claim down as failing rather than re-tune it."""
+        return Margins(self.test, asserting=False)
 
     def _check(self, stat: str, value: float, threshold: float, above: bool, se: float | None, info) -> None:
         margin = (value - threshold) if above else (threshold - value)
@@ -132,8 +140,9 @@ class Margins:
             with open(self.log, "a") as f:
                 f.write(json.dumps({"test": self.test, "stat": stat, "value": value, "threshold": threshold,
                                     "above": above, "margin": margin, "z": z, "seed": FIXTURE_SEED,
-                                    "passed": margin > 0}) + "\n")
-        assert margin > 0, (f"{stat}: {value:.4f} is not {'above' if above else 'below'} {threshold:.4f}", info)
+                                    "passed": margin > 0, "asserted": self.asserting}) + "\n")
+        if self.asserting:
+            assert margin > 0, (f"{stat}: {value:.4f} is not {'above' if above else 'below'} {threshold:.4f}", info)
 
     def above(self, stat: str, value: float, threshold: float, info=None, se: float | None = None) -> None:
         self._check(stat, float(value), float(threshold), True, se, info)

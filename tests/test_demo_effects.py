@@ -7,7 +7,16 @@ at 1,000 the PPO and DPO score CIs cleared zero by only 1.5 and 1.2 standard err
 Rejection sampling's harm reduction rests on the learned safety RM, whose quality varies with the
 machine's float rounding (CI once saw RS's unsafe CI reach +0.006 with 800 safety prompts, 1,000 RS
 prompts and 2 eval samples): the safety RM gets 1,600 prompts and RS 2,000 (the demo's sizes are 2,000 and
-2,000), and 4 eval samples per prompt halve the eval noise."""
+2,000), and 4 eval samples per prompt halve the eval noise.
+
+PPO's ground-truth score gain on the learned Llama 2 reward is not robust across fixture seeds
+(scripts/margins.py, 2,000 prompts × 4 samples): CI low +0.028, +0.019, −0.002, +0.010 on seeds 0, 1, 3, 4 and
+[−0.012, +0.007] on seed 2. Its gain is mostly refusals of harmful prompts, and the tiny helpfulness RM (pair
+accuracy 0.55–0.59) gives the benign prompts little signal. Three times the learning rate made it worse on seeds
+2 and 4 (over-optimisation of the learned RM: seed 2 [−0.011, +0.009], and [−0.022, −0.002] with 8,000 RM
+prompts); 8,000 RM prompts at the shipped rate gave seed 2 [+0.002, +0.022], still thin. So the claim "PPO raises
+the score" is recorded, not asserted, and the test asserts what holds on every seed: PPO lowers harm and its
+score stays within 0.02 of SFT's (non-inferiority)."""
 import json
 
 import pytest
@@ -63,8 +72,11 @@ def test_shortened_demo_moves_ground_truth_the_right_way(trained_world, tmp_path
     for stage in ("ppo", "rejection_sampling", "dpo"):         # every safety-aware stage lowers harm
         margin.ci_below(f"{stage} − SFT unsafe", s[stage]["unsafe_diff_ci"])
         assert s[stage]["kl_to_sft"] > 0
-    for stage in ("ppo", "dpo"):                               # and raises ground-truth helpfulness
-        margin.ci_above(f"{stage} − SFT score", s[stage]["score_diff_ci"])
+    margin.ci_above("dpo − SFT score", s["dpo"]["score_diff_ci"])     # DPO raises ground-truth helpfulness
+    # PPO on the learned Llama 2 reward: the score gain does not hold on every fixture seed (module docstring),
+    # so it stays on record, not asserted; what is asserted is that PPO's safety gain costs no helpfulness
+    margin.recorded.ci_above("ppo − SFT score", s["ppo"]["score_diff_ci"])
+    margin.ci_above("ppo − SFT score, non-inferiority", s["ppo"]["score_diff_ci"], -0.02)
     # rejection sampling with learned RMs: the smallest effect (+0.01–0.04 in our runs); direction only
     ci = s["rejection_sampling"]["score_diff_ci"]
     margin.above("rejection_sampling − SFT score (mean)", sum(ci) / 2, 0.0, ci, se=(ci[1] - ci[0]) / 3.92)

@@ -38,23 +38,40 @@ def test_rest_beats_sft_on_sort(trained_world, tmp_path, margin):
 @pytest.mark.slow
 def test_hir_beats_base_and_farl(trained_world, tmp_path, margin):
     """Shipped defaults (CE smoothing 0, contrastive smoothing 0.2, 90% of the loss on rows relabelled
-    ``correct``), on eval prompts the defaults were not chosen on (seed 0; the experiment uses seed 1)."""
+    ``correct``), on eval prompts the defaults were not chosen on (seed 0; the experiment uses seed 1).
+
+    A paired design over three training seeds per arm: each prompt's score is averaged over the three HIR
+    (or FARL) models, on 2,000 prompts × 4 samples. With one training seed and 800 prompts, HIR − FARL had a
+    positive mean on all five fixture seeds but only +0.003 (0.3 SE) on seed 2, because one run's luck moved it
+    as much as the effect (scripts/margins.py); pooled, seeds 2 and 3 gave +0.015 [+0.009, +0.022] and +0.012
+    [+0.006, +0.018]. Greedy, HIR does not beat FARL on any fixture seed (−0.011 to +0.001 with one training
+    seed; −0.003 and +0.001 pooled): the claim holds for samples at T = 1 only, and the greedy check stays on
+    record, not asserted (experiments/results/margins.md)."""
+    from alignstack.eval.stats import paired_difference
+
     torch.set_num_threads(2)
     common = [f"model.path={trained_world['sft']}", "families=[track,sort,add]", "n_prompts=400", "rounds=3",
               "log.progress=false"]
-    hir.train(load(hir.HIRConfig, overrides=[f"out={tmp_path}/hir", *common]))
-    hir.train(load(hir.HIRConfig, overrides=[f"out={tmp_path}/farl", "mode=farl", *common]))
     tok = load_tokenizer(trained_world["sft"])
-    tasks = C.prompt_set(0, "eval", 800, {"track": 1.0, "sort": 1.0, "add": 1.0}, goal="correct")
-    ecfg = EvalConfig(greedy=False, max_new_tokens=16, samples=4)
-    res = {n: evaluate(load_model(p), tok, ecfg, tasks) for n, p in
-           (("hir", tmp_path / "hir" / "model"), ("farl", tmp_path / "farl" / "model"),
-            ("base", trained_world["sft"]))}
-    vs_base, vs_farl = compare(res["hir"], res["base"]), compare(res["hir"], res["farl"])
-    print({"vs_base": vs_base["diff"], "vs_farl": vs_farl["diff"]})
-    margin.ci_above("HIR − base score", vs_base["diff"])
-    margin.above("HIR − FARL score (mean)", vs_farl["diff"]["mean"], 0.0, vs_farl["diff"],
-                 se=(vs_farl["diff"]["hi"] - vs_farl["diff"]["lo"]) / 3.92)
+    tasks = C.prompt_set(0, "eval", 2000, {"track": 1.0, "sort": 1.0, "add": 1.0}, goal="correct")
+    ecfg = EvalConfig(greedy=True, max_new_tokens=16, samples=4)
+    per = {}
+    for arm, over in (("hir", []), ("farl", ["mode=farl"])):
+        runs = []
+        for seed in (0, 1, 2):
+            out = tmp_path / f"{arm}{seed}"
+            hir.train(load(hir.HIRConfig, overrides=[f"out={out}", f"seed={seed}", *common, *over]))
+            runs.append(evaluate(load_model(out / "model"), tok, ecfg, tasks))
+        per[arm] = {m: [sum(v) / len(v) for v in zip(*(r[m]["per_prompt"] for r in runs))]
+                    for m in ("sampled", "greedy")}
+    base = evaluate(load_model(trained_world["sft"]), tok, ecfg, tasks)["sampled"]["per_prompt"]
+    vs_base = paired_difference(per["hir"]["sampled"], base)["diff"]
+    vs_farl = paired_difference(per["hir"]["sampled"], per["farl"]["sampled"])["diff"]
+    greedy = paired_difference(per["hir"]["greedy"], per["farl"]["greedy"])["diff"]
+    print({"vs_base": vs_base, "vs_farl": vs_farl, "vs_farl_greedy": greedy})
+    margin.ci_above("HIR − base score", vs_base)
+    margin.ci_above("HIR − FARL score, 3 training seeds", vs_farl)
+    margin.recorded.ci_above("HIR − FARL score, greedy, 3 training seeds", greedy)
 
 
 @pytest.mark.slow
