@@ -5,8 +5,9 @@ Phases of a GRPO/PPO step on our engine: **prefill** (one forward over each dist
 token per row per step through the lean Llama decode path, plus the draw), **reference** (a frozen forward over
 prompt ⊕ completion; PPO adds the critic's old values), **update** (forward + backward of the policy, and the
 critic for PPO). FLOPs are counted from the model's shapes: 2·rows·Σ(in·out) over the linear layers (LM head
-included where the phase computes logits) plus attention (causal prefix: 2·S²·d per row per layer for a
-sequence of S; a decode step at context c: 4·c·d per row per layer); backward counts 2× forward.
+included for the positions whose logits the phase computes: the last one per prompt in the prefill, the positions
+from the first completion column on in the reference and update passes) plus attention (causal prefix: 2·S²·d per
+row per layer for a sequence of S; a decode step at context c: 4·c·d per row per layer); backward counts 2× forward.
 
 The matmul peak for a phase times the same chain of ``F.linear`` calls (the layers' weight shapes) on M rows —
 M = the rows that phase feeds each linear layer — so "share of peak" says how close the phase runs to what the
@@ -40,6 +41,11 @@ def forward_flops(model, rows: int, seq: int, head: bool = True, ctx: int | None
     L = model.config.num_hidden_layers
     att = 4.0 * rows * ctx * d * L if ctx is not None else 2.0 * rows * seq * seq * d * L
     return lin + att
+
+
+def head_flops(model, rows: int) -> float:
+    """FLOPs of the LM head on ``rows`` positions."""
+    return 2.0 * rows * model.lm_head.in_features * model.lm_head.out_features
 
 
 def matmul_peak(model, M: int, head: bool = True, min_time: float = 0.3) -> float:
@@ -101,6 +107,7 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
                 critic=None) -> dict:
     """Time each phase of a GRPO-like step (PPO with ``critic``: the critic joins reference and update) on
     ``len(prompt_ids)`` prompts × ``k`` samples; return per phase: seconds, GFLOP, GFLOP/s, peak, share."""
+    from alignstack.models.logprobs import completion_span
     from alignstack.rollout import engine, llama_decode
     from alignstack.rollout.engine import SamplingConfig, sample
     from alignstack.rollout.experience import frozen_logprobs, policy_logprobs
@@ -147,8 +154,7 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
     batch = g.tensors(tokenizer.pad_token_id)
     B, T = batch.input_ids.shape
     phases = {}
-    phases["prefill"] = (pre_s, forward_flops(policy, U, P, head=False) + 2.0 * U * sum(
-        i * o for i, o in linear_shapes(policy)[-1:]), U * P)
+    phases["prefill"] = (pre_s, forward_flops(policy, U, P, head=False) + head_flops(policy, U), U * P)
     dflops = sum(forward_flops(policy, rows, 1, ctx=ctx) for rows, ctx in steps)
     phases["decode"] = (res["decode_s"] / repeats, dflops, steps[0][0])
 
@@ -161,7 +167,10 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
     t0 = time.perf_counter()
     for _ in range(repeats):
         ref_pass()
-    ref_flops = forward_flops(ref, B, T) + (forward_flops(critic, B, T, head=False) if critic is not None else 0.0)
+    # the log-prob passes run the LM head from the first completion column on (logprobs.forward_logprobs's keep)
+    head_rows = B * min(completion_span(batch.loss_mask) + 1, T)
+    ref_flops = forward_flops(ref, B, T, head=False) + head_flops(ref, head_rows) + \
+        (forward_flops(critic, B, T, head=False) if critic is not None else 0.0)
     phases["reference"] = ((time.perf_counter() - t0) / repeats, ref_flops, B * T)
 
     policy.train()
@@ -180,7 +189,8 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
     t0 = time.perf_counter()
     for _ in range(repeats):
         update()
-    upd_flops = 3 * forward_flops(policy, B, T) + (3 * forward_flops(critic, B, T, head=False) if critic else 0.0)
+    upd_flops = 3 * (forward_flops(policy, B, T, head=False) + head_flops(policy, head_rows)) + \
+        (3 * forward_flops(critic, B, T, head=False) if critic else 0.0)
     phases["update"] = ((time.perf_counter() - t0) / repeats, upd_flops, B * T)
     policy.eval()
 

@@ -17,6 +17,7 @@ import torch
 from alignstack.algos.kl import exact_kl, sequence_kl
 from alignstack.data.render import ChatRenderer
 from alignstack.eval.stats import mean_ci, paired_difference
+from alignstack.models.logprobs import completion_span, keep_kwargs, trailing_logits
 from alignstack.models.tokenizer import stop_token_ids
 from alignstack.rollout.engine import SamplingConfig, sample
 from alignstack.world import corpus as C
@@ -142,10 +143,15 @@ def kl_to_reference(model, ref, tokenizer, tasks: list, sampling: SamplingConfig
         sub = type(g)(g.prompt_ids[s:s + bs], g.completion_ids[s:s + bs], g.logprobs[s:s + bs], g.finished[s:s + bs])
         b = sub.tensors(tokenizer.pad_token_id)
         pos = (b.attention_mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos).logits
-        ref_logits = ref(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos).logits
-        m = b.loss_mask[:, 1:]
-        per_tok = exact_kl(logits[:, :-1] / sampling.temperature, ref_logits[:, :-1] / sampling.temperature, m)
+        # the KL is summed over the completions: logits from the first completion column on
+        T, keep = b.input_ids.shape[1], completion_span(b.loss_mask)
+        scaled = []
+        for net in (model, ref):
+            out = net(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos,
+                      **keep_kwargs(net, keep, T))
+            scaled.append(trailing_logits(out.logits, keep)[:, :-1] / sampling.temperature)
+        m = b.loss_mask[:, T - keep:]
+        per_tok = exact_kl(scaled[0], scaled[1], m)
         kls += sequence_kl(per_tok, m).tolist()
     ci = mean_ci(kls)
     return {"kl": ci["mean"], "kl_ci": [ci["lo"], ci["hi"]] if not math.isnan(ci["lo"]) else None}

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from alignstack.config import LogConfig, ModelConfig, OptimConfig, RunConfig, to_yaml
+from alignstack.models.logprobs import keep_kwargs, trailing_logits
 
 
 @dataclass
@@ -97,15 +98,18 @@ class PolicyAndValue(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids, attention_mask, temperature: float = 1.0):
+    def forward(self, input_ids, attention_mask, temperature: float = 1.0, keep: int | None = None):
+        """(logits, values (B, T-1)); with ``keep`` the logits of the last ``keep + 1`` positions only
+        (``logprobs.forward_logprobs``'s ``keep``), the values still at every position."""
         pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos, use_cache=False,
-                          output_hidden_states=self.critic is None)
+                          output_hidden_states=self.critic is None,
+                          **keep_kwargs(self.policy, keep, input_ids.shape[1]))
         if self.critic is None:
             values = self.value_head(out.hidden_states[-1]).squeeze(-1)
         else:
             values = self._critic(input_ids, attention_mask, pos)
-        return out.logits, values[:, :-1].float()
+        return trailing_logits(out.logits, keep), values[:, :-1].float()
 
     def _critic(self, input_ids, attention_mask, pos):
         h = self.critic.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).last_hidden_state
@@ -113,8 +117,8 @@ class PolicyAndValue(nn.Module):
 
     def values(self, input_ids, attention_mask):
         """The (B, T-1) value estimates alone: a separate critic skips the policy's forward."""
-        if self.critic is None:
-            return self(input_ids, attention_mask)[1]
+        if self.critic is None:       # the shared trunk's hidden states; one position's logits (none are used)
+            return self(input_ids, attention_mask, keep=0)[1]
         pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         return self._critic(input_ids, attention_mask, pos)[:, :-1].float()
 
@@ -148,7 +152,7 @@ def train(cfg: PPOConfig) -> dict:
     from alignstack.losses.policy import ppo_policy_loss, value_loss
     from alignstack.losses.reduce import masked_mean, masked_sum
     from alignstack.models.load import frozen_copy, prepare_model, save_final
-    from alignstack.models.logprobs import token_entropy, token_logprobs
+    from alignstack.models.logprobs import completion_span, token_entropy, token_logprobs
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import frozen_logprobs, ground_truth, prompt_source, rollout
     from alignstack.rollout.scorers import make_scorer
@@ -245,15 +249,16 @@ def train(cfg: PPOConfig) -> dict:
                         mb_adv, mb_ret, mb_v = (x[sub, :Tm].to(dev) for x in (adv, returns, old_v))
                         mb_mask = mb.mask
                         w = float(mb_mask.sum())
-                        logits, v = tr.model(mb.input_ids, mb.attention_mask)
+                        # the policy's logits from the first completion column on (prompt positions: lp 0)
+                        logits, v = tr.model(mb.input_ids, mb.attention_mask, keep=completion_span(mb.loss_mask))
                         lp = token_logprobs(logits, mb.input_ids, cfg.temperature)
                         l_pg, s1 = ppo_policy_loss(lp, mb.old_logprobs, mb_adv, mb_mask, cfg.clip_range)
                         l_v, s2 = value_loss(v, mb_v, mb_ret, mb_mask, cfg.value_clip)
                         loss = (l_pg + cfg.vf_coef * l_v) * w
                         stats = {"policy_loss": l_pg.item() * w, "value_loss": l_v.item() * w,
                                  "clipfrac": float(s1["clipfrac"]) * w,
-                                 "entropy": float(masked_mean(token_entropy(logits.detach(), cfg.temperature),
-                                                              mb_mask)) * w}
+                                 "entropy": float(masked_mean(token_entropy(logits.detach(), cfg.temperature,
+                                                                            mb.input_ids.shape[1]), mb_mask)) * w}
                         if ptx is not None and sub is first:   # the pretraining term once per minibatch
                             px = {k: v.to(dev) for k, v in ptx.items()}
                             out = tr.unwrapped.policy(input_ids=px["input_ids"], attention_mask=px["attention_mask"])

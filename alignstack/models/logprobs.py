@@ -4,34 +4,91 @@ Masking convention (the one used everywhere): ``loss_mask[b, t] = 1`` iff token 
 is a training target. Token ``t`` is predicted from position ``t - 1``, so per-token outputs here
 have shape ``(B, T - 1)`` and align with ``input_ids[:, 1:]`` / ``loss_mask[:, 1:]``.
 Logits are divided by the sampling temperature (METHODS.md §5.5 item 8) before the softmax.
+
+Completion-only passes (``keep``): an RL update or reference pass needs the log-probs of the completion
+tokens only, so the forward asks the model for the logits of the last ``keep + 1`` positions
+(``logits_to_keep``, as TRL does) and the LM head and softmax skip the prompt. The result keeps the
+(B, T-1) shape, zero at the positions not computed, so callers and masks are unchanged.
 """
 from __future__ import annotations
+
+import inspect
 
 import torch
 
 
+def forward_params(model) -> set[str]:
+    """Named parameters of the (unwrapped) model's forward."""
+    base = getattr(model, "module", model)                                          # DDP wrapper
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base       # peft: forward(*a, **kw)
+    return set(inspect.signature(base.forward).parameters)
+
+
+def completion_span(loss_mask: torch.Tensor) -> int:
+    """How many trailing per-token positions (of the T-1) hold every row's targets: T minus the first column
+    where any row's ``loss_mask`` is set (0 when none is). With right-padded ``prompt ⊕ completion`` rows that
+    column is the shortest prompt's length."""
+    T = loss_mask.shape[1]
+    cols = loss_mask.any(0).nonzero()
+    # a target at column 0 has no position predicting it (the convention drops it): T-1 at most
+    return 0 if len(cols) == 0 else min(T - int(cols[0]), T - 1)
+
+
+def keep_kwargs(model, keep: int | None, seq_len: int) -> dict:
+    """``{"logits_to_keep": keep + 1}`` when the model's forward takes it and it saves anything, else {}.
+    The logits at position t predict token t + 1, so the last ``keep`` next-token log-probs (positions
+    T-1-keep … T-2) need the logits of positions T-1-keep … T-1: ``keep + 1`` of them, the last one unused."""
+    if keep is None or keep + 1 >= seq_len or "logits_to_keep" not in forward_params(model):
+        return {}
+    return {"logits_to_keep": keep + 1}
+
+
+def trailing_logits(logits: torch.Tensor, keep: int | None) -> torch.Tensor:
+    """The logits of the last ``keep + 1`` positions: a model without ``logits_to_keep`` returned them all, and
+    cutting them here gives every model the same output (0 before the last ``keep``) and skips their softmax."""
+    return logits if keep is None or keep + 1 >= logits.shape[1] else logits[:, -(keep + 1):]
+
+
+def _pad_front(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-fill (B, k) per-token values on the left to (B, width): positions whose logits were not computed."""
+    return x if x.shape[1] == width else torch.nn.functional.pad(x, (width - x.shape[1], 0))
+
+
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log π(x_t | x_<t) for t ≥ 1, shape (B, T-1). Memory-lean: gathers before normalising."""
+    """log π(x_t | x_<t) for t ≥ 1, shape (B, T-1). Memory-lean: gathers before normalising.
+
+    ``logits`` may cover the last k ≤ T positions only (a forward with ``logits_to_keep=k``): the
+    positions without logits are 0."""
+    T, k = input_ids.shape[1], logits.shape[1]
     logits = logits[:, :-1].float()
     if temperature != 1.0:
         logits = logits / temperature
-    labels = input_ids[:, 1:].unsqueeze(-1)
-    return logits.gather(-1, labels).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    labels = input_ids[:, T - k + 1:].unsqueeze(-1)
+    return _pad_front(logits.gather(-1, labels).squeeze(-1) - torch.logsumexp(logits, dim=-1), T - 1)
 
 
-def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0, seq_len: int | None = None) -> torch.Tensor:
+    """Entropy of each next-token distribution, (B, T-1); with ``seq_len`` T, logits covering the last k
+    positions only are zero-filled to T-1 like :func:`token_logprobs`."""
     logits = logits[:, :-1].float() / temperature
     logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    ent = -(logp.exp() * logp).sum(-1)
+    return ent if seq_len is None else _pad_front(ent, seq_len - 1)
 
 
 def forward_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
-                     position_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """Run the model and return per-token log-probs (B, T-1)."""
+                     position_ids: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
+    """Run the model and return per-token log-probs (B, T-1).
+
+    ``keep``: only the last ``keep`` positions are needed (e.g. :func:`completion_span` of the loss mask);
+    a model whose forward takes ``logits_to_keep`` then computes no logits for the others, and the output is 0
+    there. Another model computes them all and they are cut afterwards (the LM head and what precedes it
+    differ between architectures, so the hidden states are not sliced by hand)."""
     if position_ids is None:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    return token_logprobs(out.logits, input_ids, temperature)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                **keep_kwargs(model, keep, input_ids.shape[1]))
+    return token_logprobs(trailing_logits(out.logits, keep), input_ids, temperature)
 
 
 def sequence_logprobs(token_lp: torch.Tensor, loss_mask: torch.Tensor, average: bool = False) -> torch.Tensor:

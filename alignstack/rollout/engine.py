@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from alignstack.data.collate import pad_left
+from alignstack.models.logprobs import forward_params
 from alignstack.rollout.batch import RolloutBatch
 from alignstack.rollout.sampling import pick
 
@@ -110,7 +111,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     cache_kw = _cache_kwarg(model)
     # the prefill needs the last position's logits only (the LM head over every prompt token is the costliest
     # matmul of a prefill with a large vocabulary)
-    last_only = {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in forward_params(model) else {}
     fast = llama_decode.supports(model) and not synced
     was_training = model.training
     model.eval()
@@ -188,18 +189,10 @@ def _unique_rows(chunk: list[list[int]]) -> tuple[list[list[int]], torch.Tensor 
     return [list(p) for p in seen], torch.tensor(inv, dtype=torch.long)
 
 
-def _forward_params(model) -> set[str]:
-    """Named parameters of the (unwrapped) model's forward."""
-    import inspect
-    base = getattr(model, "module", model)                                          # DDP wrapper
-    base = base.get_base_model() if hasattr(base, "get_base_model") else base       # peft: forward(*a, **kw)
-    return set(inspect.signature(base.forward).parameters)
-
-
 def _cache_kwarg(model) -> str:
     """The forward keyword for the KV cache: ``cache`` in newer transformers 5.x, ``past_key_values``
     in older ones (deprecated there, to be removed in 5.40)."""
-    return "cache" if "cache" in _forward_params(model) else "past_key_values"
+    return "cache" if "cache" in forward_params(model) else "past_key_values"
 
 
 class Backend:

@@ -72,10 +72,12 @@ def complete(model, tokenizer, prompts: list[list[dict]], sampling: SamplingConf
 
 
 def policy_logprobs(model, batch: RolloutBatch, temperature: float) -> torch.Tensor:
-    """Per-token log-probs (B, T-1) of the batch's tokens under ``model`` at ``temperature``."""
-    from alignstack.models.logprobs import forward_logprobs
+    """Per-token log-probs (B, T-1) of the batch's tokens under ``model`` at ``temperature``, computed from the
+    first completion column on (the LM head skips the prompts; earlier positions are 0, outside every mask)."""
+    from alignstack.models.logprobs import completion_span, forward_logprobs
     dev = next(model.parameters()).device
-    return forward_logprobs(model, batch.input_ids.to(dev), batch.attention_mask.to(dev), temperature)
+    return forward_logprobs(model, batch.input_ids.to(dev), batch.attention_mask.to(dev), temperature,
+                            keep=completion_span(batch.loss_mask))
 
 
 @torch.no_grad()
