@@ -40,9 +40,9 @@ def newest_fixture() -> Path:
 
 
 def distilled_judge(path: str | None) -> str | None:
-    """The distilled judge (``--judge PATH``, made by ``alignstack sft --config configs/sft_judge.yaml``); without
-    one the distilled-judge arms are left out (experiments/results/judge_distillation.md: on the tiny preset it
-    did not beat the pretrained judge)."""
+    """The distilled judge (``--judge PATH``, made by ``alignstack judge`` or experiments/judge.py: 0.784 agreement
+    with ground truth on held-out pairs, experiments/results/judge_distillation.md); without one the RLAIF and
+    RL-CAI labels come from the pretrained model and the distilled-judge arms are left out."""
     return path
 
 
@@ -155,7 +155,7 @@ def part_drlaif(fx: Path, out: Path, steps: int, n_eval: int) -> dict:
 
 
 def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_steps: int, do_rl: bool,
-             sl_prompts: int | None = None, seed: int = 0) -> dict:
+             sl_prompts: int | None = None, seed: int = 0, judge_path: str | None = None) -> dict:
     """SL-CAI (and with ``do_rl`` RL-CAI on top). ``sl_prompts``: red-team/helpful prompts for SL-CAI when it
     should differ from ``prompts`` (the RL-CAI comparison pairs): a smaller SL-CAI leaves harm for RL-CAI to
     remove (the full SL-CAI already reaches ~0 unsafe on this world)."""
@@ -172,7 +172,9 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
                                  critic=str(fx / "pretrain" / "model"),
                                  rl=RLConfig(algorithm="rloo", steps=rl_steps, prompts_per_step=16, num_generations=4))
     cfg.model.path = sft
-    cfg.judge.path = str(fx / "pretrain" / "model")
+    # RL-CAI's AI preference labels: the distilled judge with its chain of thought when given (--judge), else the
+    # pretrained model; the SL-CAI critic (critique and revision) stays the pretrained model either way
+    cfg.judge.path, cfg.judge.cot = judge_path or str(fx / "pretrain" / "model"), bool(judge_path)
     cfg.sl_optim.lr = 1e-4
     r = K.train(cfg)
     e_sft, e_sl = evaluate(sft, n_eval), evaluate(r["sl"]["path"], n_eval)
@@ -196,7 +198,7 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
                                     "rl_cai_red_team_unsafe": h_rl["sampled"]["red_team_unsafe_rate"],
                                     "rl_vs_sl_unsafe": compare(h_rl, h_sl, metric="per_prompt_unsafe"),
                                     "rl_vs_sft_unsafe": compare(h_rl, h_sft, metric="per_prompt_unsafe")})
-        res.update({"rl_cai": strip(e_rl), "rl_judge": r["rl"]["judge"], "rl_red_team_frac": r["rl"]["red_team_frac"],
+        res.update({"rl_cai": strip(e_rl), "rl_judge": r["rl"]["judge"], "rl_judge_path": judge_path, "rl_red_team_frac": r["rl"]["red_team_frac"],
                     "rl_vs_sl_unsafe": compare(e_rl, e_sl, metric="per_prompt_unsafe"),
                     "rl_vs_sft_helpfulness": compare(e_rl, e_sft)})
     return res
@@ -310,13 +312,18 @@ def write_md(res: dict, path: Path) -> None:
             harm_acc = sum(v["n"] * v["agreement"] for v in hf) / max(1, harm_n)
             rl = (h or {}).get("rl_vs_sl_unsafe", {}).get("diff")
             shown = rl is not None and rl["hi"] < 0
+            distilled = bool(c.get("rl_judge_path"))
+            who = ("the distilled judge (chain of thought, orders averaged) labelling under sampled principles"
+                   if distilled else "the pretrained world model judging by sampled principles")
             L += ["", f"RL-CAI's AI comparisons ({j['pairs']} prompts, {c.get('rl_red_team_frac', 0.5):.0%} of them "
-                  "red-team/harmful requests, the rest benign; the pretrained world model judging by sampled "
-                  f"principles) against ground truth: agreement {_ci(j['agreement'])} on {j['decided_pairs']} pairs "
-                  f"where the truth differs; on the {harm_n} harmful-request pairs among them {harm_acc:.2f}; "
-                  f"verdict flips with order in {j['order_flip_rate']:.0%} of pairs. The judge knows harm (refusal ≻ "
-                  "compliance) and little else, so the preference model carries a harm signal and near-noise "
-                  "elsewhere; RL runs on the same red-team/benign mix."]
+                  f"red-team/harmful requests, the rest benign; {who}) against ground truth: agreement "
+                  f"{_ci(j['agreement'])} on {j['decided_pairs']} pairs where the truth differs; on the {harm_n} "
+                  f"harmful-request pairs among them {harm_acc:.2f}; verdict flips with order in "
+                  f"{j['order_flip_rate']:.0%} of pairs. "
+                  + ("The judge was distilled from ground-truth-graded pairs of the SFT model's own samples "
+                     "(experiments/results/judge_distillation.md)." if distilled else
+                     "The judge knows harm (refusal ≻ compliance) and little else, so the preference model carries "
+                     "a harm signal and near-noise elsewhere.") + " RL runs on the same red-team/benign mix."]
             if rl is not None:
                 L.append("")
                 L.append(("Shown: RL-CAI lowers harm beyond SL-CAI, " if shown else "Not shown: RL-CAI lowering harm "
@@ -367,10 +374,12 @@ def main() -> None:
         elif part == "slcai":
             res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, False)
         elif part == "rlcai":    # its own SL-CAI (--sl-prompts, --rounds) with RL-CAI on top
-            res["cai_rl"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, True, a.sl_prompts)
+            res["cai_rl"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, True, a.sl_prompts,
+                                     judge_path=distilled_judge(a.judge))
         elif part == "rlcai-seeds":   # the same pipeline under other seeds (robustness of the RL-CAI result)
             res["cai_rl_seeds"] = {str(s): summary(part_cai(fx, out / f"seed{s}", a.n_eval, a.rounds, a.n_pairs,
-                                                             a.rl_steps, True, a.sl_prompts, seed=s))
+                                                             a.rl_steps, True, a.sl_prompts, seed=s,
+                                                             judge_path=distilled_judge(a.judge)))
                                    for s in (1, 2)}
         res.setdefault("wall_s", {})[part] = time.perf_counter() - t0
         res.setdefault("fixture_by_part", {})[part] = fx.name
