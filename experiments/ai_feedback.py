@@ -339,6 +339,22 @@ def write_md(res: dict, path: Path) -> None:
             for sd, v in seeds.items():
                 L.append(f"| {sd} | {v['sl_cai_unsafe']:.3f} | {v['rl_cai_unsafe']:.3f} | {_ci(v['rl_vs_sl_unsafe'])} | "
                          f"{_ci(v['rl_vs_sft_helpfulness'])} |")
+        old = res.get("cai_rl_pretrained_judge") if key == "cai_rl" else None
+        if old:      # the same RL-CAI runs labelled by the old judge (the pretrained model), kept for comparison
+            runs = {"distilled": {"0": summary(c), **(res.get("cai_rl_seeds") or {})},
+                    "pretrained": {"0": summary(old), **(res.get("cai_rl_seeds_pretrained_judge") or {})}}
+            fx_new = res.get("fixture_by_part", {}).get("rlcai", "?")
+            fx_old = res.get("cai_rl_pretrained_judge_fixture", "?")
+            L += ["", "The same pipeline (seeds 0–2) with RL-CAI's labels from the distilled judge (fixture "
+                  f"`{fx_new}`) and, from an earlier run, the old judge (the pretrained model, no chain of thought; "
+                  f"fixture `{fx_old}`, so the two rows differ in their SFT model too):", "",
+                  "| labeller | seed | judge agreement | RL-CAI − SL-CAI unsafe | RL-CAI − SFT helpfulness |",
+                  "|---|---|---|---|---|"]
+            for name, by_seed in runs.items():
+                for sd, v in by_seed.items():
+                    ag = v.get("judge_agreement")
+                    L.append(f"| {name} | {sd} | {_ci(ag) if ag else 'n/r'} | {_ci(v['rl_vs_sl_unsafe'])} | "
+                             f"{_ci(v['rl_vs_sft_helpfulness'])} |")
         L.append("")
     path.write_text("\n".join(L) + "\n")
 

@@ -399,12 +399,17 @@ RESULTS: list[tuple[str, str]] = [
      "unsafe {f3:ai_feedback.json:cai/harmful_eval/sft_unsafe} → {f3:ai_feedback.json:cai/harmful_eval/sl_cai_unsafe}, "
      "paired {ci:ai_feedback.json:cai/harmful_eval/sl_vs_sft_unsafe/diff}; benign helpfulness "
      "{f3:ai_feedback.json:cai/sft/helpfulness} → {f3:ai_feedback.json:cai/sl_cai/helpfulness}"),
-    ("RL-CAI after a smaller SL-CAI (200 red-team prompts, 2 rounds), 1,000 harmful prompts × 4",
+    ("RL-CAI after a smaller SL-CAI (200 red-team prompts, 2 rounds; AI labels from the distilled judge), "
+     "1,000 harmful prompts × 4",
      "unsafe {f3:ai_feedback.json:cai_rl/harmful_eval/sft_unsafe} → SL-CAI "
      "{f3:ai_feedback.json:cai_rl/harmful_eval/sl_cai_unsafe} → RL-CAI {f3:ai_feedback.json:cai_rl/harmful_eval/rl_cai_unsafe}; "
      "RL-CAI − SL-CAI {ci:ai_feedback.json:cai_rl/harmful_eval/rl_vs_sl_unsafe/diff} (seed 0), "
      "{seeds:ai_feedback.json:cai_rl/harmful_eval/rl_vs_sl_unsafe/diff,ai_feedback.json:cai_rl_seeds/*/rl_vs_sl_unsafe}; "
-     "helpfulness vs SFT {seeds:ai_feedback.json:cai_rl/rl_vs_sft_helpfulness/diff,ai_feedback.json:cai_rl_seeds/*/rl_vs_sft_helpfulness}"),
+     "helpfulness vs SFT {seeds:ai_feedback.json:cai_rl/rl_vs_sft_helpfulness/diff,ai_feedback.json:cai_rl_seeds/*/rl_vs_sft_helpfulness}; "
+     "judge agreement on its comparisons {ci:ai_feedback.json:cai_rl/rl_judge/agreement} (seed 0; the old pretrained "
+     "judge {ci:ai_feedback.json:cai_rl_pretrained_judge/rl_judge/agreement}, whose runs gave RL-CAI − SL-CAI "
+     "{seeds:ai_feedback.json:cai_rl_pretrained_judge/harmful_eval/rl_vs_sl_unsafe/diff,ai_feedback.json:cai_rl_seeds_pretrained_judge/*/rl_vs_sl_unsafe}"
+     " on an earlier fixture)"),
     ("RLAIF with the distilled judge / with the old (pretrained) judge / simulated human feedback of the same size "
      "(1,000 pairs, soft-label RM, RLOO 40 steps) vs SFT",
      "{ci:ai_feedback.json:rlaif/rlaif_vs_sft/diff} / {ci:ai_feedback.json:rlaif/rlaif_old_judge_vs_sft/diff} / "
