@@ -2,8 +2,11 @@
 from the first completion column on (``logits_to_keep``), and the (B, T-1) log-probs they return equal the full
 computation at every completion position, with 0 before it.
 
-On these CPU tests the per-position log-probs and values are **bit-identical** to the full computation (the LM
-head's rows are the same dot products, the softmax is per position), so those are asserted with ``torch.equal``.
+Where both sides run the same shapes (the zeros before the span, the value head over every position) the
+outputs are asserted equal with ``torch.equal``. Where the shapes differ
+(the LM head on fewer rows, the reference pass in chunks of rows) they are asserted to 1e-6: the values are the
+same dot products, but BLAS may block a matmul of another shape differently and round the last bit otherwise
+(a fresh clone with 2 threads saw this on GPT-2's chunked reference pass, where 1 thread gave equality).
 Gradients and whole training runs are compared to float tolerance: a weight gradient sums over positions, and
 summing fewer (zero) terms may round differently."""
 import json
@@ -16,6 +19,12 @@ from alignstack.models import logprobs
 from alignstack.models.logprobs import completion_span, forward_logprobs, token_entropy, token_logprobs
 from alignstack.rollout.engine import Generation
 from alignstack.rollout.experience import frozen_logprobs, policy_logprobs
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Equal up to the last bit's rounding of a matmul of another shape (module docstring)."""
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
 
 V = 61
 
@@ -77,11 +86,11 @@ def test_policy_and_reference_logprobs_equal_the_full_pass(arch):
     mask = b.mask.bool()
     full = forward_logprobs(m, b.input_ids, b.attention_mask, 0.7)       # every position, as before issue #24
     kept = policy_logprobs(m, b, 0.7)
-    assert torch.equal(kept[mask], full[mask])                            # bit-identical
+    same(kept[mask], full[mask])
     assert torch.equal(kept[:, :3], torch.zeros(6, 3))
     with torch.no_grad():
         ref = frozen_logprobs(m, b, 0.7, chunk=4)                         # chunks of rows, each its own span
-    assert torch.equal(ref[mask], full.detach()[mask])
+    same(ref[mask], full.detach()[mask])
     # the update's gradient (a masked sum, as every loss takes) to float tolerance
     grads = []
     for lp in (full, kept):
@@ -114,8 +123,9 @@ def test_model_without_logits_to_keep_falls_back_to_full_logits():
     full = forward_logprobs(inner, b.input_ids, b.attention_mask, 0.7)
     assert seen == [None, None]
     # the same output as a model that takes it: 0 before the span, the full pass's values after it
-    assert torch.equal(kept[b.mask.bool()], full[b.mask.bool()]) and torch.equal(kept[:, :3], torch.zeros(6, 3))
-    assert torch.equal(kept, policy_logprobs(inner, b, 0.7))
+    same(kept[b.mask.bool()], full[b.mask.bool()])
+    assert torch.equal(kept[:, :3], torch.zeros(6, 3))
+    same(kept, policy_logprobs(inner, b, 0.7))        # full logits cut afterwards vs the LM head on fewer rows
 
 
 @pytest.mark.parametrize("arch, value_model", [("llama", "shared"), ("llama", "separate"), ("qwen2", "separate"),
@@ -135,9 +145,11 @@ def test_ppo_policy_and_value_with_keep(arch, value_model):
     assert seen == [None, keep + 1] and logits_k.shape[1] == keep + 1
     assert torch.equal(v_k, v_f)                                           # the value head sees every position
     lp_f, lp_k = token_logprobs(logits_f, b.input_ids, 0.9), token_logprobs(logits_k, b.input_ids, 0.9)
-    assert lp_k.shape == lp_f.shape == (6, T - 1) and torch.equal(lp_k[mask], lp_f[mask])
+    assert lp_k.shape == lp_f.shape == (6, T - 1)
+    same(lp_k[mask], lp_f[mask])
     ent_f, ent_k = token_entropy(logits_f, 0.9), token_entropy(logits_k, 0.9, T)
-    assert ent_k.shape == (6, T - 1) and torch.equal(ent_k[mask], ent_f[mask])
+    assert ent_k.shape == (6, T - 1)
+    same(ent_k[mask], ent_f[mask])
     with torch.no_grad():      # the old values: for a shared head one position's logits, the same values
         assert torch.equal(pv.values(b.input_ids, b.attention_mask), v_f.detach())
 
