@@ -17,7 +17,7 @@ import torch
 from alignstack.algos.kl import exact_kl, sequence_kl
 from alignstack.data.render import ChatRenderer
 from alignstack.eval.stats import mean_ci, paired_difference
-from alignstack.models.logprobs import completion_span, keep_kwargs, trailing_logits
+from alignstack.models.logprobs import completion_logits, completion_span
 from alignstack.models.tokenizer import stop_token_ids
 from alignstack.rollout.engine import SamplingConfig, sample
 from alignstack.world import corpus as C
@@ -147,9 +147,8 @@ def kl_to_reference(model, ref, tokenizer, tasks: list, sampling: SamplingConfig
         T, keep = b.input_ids.shape[1], completion_span(b.loss_mask)
         scaled = []
         for net in (model, ref):
-            out = net(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos,
-                      **keep_kwargs(net, keep, T))
-            scaled.append(trailing_logits(out.logits, keep)[:, :-1] / sampling.temperature)
+            out = completion_logits(net, keep, input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=pos)
+            scaled.append(out.logits[:, :-1] / sampling.temperature)
         m = b.loss_mask[:, T - keep:]
         per_tok = exact_kl(scaled[0], scaled[1], m)
         kls += sequence_kl(per_tok, m).tolist()

@@ -178,15 +178,14 @@ def hir_batch_loss(model, pos_batch: dict, neg_batch: dict, epsilon: float, cont
 
     from alignstack.losses.hir import hir_loss
     from alignstack.losses.reduce import masked_mean
-    from alignstack.models.logprobs import completion_span, keep_kwargs, trailing_logits
+    from alignstack.models.logprobs import completion_logits, completion_span
 
     def run(b):
         dev = next(model.parameters()).device
         ids, am = b["input_ids"].to(dev), b["attention_mask"].to(dev)
         # every term is a masked mean over the responses: the positions from the first response column on suffice
         T, keep = ids.shape[1], completion_span(b["loss_mask"])
-        out = model(input_ids=ids, attention_mask=am, use_cache=False, **keep_kwargs(model, keep, T))
-        logits = trailing_logits(out.logits, keep)[:, :-1]
+        logits = completion_logits(model, keep, input_ids=ids, attention_mask=am, use_cache=False).logits[:, :-1]
         labels, mask = ids[:, T - keep:], b["loss_mask"][:, T - keep:].to(dev).float()
         ll = F.log_softmax(logits.float(), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         return logits, labels, mask, masked_mean(ll, mask, dim=-1)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from alignstack.config import LogConfig, ModelConfig, OptimConfig, RunConfig, to_yaml
-from alignstack.models.logprobs import keep_kwargs, trailing_logits
+from alignstack.models.logprobs import completion_logits
 
 
 @dataclass
@@ -102,14 +102,13 @@ class PolicyAndValue(nn.Module):
         """(logits, values (B, T-1)); with ``keep`` the logits of the last ``keep + 1`` positions only
         (``logprobs.forward_logprobs``'s ``keep``), the values still at every position."""
         pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos, use_cache=False,
-                          output_hidden_states=self.critic is None,
-                          **keep_kwargs(self.policy, keep, input_ids.shape[1]))
+        out = completion_logits(self.policy, keep, input_ids=input_ids, attention_mask=attention_mask,
+                                position_ids=pos, use_cache=False, output_hidden_states=self.critic is None)
         if self.critic is None:
             values = self.value_head(out.hidden_states[-1]).squeeze(-1)
         else:
             values = self._critic(input_ids, attention_mask, pos)
-        return trailing_logits(out.logits, keep), values[:, :-1].float()
+        return out.logits, values[:, :-1].float()
 
     def _critic(self, input_ids, attention_mask, pos):
         h = self.critic.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).last_hidden_state

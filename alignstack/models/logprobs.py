@@ -49,6 +49,15 @@ def trailing_logits(logits: torch.Tensor, keep: int | None) -> torch.Tensor:
     return logits if keep is None or keep + 1 >= logits.shape[1] else logits[:, -(keep + 1):]
 
 
+def completion_logits(model, keep: int | None, **inputs):
+    """The model's output for ``inputs`` with ``logits`` cut to the last ``keep + 1`` positions (all of them when
+    ``keep`` is None): asked of the model (``logits_to_keep``) when it takes it, else cut afterwards. The one way
+    every completion-only pass runs the model."""
+    out = model(**inputs, **keep_kwargs(model, keep, inputs["input_ids"].shape[1]))
+    out.logits = trailing_logits(out.logits, keep)
+    return out
+
+
 def _pad_front(x: torch.Tensor, width: int) -> torch.Tensor:
     """Zero-fill (B, k) per-token values on the left to (B, width): positions whose logits were not computed."""
     return x if x.shape[1] == width else torch.nn.functional.pad(x, (width - x.shape[1], 0))
@@ -86,9 +95,9 @@ def forward_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     differ between architectures, so the hidden states are not sliced by hand)."""
     if position_ids is None:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
-                **keep_kwargs(model, keep, input_ids.shape[1]))
-    return token_logprobs(trailing_logits(out.logits, keep), input_ids, temperature)
+    out = completion_logits(model, keep, input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids, use_cache=False)
+    return token_logprobs(out.logits, input_ids, temperature)
 
 
 def sequence_logprobs(token_lp: torch.Tensor, loss_mask: torch.Tensor, average: bool = False) -> torch.Tensor:
