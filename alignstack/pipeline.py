@@ -12,7 +12,9 @@ baseline) and ``summary.json`` holds, per stage, ground-truth helpfulness, unsaf
 win rate vs SFT, a plain verdict and wall time. With ``world: 3`` the ``world`` stage writes world v3's
 files and eval stages are judged on v3's dev split in its unmerged columns (benign helpfulness, unsafe on
 seen / unseen attack styles, leak, over-refusal) at T = 1 and greedily, each with a paired CI vs the
-baseline (``alignstack.eval.world_v3``); v2 stays the default.
+baseline (``alignstack.eval.world_v3``), and stages that collect simulated feedback on the world (reward_model,
+dpo without data.path) collect it on v3 (:data:`WORLD_KEYS`) unless their config or overrides say otherwise;
+v2 stays the default.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
-from alignstack.config import ConfigError, load, to_dict
+from alignstack.config import ConfigError, load, parse_overrides, to_dict
 
 
 @dataclass
@@ -89,6 +91,9 @@ class PipelineConfig:
 
 
 SERVE_KEYS = {"model": str, "prompt": str, "max_tokens": int, "temperature": float}
+# The key of each method that collects simulated feedback on the built-in world, set to the pipeline's `world`
+# as the stage's base config: the stage's config file and overrides still win over it.
+WORLD_KEYS = {"reward_model": "feedback.world", "dpo": "world_version"}
 
 
 def _check_serve_stage(i: int, s: StageConfig) -> None:
@@ -175,7 +180,8 @@ def _run_method(stage: StageConfig, d: Path, out: Path, base_dir: Path, fast: bo
             cfg_path = base_dir / cfg_path
     cls = getattr(mod, cls_name)
     logging = [f"log.progress={str(progress).lower()}"] if "log" in {f.name for f in fields(cls)} else []
-    cfg = load(cls, cfg_path, METHOD_BASE.get(stage.method, []) + [f"out={d}", *logging] + over)
+    base = parse_overrides([f"{WORLD_KEYS[stage.method]}={world}"]) if stage.method in WORLD_KEYS else None
+    cfg = load(cls, cfg_path, METHOD_BASE.get(stage.method, []) + [f"out={d}", *logging] + over, base=base)
     return mod.train(cfg)
 
 

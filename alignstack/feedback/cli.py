@@ -5,7 +5,9 @@
 
 Writes ``ranking`` rows (the annotator ranks all K samples) or ``preference`` rows (pairs with a
 Llama 2 strength label), every response labelled safe/unsafe; the rows train
-``alignstack reward_model`` (``data.path=...``) and the preference methods.
+``alignstack reward_model`` (``data.path=...``) and the preference methods. ``--world 3`` collects on
+world v3's train or dev prompts with its annotator pool (``--pool-size``, ``--pool-careless``) and
+adds the pool's inter-annotator agreement to the printed summary.
 """
 from __future__ import annotations
 
@@ -40,20 +42,31 @@ def _collect(argv: list[str]) -> int:
     p.add_argument("--guideline", choices=("overall", "fulfil"), default="overall",
                    help="what annotators judge: overall helpfulness (refusing harm is best) or, as Llama 2's "
                         "helpfulness annotators, how well the response fulfils the request")
+    p.add_argument("--world", choices=("2", "3"), default="2",
+                   help="built-in world version; 3: v3 prompts (train or dev; eval = dev) and its annotator pool")
+    p.add_argument("--pool-size", type=int, default=8, help="world 3: annotators in the pool")
+    p.add_argument("--pool-careless", type=int, default=1, help="world 3: careless annotators in the pool")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
         cfg = CollectConfig(n_prompts=a.n_prompts, split=a.split, seed=a.seed, mode=a.mode, k=a.num_samples,
                             k_max=a.k_max, temperatures=list(a.temperatures), max_new_tokens=a.max_new_tokens,
                             safety_frac=a.safety_frac, annotator_id=a.annotator_id, annotator_noise=a.annotator_noise,
-                            annotator_error_rate=a.error_rate, annotator_guideline=a.guideline)
+                            annotator_error_rate=a.error_rate, annotator_guideline=a.guideline, world=a.world,
+                            pool_size=a.pool_size, pool_careless=a.pool_careless)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from alignstack.feedback.collect import inter_annotator
+
     rows = collect_from_path(a.model, cfg)
     write_jsonl(a.out, [conversational(r) if "chosen" in r else r for r in rows])   # TRL-loadable pairs
     n_resp = sum(len(r["responses"]) if "responses" in r else 2 for r in rows)
-    print(json.dumps({"out": a.out, "rows": len(rows), "kind": a.mode, "responses": n_resp}))
+    stats = {"out": a.out, "rows": len(rows), "kind": a.mode, "responses": n_resp}
+    agree = inter_annotator(rows, cfg)
+    if agree is not None:
+        stats.update(world=cfg.world, inter_annotator=agree)
+    print(json.dumps(stats))
     return 0
 
 

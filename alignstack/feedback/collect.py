@@ -16,6 +16,13 @@ annotators label them, write ``ranking`` or ``preference`` rows (METHODS §3.1, 
   ``Task.from_row(row)`` rebuilds the task for ground-truth evaluation) plus ``is_safety``,
   ``temperatures``, ``model``, ``split``; ``is_safety`` is also a top-level field (like prompt rows).
   Every row passes ``formats.validate_row``.
+- **World v3** (``world="3"``): prompts come from v3's train or dev split (``eval`` is v3's dev; the
+  sealed test split is refused), and labels from v3's annotator POOL (``world/v3/annotators.py``):
+  each prompt is labelled by one member, assigned round-robin over a seeded shuffle of the pool, and
+  the row's ``annotator`` is that member's id (``pool-3``). Rows keep v3's task meta
+  (``world_version`` "3", split, problem and template ids, style), so :func:`rows_tasks` rebuilds v3
+  tasks and :func:`helpfulness` / :func:`unsafe` score them by v3's ground truth.
+  :func:`inter_annotator` has every pool member compare the same pairs and reports their agreement.
 """
 from __future__ import annotations
 
@@ -32,9 +39,14 @@ from alignstack.world.annotators import (  # noqa: F401 — STRENGTH_BY_BUCKET, 
     SimulatedAnnotator,
     strength_of_gap,
 )
-from alignstack.world.tasks import harm, helpfulness  # noqa: F401 — ground truth of world feedback rows
+from alignstack.world.v3 import annotators as A3
+from alignstack.world.v3 import plugin as P3
+from alignstack.world.v3 import splits as S3
+from alignstack.world.v3 import tasks as T3
+from alignstack.world.v3.lexicon import VERSION as V3
 
 MODES = ("ranking", "preference")
+WORLDS = ("2", "3")
 
 
 @dataclass
@@ -53,8 +65,22 @@ class CollectConfig:
     annotator_noise: float = 0.1
     annotator_error_rate: float = 0.05
     annotator_guideline: str = "overall"  # overall | fulfil (Llama 2 helpfulness guideline; world/annotators.py)
+    # world: "2" (default; one SimulatedAnnotator configured by the annotator_* fields) | "3" (v3's train or
+    # dev prompts, labelled by v3's annotator pool; annotator_id/noise/error_rate are then unused)
+    world: str = "2"
+    pool_size: int = 8                # world 3: annotators in the pool; each prompt is labelled by one of them
+    pool_careless: int = 1            # world 3: how many of them are careless (choose at random)
+    agreement_items: int = 50         # world 3: pairs every pool member compares for inter_annotator (0 = none)
 
     def __post_init__(self):
+        self.world = check_world(self.world)
+        if self.world == V3:
+            P3.training_split(self.split)      # train | dev (eval = dev); test: the sealed-split error
+            if self.pool_size < 1 or not 0 <= self.pool_careless <= self.pool_size:
+                raise ValueError(f"need pool_size >= 1 and 0 <= pool_careless <= pool_size, got pool_size="
+                                 f"{self.pool_size}, pool_careless={self.pool_careless}")
+            if self.agreement_items < 0:
+                raise ValueError(f"agreement_items must be >= 0, got {self.agreement_items}")
         if self.annotator_guideline not in GUIDELINES:
             raise ValueError(f"annotator_guideline must be one of {GUIDELINES}, got {self.annotator_guideline!r}")
         if self.mode not in MODES:
@@ -68,20 +94,52 @@ class CollectConfig:
             raise ValueError(f"safety_frac must be in [0, 1], got {self.safety_frac}")
 
 
-def family_mix(safety_frac: float | None) -> dict | None:
-    """The world's prompt mixture with harmful requests re-weighted to ``safety_frac``."""
+def check_world(world) -> str:
+    """The world version feedback is collected on, as a string ("2" or "3"); one line otherwise."""
+    if str(world) not in WORLDS:
+        raise ValueError(f"world must be one of {', '.join(WORLDS)} (the built-in world's version), got {world!r}")
+    return str(world)
+
+
+def family_mix(safety_frac: float | None, mix: dict = C.MIX, harmful_families=T.HARMFUL) -> dict | None:
+    """A world's prompt mixture (v2's by default) with harmful requests re-weighted to ``safety_frac``."""
     if safety_frac is None:
         return None
-    benign = {f: w for f, w in C.MIX.items() if f not in T.HARMFUL}
-    harmful = {f: w for f, w in C.MIX.items() if f in T.HARMFUL}
+    benign = {f: w for f, w in mix.items() if f not in harmful_families}
+    harmful = {f: w for f, w in mix.items() if f in harmful_families}
     sb, sh = sum(benign.values()), sum(harmful.values())
     mix = {f: (1 - safety_frac) * w / sb for f, w in benign.items()}
     mix.update({f: safety_frac * w / sh for f, w in harmful.items()})
     return {f: w for f, w in mix.items() if w > 0}
 
 
-def world_tasks(cfg: CollectConfig) -> list[T.Task]:
+def world_tasks(cfg: CollectConfig) -> list:
+    """The prompts ``cfg`` describes: v2's split, or v3's train / dev split (never the sealed test split)."""
+    if cfg.world == V3:
+        mix = family_mix(cfg.safety_frac, S3.MIX, S3.HARMFUL)
+        return S3.prompt_set(cfg.seed, P3.training_split(cfg.split), cfg.n_prompts, families=mix)
     return C.prompt_set(cfg.seed, cfg.split, cfg.n_prompts, families=family_mix(cfg.safety_frac))
+
+
+def is_v3(task) -> bool:
+    return isinstance(task, T3.Task)
+
+
+def labellers(tasks: list, cfg: CollectConfig) -> list:
+    """The annotator of each task. v2: one simulated annotator for all. v3: the pool, round-robin over a
+    seeded shuffle, so every member labels about the same share and the assignment depends only on the seed."""
+    if any(is_v3(t) != (cfg.world == V3) for t in tasks):    # one world's annotators never judge the other's tasks
+        raise ValueError(f"CollectConfig(world={cfg.world!r}) got tasks of the other world version; "
+                         "set world to the version of the tasks")
+    if cfg.world != V3:
+        ann = SimulatedAnnotator(AnnotatorConfig(noise=cfg.annotator_noise, error_rate=cfg.annotator_error_rate,
+                                                 guideline=cfg.annotator_guideline),
+                                 seed=cfg.seed, annotator_id=cfg.annotator_id)
+        return [ann] * len(tasks)
+    pool = A3.make_pool(cfg.pool_size, cfg.seed, cfg.pool_careless, cfg.annotator_guideline)
+    order = list(range(len(pool)))
+    random.Random(f"collect-pool|{cfg.seed}").shuffle(order)
+    return [pool[order[i % len(pool)]] for i in range(len(tasks))]
 
 
 def sample_responses(model, tokenizer, tasks: list[T.Task], cfg: CollectConfig,
@@ -116,20 +174,20 @@ def _nonempty(text: str) -> str:
     return text if text.strip() else "…"
 
 
-def task_meta(task: T.Task, cfg: CollectConfig, model_name: str | None) -> dict:
+def task_meta(task, cfg: CollectConfig, model_name: str | None) -> dict:
     row = task.to_row()
-    return {**row["meta"], "is_safety": task.is_safety, "split": cfg.split, "model": model_name}
+    # a v3 task knows its split (the plug-in maps "eval" to "dev"); v2 rows name the split they were asked for
+    split = task.split if is_v3(task) else cfg.split
+    return {**row["meta"], "is_safety": task.is_safety, "split": split, "model": model_name}
 
 
-def label_responses(tasks: list[T.Task], texts: list[list[str]], temps: list[list[float]],
+def label_responses(tasks: list, texts: list[list[str]], temps: list[list[float]],
                     cfg: CollectConfig, model_name: str | None = None) -> list[dict]:
     """Annotate sampled responses (no model needed; pure world code) → validated rows."""
-    ann = SimulatedAnnotator(AnnotatorConfig(noise=cfg.annotator_noise, error_rate=cfg.annotator_error_rate,
-                                             guideline=cfg.annotator_guideline),
-                             seed=cfg.seed, annotator_id=cfg.annotator_id)
+    anns = labellers(tasks, cfg)
     order_rng = random.Random(f"collect-order|{cfg.seed}|{cfg.annotator_id}")
     rows = []
-    for task, resp, ts in zip(tasks, texts, temps):
+    for task, resp, ts, ann in zip(tasks, texts, temps, anns):
         resp = [_nonempty(x) for x in resp]
         prompt = task.to_row()["prompt"]
         meta = task_meta(task, cfg, model_name)
@@ -153,7 +211,7 @@ def label_responses(tasks: list[T.Task], texts: list[list[str]], temps: list[lis
     return rows
 
 
-def collect(model, tokenizer, cfg: CollectConfig, tasks: list[T.Task] | None = None,
+def collect(model, tokenizer, cfg: CollectConfig, tasks: list | None = None,
             model_name: str | None = None) -> list[dict]:
     """Sample and label feedback for ``tasks`` (default: the world prompts ``cfg`` describes)."""
     tasks = world_tasks(cfg) if tasks is None else tasks
@@ -171,16 +229,96 @@ def collect_from_path(model_path: str, cfg: CollectConfig) -> list[dict]:
     return collect(model, tok, cfg, model_name=str(model_path))
 
 
-def rows_tasks(rows: list[dict]) -> list[T.Task]:
-    """World tasks of feedback rows (for ground-truth evaluation); rows need ``meta.family``."""
+# what collection adds to a task's own meta; v3 tasks keep their split, v2 tasks have none
+ROW_KEYS = ("is_safety", "split", "model", "temperatures", "shown_first")
+
+
+def rows_tasks(rows: list[dict]) -> list:
+    """World tasks of feedback rows (for ground-truth evaluation): v3 tasks for rows whose
+    ``meta.world_version`` is "3", v2 tasks otherwise; rows need ``meta.family`` and ``meta.answer``."""
     out = []
     for i, r in enumerate(rows):
         m = r.get("meta") or {}
         if "family" not in m or "answer" not in m:
             raise ValueError(f"row {i + 1}: ground-truth evaluation needs world feedback rows "
                              "(meta.family and meta.answer)")
+        if str(m.get("world_version")) == V3:
+            meta = {k: v for k, v in m.items() if k not in ROW_KEYS or k == "split"}
+            out.append(T3.Task.from_row({"prompt": r["prompt"], "meta": meta}))
+            continue
         out.append(T.Task.from_row({"prompt": r["prompt"], "is_safety": r.get("is_safety", m.get("is_safety")),
-                                    "meta": {k: v for k, v in m.items()
-                                             if k not in ("is_safety", "split", "model", "temperatures",
-                                                          "shown_first")}}))
+                                    "meta": {k: v for k, v in m.items() if k not in ROW_KEYS}}))
     return out
+
+
+# --------------------------------------------------------------------------- ground truth of feedback rows
+# The one place that says which world's truth scores a task: every caller (the reward model's evaluation)
+# goes through helpfulness / unsafe, so rows of either world are judged by their own world.
+GROUND_TRUTH = {"2": (T.helpfulness, lambda task, response: T.harm(task, response) > 0),
+                V3: (T3.helpfulness, lambda task, response: T3.leak(task, response) > 0)}
+
+
+def _truth(task):
+    return GROUND_TRUTH[V3 if is_v3(task) else "2"]
+
+
+def helpfulness(task, response: str) -> float:
+    """Ground-truth helpfulness of ``response`` by the task's own world (v3: a refusal of a benign prompt is 0)."""
+    return _truth(task)[0](task, response)
+
+
+def unsafe(task, response: str) -> bool:
+    """Ground-truth harm: v2 any leaked item; v3 any leaked share of the secret (lookalikes included)."""
+    return _truth(task)[1](task, response)
+
+
+# --------------------------------------------------------------------------- inter-annotator agreement
+
+
+def shared_items(rows: list[dict], n: int) -> list[tuple]:
+    """Up to ``n`` (task, first, second) pairs from feedback rows, one per prompt, in the order they were shown
+    (a preference row's ``meta.shown_first``; a ranking row's first two responses)."""
+    items, seen = [], set()
+    for task, r in zip(rows_tasks(rows), rows):
+        if len(items) >= n:
+            break
+        if task in seen:          # a preference collection has k // 2 rows per prompt: one item each
+            continue
+        seen.add(task)
+        if "responses" in r:
+            a, b = r["responses"][0], r["responses"][1]
+        elif (r.get("meta") or {}).get("shown_first") == "rejected":
+            a, b = r["rejected"], r["chosen"]
+        else:
+            a, b = r["chosen"], r["rejected"]
+        items.append((task, a, b))
+    return items
+
+
+def pool_agreement(items: list[tuple], pool: list) -> dict:
+    """Every annotator of ``pool`` compares every (task, first, second) item; their choices (0 = first) →
+    ``annotators.agreement``: pairwise_agreement, fleiss_kappa, n_annotators, n_items."""
+    return A3.agreement([[ann.compare(task, a, b)["chosen"] for task, a, b in items] for ann in pool])
+
+
+def inter_annotator(rows: list[dict], cfg: CollectConfig) -> dict | None:
+    """Inter-annotator agreement of a v3 collection's pool on ``cfg.agreement_items`` of its own pairs.
+
+    A fresh copy of the pool (same profiles, same seed) does the shared labelling, so asking for agreement
+    never changes the collected rows. None for v2 (one annotator), a pool of one, or no items."""
+    if cfg.world != V3 or cfg.pool_size < 2 or cfg.agreement_items == 0:
+        return None
+    v3_rows = [r for r in rows if str((r.get("meta") or {}).get("world_version")) == V3]
+    items = shared_items(v3_rows, cfg.agreement_items)
+    if not items:
+        return None
+    return pool_agreement(items, A3.make_pool(cfg.pool_size, cfg.seed, cfg.pool_careless, cfg.annotator_guideline))
+
+
+def label_noise(cfg: CollectConfig) -> float:
+    """The mean rate at which the collection's safety labels are flipped: v2 the annotator's error rate; v3 the
+    pool's mean (a careless member labels at random: 0.5). Partial leaks a non-expert misses are not counted."""
+    if cfg.world != V3:
+        return cfg.annotator_error_rate
+    pool = A3.make_pool(cfg.pool_size, cfg.seed, cfg.pool_careless, cfg.annotator_guideline)
+    return sum(0.5 if a.cfg.careless else a.cfg.error_rate for a in pool) / len(pool)

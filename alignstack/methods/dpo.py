@@ -6,7 +6,8 @@ The loop, top to bottom:
 1. **Data.** ``preference`` rows ``{prompt, chosen, rejected}`` (``data.path``), ``unpaired``
    rows ``{prompt, completion, label}`` for KTO, or — with ``data.path`` unset — pairs generated on
    the built-in world: two T = 1 samples per training prompt from the starting model, compared by a
-   simulated annotator (``feedback.collect``; identical pairs are dropped). KTO given preference
+   simulated annotator (``feedback.collect``; identical pairs are dropped; ``world_version=3``: world
+   v3's train prompts, each labelled by one member of v3's annotator pool). KTO given preference
    rows splits each pair into a desirable (chosen) and an undesirable (rejected) example.
 2. **Reference.** ``reference: precomputed`` (default) scores every chosen/rejected response
    once with the starting model and caches the log-probs in ``out/ref_logps/<hash>.pt``, keyed
@@ -84,6 +85,8 @@ class DPOConfig(RunConfig):
     ref_batch_size: int = 64
     world_k: int = 4                  # world-generated pairs: samples per prompt (k // 2 pairs each)
     world_max_new_tokens: int = 32    # world-generated pairs: sampling length
+    world_version: int = 2            # world-generated pairs: 2, or 3 = v3's train prompts labelled by its
+                                      # annotator pool (pipelines with `world: 3` set it)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, batch_size=32, epochs=1.0,
                                                                    warmup_steps=10, schedule="linear",
                                                                    min_lr_ratio=0.0, grad_clip=10.0))
@@ -106,18 +109,22 @@ class DPOConfig(RunConfig):
             raise ValueError(f"beta must be > 0, got {self.beta}")
         if self.rpo_alpha < 0:
             raise ValueError(f"rpo_alpha must be ≥ 0, got {self.rpo_alpha}")
+        from alignstack.feedback.collect import check_world
+        check_world(self.world_version)
 
 
 # --------------------------------------------------------------------------- data
 
 
-def world_pairs(model, tokenizer, data: DataConfig, k: int = 4, max_new_tokens: int = 32) -> list[dict]:
+def world_pairs(model, tokenizer, data: DataConfig, k: int = 4, max_new_tokens: int = 32,
+                world: int | str = 2) -> list[dict]:
     """Preference rows on the built-in world: ``k`` samples at T = 1 per train prompt, split into
-    k // 2 annotated pairs (``feedback.collect``); pairs of two identical responses are dropped."""
+    k // 2 annotated pairs (``feedback.collect``); pairs of two identical responses are dropped.
+    ``world=3``: v3's train prompts, each labelled by one member of v3's annotator pool."""
     from alignstack.feedback.collect import CollectConfig, collect
 
     cc = CollectConfig(n_prompts=data.n_rows, split="train", seed=data.world_seed, mode="preference", k=k,
-                       max_new_tokens=max_new_tokens)
+                       max_new_tokens=max_new_tokens, world=str(world))
     rows = collect(model, tokenizer, cc, model_name="dpo-start")
     return [r for r in rows if r["chosen"] != r["rejected"]]
 
@@ -129,7 +136,8 @@ def load_rows(cfg: DPOConfig, model=None, tokenizer=None) -> tuple[list[dict], s
     if cfg.data.path is None:
         if model is None:
             raise ValueError("world-generated pairs need the starting model")
-        return world_pairs(model, tokenizer, cfg.data, cfg.world_k, cfg.world_max_new_tokens), "preference", "world:pairs"
+        pairs = world_pairs(model, tokenizer, cfg.data, cfg.world_k, cfg.world_max_new_tokens, cfg.world_version)
+        return pairs, "preference", "world3:pairs" if str(cfg.world_version) == "3" else "world:pairs"
     raw = read_rows(cfg.data.path, limit=None)
     from alignstack.data.formats import resolve_kind
     kind = resolve_kind(cfg.data.kind, raw[0], ("unpaired", "preference"), file=cfg.data.path,

@@ -7,6 +7,9 @@ The loop, in the papers' order:
    validated at the boundary, or — on the built-in world — collected now: K SFT samples per
    train-split prompt at ``feedback.temperatures``, labelled by the simulated annotators; plus a
    dev-split set (Platt calibration of the safety RM) and an eval-split set (held-out metrics).
+   ``feedback.world=3``: world v3's train prompts labelled by its annotator pool, calibration and
+   metrics on v3's dev split (the sealed test split is never read), and the pool's inter-annotator
+   agreement in ``metrics.json`` (``inter_annotator``).
 2. **Targets.** ``target=helpfulness`` uses the annotators' preferences as they are.
    ``target=safety`` (Llama 2) trains on harmful-request data mixed 90/10 with helpfulness data;
    a response labelled safe is preferred to one labelled unsafe: preference pairs whose chosen
@@ -82,6 +85,13 @@ class FeedbackConfig:
     annotator_noise: float = 0.1
     annotator_error_rate: float = 0.05
     annotator_guideline: str = "overall"  # overall | fulfil: Llama 2's helpfulness guideline (harm not judged)
+    # world: the built-in world's version, 2 | 3. With 3: v3's train prompts labelled by its annotator pool
+    # (annotator_noise / annotator_error_rate unused), calibration and metrics on v3's dev split (eval_split
+    # eval = dev; test is sealed), ground truth and demonstrations from v3. Pipelines with `world: 3` set it.
+    world: int = 2
+    pool_size: int = 8                # world 3: annotators in the pool (each prompt labelled by one)
+    pool_careless: int = 1            # world 3: careless members of the pool
+    agreement_items: int = 50         # world 3: pairs every member compares for metrics.json's inter_annotator
 
 
 @dataclass
@@ -124,6 +134,16 @@ def check_config(cfg: RewardModelConfig) -> None:
                           "set margin=none, or objective=pairwise for Llama 2's margin loss")
     if cfg.feedback.mode not in (None, "ranking", "preference"):
         raise ConfigError(f"feedback.mode: expected ranking or preference, got {cfg.feedback.mode!r}")
+    from alignstack.feedback.collect import check_world
+    try:
+        check_world(cfg.feedback.world)
+    except ValueError as e:
+        raise ConfigError(f"feedback.{e}") from None
+    if cfg.data.path is None and str(cfg.feedback.world) == "3":   # v3's splits and pool, as collection will
+        try:
+            collect_config(cfg, "eval")
+        except (ValueError, PermissionError) as e:   # PermissionError: v3's sealed test split
+            raise ConfigError(f"feedback (world 3): {e}") from None
     if cfg.model.path is None:
         raise ConfigError("model.path: a reward model starts from a causal-LM checkpoint (the SFT model)")
     if cfg.dist.fsdp:   # a sharded model's forward needs every rank; calibration and evaluation run on one
@@ -152,29 +172,35 @@ def load_rows(path: str, kind: str | None = None) -> list[dict]:
     return [validate_row(kind, r, file=path, row_number=i + 1) for i, r in enumerate(raw)]
 
 
-def collect_world_feedback(cfg: RewardModelConfig, tokenizer=None) -> dict[str, list[dict]]:
-    """Train / dev (calibration) / eval feedback on world prompts, sampled from the SFT model."""
-    from alignstack.feedback.collect import CollectConfig, collect
-    from alignstack.models.load import load_model, load_tokenizer
+def collect_config(cfg: RewardModelConfig, name: str):
+    """The collection config of one feedback set: ``train`` (train split), ``calib`` (dev) or ``eval``."""
+    from alignstack.feedback.collect import CollectConfig
 
     fb = cfg.feedback
+    split, n, seed = {"train": ("train", fb.n_prompts, cfg.seed), "calib": ("dev", fb.calib_prompts, cfg.seed + 1),
+                      "eval": (fb.eval_split, fb.eval_prompts, cfg.seed + 2)}[name]
     mode = fb.mode or ("ranking" if cfg.objective == "ranking" else "preference")
     sfrac = fb.safety_frac if fb.safety_frac is not None else (0.5 if cfg.target == "safety" else None)
-    path = fb.sampler or cfg.model.path
+    return CollectConfig(n_prompts=n, split=split, seed=seed, mode=mode, k=fb.k, k_max=fb.k_max,
+                         temperatures=list(fb.temperatures), max_new_tokens=fb.max_new_tokens, safety_frac=sfrac,
+                         annotator_id=f"sim-{name}", annotator_noise=fb.annotator_noise,
+                         annotator_error_rate=fb.annotator_error_rate, annotator_guideline=fb.annotator_guideline,
+                         world=str(fb.world), pool_size=fb.pool_size, pool_careless=fb.pool_careless,
+                         agreement_items=fb.agreement_items)
+
+
+def collect_world_feedback(cfg: RewardModelConfig, tokenizer=None) -> dict[str, list[dict]]:
+    """Train / dev (calibration) / eval feedback on world prompts, sampled from the SFT model."""
+    from alignstack.feedback.collect import collect
+    from alignstack.models.load import load_model, load_tokenizer
+
+    path = cfg.feedback.sampler or cfg.model.path
     tok = tokenizer if tokenizer is not None else load_tokenizer(cfg.model.tokenizer or path)
     model = load_model(path)
     out = {}
-    for name, split, n, seed in (("train", "train", fb.n_prompts, cfg.seed), ("calib", "dev", fb.calib_prompts,
-                                                                                cfg.seed + 1),
-                                 ("eval", fb.eval_split, fb.eval_prompts, cfg.seed + 2)):
-        if n <= 0:
-            out[name] = []
-            continue
-        cc = CollectConfig(n_prompts=n, split=split, seed=seed, mode=mode, k=fb.k, k_max=fb.k_max,
-                           temperatures=list(fb.temperatures), max_new_tokens=fb.max_new_tokens, safety_frac=sfrac,
-                           annotator_id=f"sim-{name}", annotator_noise=fb.annotator_noise,
-                           annotator_error_rate=fb.annotator_error_rate, annotator_guideline=fb.annotator_guideline)
-        out[name] = collect(model, tok, cc, model_name=str(path))
+    for name in ("train", "calib", "eval"):
+        cc = collect_config(cfg, name)
+        out[name] = collect(model, tok, cc, model_name=str(path)) if cc.n_prompts > 0 else []
     return out
 
 
@@ -352,7 +378,8 @@ def world_demonstrations(cfg: RewardModelConfig) -> list[tuple[list[dict], str]]
         convs = [r["messages"] for r in rows]
     elif cfg.data.path is None:
         from alignstack.tasks import resolve
-        convs = resolve("world", "demonstrations", key="demos_path").conversations(cfg.n_demos, cfg.data.world_seed)
+        world = "world3" if str(cfg.feedback.world) == "3" else "world"     # the world the feedback came from
+        convs = resolve(world, "demonstrations", key="demos_path").conversations(cfg.n_demos, cfg.data.world_seed)
     else:
         return []
     out = []
@@ -396,7 +423,8 @@ def fit_calibration(cfg: RewardModelConfig, scorer: RewardModelScorer, calib_row
     s = torch.tensor(scorer.raw_scores(prompts, resp))
     eps = cfg.calib_label_noise
     if eps is None:
-        eps = 0.0 if cfg.calib_path else cfg.feedback.annotator_error_rate
+        from alignstack.feedback.collect import label_noise
+        eps = 0.0 if cfg.calib_path else label_noise(collect_config(cfg, "calib"))
     a, b = platt_calibrate(s, torch.tensor(labels))
     out = {"a": a, "b": b, "kind": "platt", "n": len(labels), "n_unsafe": int(len(labels) - sum(labels)),
            "label_noise": eps, "note": "sigmoid(a*s + b) = P(safe); fitted on held-out annotator safety labels"}
@@ -437,7 +465,7 @@ def platt_calibrate_noisy(logits: torch.Tensor, labels: torch.Tensor, eps: float
 
 def _pairs_for_eval(rows: list[dict], target: str, tasks) -> list[dict]:
     """Held-out (chosen, rejected) pairs with a strength bucket; responses referenced by index."""
-    from alignstack.feedback import collect as T  # the world's ground truth of its feedback rows
+    from alignstack.feedback import collect as T  # ground truth of feedback rows, by each row's world
     from alignstack.feedback.collect import strength_of_gap
 
     out = []
@@ -458,9 +486,10 @@ def _pairs_for_eval(rows: list[dict], target: str, tasks) -> list[dict]:
 
 
 def evaluate(scorer: RewardModelScorer, rows: list[dict], target: str = "helpfulness") -> dict:
-    """Held-out reward-model metrics (see the module docstring). World rows add ground truth."""
+    """Held-out reward-model metrics (see the module docstring). World rows (v2 or v3, each scored by its own
+    world: ``feedback.collect.helpfulness`` / ``unsafe``) add ground truth."""
     from alignstack.eval import rm_metrics as M
-    from alignstack.feedback import collect as T  # the world's ground truth of its feedback rows
+    from alignstack.feedback import collect as T  # ground truth of feedback rows, by each row's world
     from alignstack.feedback.collect import STRENGTH_BY_BUCKET
 
     if not rows:
@@ -494,7 +523,7 @@ def evaluate(scorer: RewardModelScorer, rows: list[dict], target: str = "helpful
     if tasks is None:
         return res
     gt = [[T.helpfulness(t, x) for x in rs] for t, rs in zip(tasks, resp)]
-    safe_gt = [[T.harm(t, x) == 0 for x in rs] for t, rs in zip(tasks, resp)]
+    safe_gt = [[not T.unsafe(t, x) for x in rs] for t, rs in zip(tasks, resp)]
     flat_gt = [g for gs in gt for g in gs]
     flat_safe = [s for ss in safe_gt for s in ss]
     groups = [i for i, rs in enumerate(resp) for _ in rs]
@@ -562,6 +591,9 @@ def train(cfg: RewardModelConfig) -> dict:
     out = Path(cfg.out)
     result: dict = {"steps": trainer.step_count, "examples": len(examples), "train_rows": len(train_rows),
                     "fit_s": fit_s, "train_loss": history[-1]["loss"] if history else float("nan")}
+    if cfg.data.path is None and str(cfg.feedback.world) == "3":   # how much the pool that labelled it agrees
+        from alignstack.feedback.collect import inter_annotator
+        result["inter_annotator"] = inter_annotator(rows["train"], collect_config(cfg, "train"))
     if not trainer.is_main:
         return result
     rm = trainer.unwrapped.eval()
