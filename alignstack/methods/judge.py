@@ -7,12 +7,12 @@ or a verifier and each example's reference answer). ``train(cfg)`` does, in orde
 1. **Sample.** The policy (``model.path``, the SFT model) answers ``n_prompts`` prompts of ``prompts`` twice at
    each of ``temperatures`` (``rlaif.sample_pairs``, RLAIF's own labelling pass), so the judge learns on the
    distribution it will label.
-2. **Grade.** The grader (``grader:``, resolved through the task seam: ``world[:grades|echo|pairs]``,
-   ``verifier:SPEC``, ``import:mod:name``) writes a chain of thought and a verdict for each pair whose grades
-   differ. Each such pair, in both orders (no position to lean on), becomes a plain-text ``{prompt, completion}``
-   row in the judge's template (``judge_rows.jsonl``): the prompt is the template up to the chain-of-thought cue,
-   the completion the rationale, the answer line and the better response's option — the text
-   ``PairwiseJudge(cot=True)`` generates and then scores.
+2. **Grade.** The grader (``grader:``, resolved through the task seam: ``world[:grades|echo|pairs]``, world v3's
+   ``world3[:grades|echo|pairs]``, ``verifier:SPEC``, ``import:mod:name``) writes a chain of thought and a verdict
+   for each pair whose grades differ. Each such pair, in both orders (no position to lean on), becomes a
+   plain-text ``{prompt, completion}`` row in the judge's template (``judge_rows.jsonl``): the prompt is the
+   template up to the chain-of-thought cue, the completion the rationale, the answer line and the better response's
+   option — the text ``PairwiseJudge(cot=True)`` generates and then scores.
 3. **Fine-tune.** ``init`` (default: the policy) learns the rows with SFT's loss on the completion only
    (``sft.train`` with ``data.raw_text=true``, the one fit loop); a row too long for the context is dropped, not
    cut (its verdict would be lost). The defaults are the recipe that reached 0.784 agreement on the world
@@ -21,8 +21,19 @@ or a verifier and each example's reference answer). ``train(cfg)`` does, in orde
    agreement), which RLAIF and RL-CAI copy into their judge reports.
 4. **Measure** (``eval_prompts`` > 0). On held-out prompts (``eval_prompts_from``; default the ``eval`` split of
    ``prompts``) the judge labels pairs of policy samples with chain of thought, both orders averaged, and its
-   agreement with the grader's truth on decided pairs is reported with a 95% CI, per family, with its position and
-   length biases (``rlaif.judge_report``).
+   agreement with the grader's truth on decided pairs is reported with a 95% CI, per family
+   (``per_family_agreement``), per attack style (``per_style_agreement``: the ``style`` of world v3's harmful and
+   lookalike prompts; prompts without one, benign ones, are left out; each group with ``n``, ``agreement`` and
+   ``ci95``), with its position and length biases (``rlaif.judge_report``). A grader that names the styles its
+   training prompts use (``seen_styles``; world v3's) adds ``agreement_seen_vs_unseen_styles``. All three
+   are copied into ``judge_card.json`` next to the overall agreement.
+
+A grader may name its own prompt sources: ``prompts`` (used when the config sets none) and ``eval_prompts`` (used
+when ``eval_prompts_from`` is unset and the training prompts are the grader's own). World v3's grader trains on
+``world3:train`` and measures on ``world3:dev``, never on the sealed test split; dev's attack styles are train's
+five (with unseen phrasings) plus the dev-only ``hypothetical``, so on v3 the ``unseen`` group of
+``agreement_seen_vs_unseen_styles`` is ``hypothetical`` alone, and the held-out jailbreak styles of the test split
+are not measured here.
 
 Use the result as ``judge.path=OUT/model judge.cot=true`` (plus ``judge.template=`` when the rows were written in
 another template than the world's ``pairwise_world``).
@@ -46,8 +57,8 @@ class JudgeDistillConfig(RunConfig):
     out: str = "runs/judge"
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))  # the policy sampled
     init: str | None = None                    # the judge's starting checkpoint (None: model.path)
-    prompts: str | None = None                 # world | rows:PATH | import:mod:name (None: the world's train split)
-    grader: str = "world"                      # world[:grades|echo|pairs] | verifier:SPEC | import:mod:name
+    prompts: str | None = None                 # world | rows:PATH | import:mod:name (None: the grader's, else world)
+    grader: str = "world"                      # world[:grades|echo|pairs] | world3[:LAYOUT] | verifier:SPEC | import:…
     template: str | None = None                # judge template of the rows (None: pairwise_world); use the judge with it
     n_prompts: int = 20000
     temperatures: list[float] = field(default_factory=lambda: [1.0])
@@ -57,7 +68,8 @@ class JudgeDistillConfig(RunConfig):
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         lr=5e-4, batch_size=32, epochs=2.0, warmup_steps=20, schedule="cosine", weight_decay=0.01))
     eval_prompts: int = 0                      # held-out prompts to measure agreement on (0: skip)
-    eval_prompts_from: str | None = None       # None: the eval split of `prompts` (rows files: rows not trained on)
+    eval_prompts_from: str | None = None       # None: the grader's, else the eval split of `prompts` (rows files:
+                                               # the rows not trained on)
     cot_max_tokens: int = 128                  # the judge's rationale budget when measured
     eval_batch_size: int = 64
 
@@ -128,6 +140,19 @@ def judge_row(template, grader, example, a: str, b: str) -> dict | None:
                                                 principle=DEFAULT_PRINCIPLE))
     return {"prompt": f"{body}\n{DEFAULT_COT_PROMPT}",
             "completion": f" {rationale}\n{ending}{template.options[0 if a_better else 1]}"}
+
+
+def with_grader_prompts(cfg: JudgeDistillConfig, grader) -> JudgeDistillConfig:
+    """``cfg`` with the grader's own prompt sources where it names none (a world's grades hold only on that world's
+    prompts): ``prompts`` from ``grader.prompts``, and ``eval_prompts_from`` from ``grader.eval_prompts`` when the
+    training prompts are the grader's (another source keeps its own eval split)."""
+    prompts = cfg.prompts or getattr(grader, "prompts", None)
+    ev = cfg.eval_prompts_from
+    if ev is None and prompts is not None and prompts == getattr(grader, "prompts", None):
+        ev = getattr(grader, "eval_prompts", None)
+    if (prompts, ev) == (cfg.prompts, cfg.eval_prompts_from):
+        return cfg
+    return replace(cfg, prompts=prompts, eval_prompts_from=ev)
 
 
 def train_examples(cfg: JudgeDistillConfig) -> list:
@@ -204,7 +229,7 @@ def evaluate(cfg: JudgeDistillConfig, judge_path: str | Path, policy, tokenizer,
     res = judge.judge([r["prompt"] for r in ev], a, b)
     graders_truth = getattr(grader, "truth", None)
     truth = graders_truth or getattr(src, "ground_truth", None)
-    report = judge_report(examples, a, b, res, truth)
+    report = judge_report(examples, a, b, res, truth, seen_styles=getattr(grader, "seen_styles", None))
     seen = {json.dumps(e.prompt) for e in trained}       # the world's harmful requests are shared by every split
     report.update(prompts=len(examples), eval_prompts_from=spec or "world:eval",
                   measured_against=getattr(grader, "spec", cfg.grader) if graders_truth else "the eval prompts' ground truth" if truth else None,
@@ -228,6 +253,7 @@ def train(cfg: JudgeDistillConfig) -> dict:
     check_config(cfg)
     torch.manual_seed(cfg.seed)
     grader = resolve(cfg.grader, "grader", key="grader", seed=cfg.seed)
+    cfg = with_grader_prompts(cfg, grader)
     template = load_template(cfg.template)
     init = cfg.init or cfg.model.path
     judge_tok = load_tokenizer(cfg.model.tokenizer or init)
@@ -277,7 +303,8 @@ def train(cfg: JudgeDistillConfig) -> dict:
         card.update(cot=True, cot_max_tokens=cfg.cot_max_tokens, rows=stats["rows"], agreement=agreement,
                     eval={k: v for k, v in (res.get("eval") or {}).items()
                           if k in ("decided_pairs", "prompts", "eval_prompts_from", "measured_against",
-                                   "agreement_first_order_only", "per_family_agreement")} or None)
+                                   "agreement_first_order_only", "per_family_agreement", "per_style_agreement",
+                                   "agreement_seen_vs_unseen_styles")} or None)
         (model_path / JUDGE_CARD).write_text(json.dumps(card, indent=2))
         (out / "metrics.json").write_text(json.dumps(res, indent=2, default=str))
     return res

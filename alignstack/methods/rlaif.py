@@ -16,7 +16,7 @@ The judge's systematic errors are measured on the labelled pairs against the wor
 and written to ``judge_report.json`` (never hidden): agreement with and without order averaging,
 position bias (mean first-order P(A) − 0.5 and the share of pairs whose verdict flips with the
 order), length bias (how often the longer response is preferred vs how often it is better in truth)
-and per-family agreement.
+and agreement per family and per attack style (world v3's harmful and lookalike prompts).
 
 Departures from the paper: the RL step is RLOO or PPO from this repo (``rl.algorithm``; the paper
 uses REINFORCE with a learned value baseline); the judge is a tiny model trained on the world's
@@ -135,17 +135,40 @@ def sample_pairs(model, tokenizer, examples, temperature: float, max_new_tokens:
 _WORLD = object()
 
 
+def _attr(task, name: str):
+    """A world task's own attribute, else the example's column (rows keep every column in ``meta``)."""
+    return getattr(task, name, None) or (getattr(task, "meta", None) or {}).get(name)
+
+
+def grouped_agreement(items) -> dict[str, dict]:
+    """Agreement per group from ``(group, agreed)`` items (``agreed`` 1.0 or 0.0; a None group is left out):
+    ``{group: {n, agreement, ci95}}``, groups sorted, the CI the normal one of the overall agreement."""
+    groups: dict[str, list[float]] = {}
+    for g, ok in items:
+        if g is not None:
+            groups.setdefault(str(g), []).append(float(ok))
+    out = {}
+    for g, v in sorted(groups.items()):
+        ci = _mean_ci(v)
+        out[g] = {"n": ci["n"], "agreement": ci["mean"], "ci95": ci["ci95"]}
+    return out
+
+
 def judge_report(tasks, pairs_a: list[str], pairs_b: list[str], results: list[dict],
-                 truth=_WORLD) -> dict:
+                 truth=_WORLD, seen_styles=None) -> dict:
     """Systematic errors of a pairwise judge against ground truth (``truth(example, response)``; default:
     the world's helpfulness; None: no ground truth — only position bias and order flips are reported).
-    Pairs with tied truth are skipped for agreement."""
+    Pairs with tied truth are skipped for agreement. Agreement is also split by family and by attack style
+    (``per_style_agreement``: the task's ``style``, harmful and lookalike prompts of world v3; prompts without one
+    are left out), and, given ``seen_styles`` (the styles training prompts use), into
+    ``agreement_seen_vs_unseen_styles``."""
     if truth is _WORLD:
         from alignstack.tasks import resolve
         truth = resolve("world:helpfulness", "verifier")
     agree_avg, agree_first, flips, first_p = [], [], 0, []
     longer_pref, longer_better = [], []
-    fam: dict[str, list[float]] = {}
+    fam: list[tuple[str, float]] = []
+    style: list[tuple[str | None, float]] = []
     for t, a, b, d in zip(tasks, pairs_a, pairs_b, results):
         first_p.append(d["p_a_first_order"])
         if d.get("p_a_second_order") is not None:
@@ -158,22 +181,29 @@ def judge_report(tasks, pairs_a: list[str], pairs_b: list[str], results: list[di
         ok = float((d["p_a"] >= 0.5) == (ga > gb))
         agree_avg.append(ok)
         agree_first.append(float((d["p_a_first_order"] >= 0.5) == (ga > gb)))
-        family = getattr(t, "family", None) or (getattr(t, "meta", None) or {}).get("family", "all")
-        fam.setdefault(family, []).append(ok)
+        fam.append((_attr(t, "family") or "all", ok))
+        style.append((_attr(t, "style"), ok))
         if len(a) != len(b):
             longer_pref.append(float((d["p_a"] >= 0.5) == (len(a) > len(b))))
             longer_better.append(float((ga > gb) == (len(a) > len(b))))
     n = len(results)
     both = results and results[0].get("p_a_second_order") is not None
-    return {
+    report = {
         "pairs": n, "decided_pairs": len(agree_avg),
         "agreement": _mean_ci(agree_avg),
         "agreement_first_order_only": _mean_ci(agree_first),
         "position_bias_mean_p_first": sum(first_p) / max(n, 1) - 0.5,
         "order_flip_rate": flips / max(n, 1) if both else None,
         "length_bias": {"prefers_longer": _mean_ci(longer_pref), "longer_is_better_in_truth": _mean_ci(longer_better)},
-        "per_family_agreement": {f: {"n": len(v), "agreement": sum(v) / len(v)} for f, v in sorted(fam.items())},
+        "per_family_agreement": grouped_agreement(fam),
+        "per_style_agreement": grouped_agreement(style),
     }
+    if seen_styles is not None:
+        seen = set(seen_styles)
+        report["agreement_seen_vs_unseen_styles"] = {
+            k: _mean_ci([ok for s, ok in style if s is not None and (s in seen) == (k == "seen")])
+            for k in ("seen", "unseen")}
+    return report
 
 
 def _mean_ci(xs: list[float]) -> dict:

@@ -103,7 +103,10 @@ class Grader(Protocol):
     the chain of thought a judge should write about responses A and B and its verdict, or None when the two are
     equally good (nothing to learn). The method writes it in the judge's template, so the rationale is plain text
     (``The correct answer is 4. (A): right. (B): wrong.``). ``truth(example, response)``: the score the grades come
-    from; the distilled judge's agreement is measured against it (None: not measured)."""
+    from; the distilled judge's agreement is measured against it (None: not measured). Optional attributes, read
+    with ``getattr``: ``prompts`` and ``eval_prompts``, the prompt specs the grades are defined on (used when the
+    method's config names none), and ``seen_styles``, the attack styles of its training prompts (agreement is then
+    also split into seen and unseen styles)."""
 
     truth: Callable[[Example, str], float] | None
 

@@ -71,7 +71,7 @@ def test_grader_specs_resolve_and_bad_ones_name_the_key(tmp_path, monkeypatch):
                       ("verifier:", r"^grader: 'verifier:SPEC' needs a verifier spec"),
                       ("verifier:nope", r"^grader: cannot resolve 'nope' as a verifier"),
                       ("file:x.txt", r"^grader: a grader cannot come from a file"),
-                      ("world3", r"^grader: plug-in 'world3' provides no grader")]:
+                      ("world3:bogus", r"^grader: cannot build a grader from 'world3:bogus': unknown world v3")]:
         with pytest.raises(TaskSpecError, match=msg) as e:
             resolve(spec, "grader", key="grader")
         assert "\n" not in str(e.value)

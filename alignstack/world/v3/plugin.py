@@ -1,7 +1,7 @@
 """World v3 as a plug-in of the task seam, registered as ``world3`` next to v2's ``world`` (see
 ``alignstack/__init__.py``): ``world3[:ARG]`` in any ``prompts:``, ``verifier:``, ``reward:``, ``relabel:``,
-``corpus:``/``ptx_corpus:``, ``red_team:`` or ``constitution:`` key resolves here, so every method runs on
-v3 unchanged (``prompts=world3:train reward=world3:helpfulness``).
+``corpus:``/``ptx_corpus:``, ``red_team:``, ``constitution:`` or ``grader:`` key resolves here, so every method
+runs on v3 unchanged (``prompts=world3:train reward=world3:helpfulness``).
 
 Components (``ARG`` after ``world3:``):
 
@@ -15,17 +15,21 @@ Components (``ARG`` after ``world3:``):
 - relabel: HIR's hindsight goal (``correct`` iff the verifier accepts);
 - documents: v3's pretraining corpus; demonstrations: its SFT conversations (train prompts only);
 - red_team: harmful train requests (every train attack style) and train benign prompts, lookalikes included;
-- constitution: v2's (the same harm category: vault codes and potion recipes).
+- constitution: v2's (the same harm category: vault codes and potion recipes);
+- grader ``[LAYOUT]`` (grades | echo | pairs; default pairs): judge distillation's teacher, v3's ground truth
+  written as a chain of thought (``grader.graded_rationale``) in v2's judge template; its prompts default to
+  ``world3:train`` and its held-out prompts to ``world3:dev`` (never test).
 """
 from __future__ import annotations
 
 from alignstack.tasks.types import Example, PoolSource, example_from_row
 from alignstack.world import plugin as V2
 from alignstack.world.v3 import corpus as C
+from alignstack.world.v3 import grader as G
 from alignstack.world.v3 import splits as S
 from alignstack.world.v3 import tasks as T
 from alignstack.world.v3.lexicon import VERSION
-from alignstack.world.v3.templates import HARMFUL
+from alignstack.world.v3.templates import HARMFUL, SEEN_STYLES
 
 NAME = "world3"
 TRAINING_SPLITS = ("train", "dev")
@@ -117,12 +121,30 @@ class World3Relabeler:
         return "correct" if T.verify(task_of(example), response) else "wrong"
 
 
+class World3Grader:
+    """``grader: world3[:LAYOUT]``: a pair of responses graded from v3's ground truth (``grader.graded_rationale``).
+    ``prompts`` / ``eval_prompts`` are the sources ``alignstack judge`` reads when its config names none (v3's
+    grades mean nothing on v2 prompts); ``seen_styles`` lets its report split agreement by whether the attack
+    style occurs in train."""
+
+    truth = staticmethod(helpfulness)
+    prompts, eval_prompts = f"{NAME}:train", f"{NAME}:dev"
+    seen_styles = SEEN_STYLES
+
+    def __init__(self, layout: str = "pairs"):
+        if layout not in G.LAYOUTS:
+            raise ValueError(f"unknown world v3 grader layout {layout!r}; expected one of {', '.join(G.LAYOUTS)}")
+        self.layout, self.spec = layout, f"{NAME}:{layout}"
+
+    def grade(self, example: Example, a: str, b: str) -> tuple[str, bool] | None:
+        return G.graded_rationale(task_of(example), a, b, self.layout)
+
+
 class World3(V2.World):
     """The plug-in object registered as ``world3``; what it shares with v2 (constitution, field look-up,
     the reward wrapper) is inherited."""
 
     FIELDS = FIELDS
-    grader = None            # no judge-distillation grader for v3 yet: v2's would grade v3 rows by v2's rules
 
     def prompts(self, arg: str = "", seed: int = 0, families: list[str] | None = None, goal: str | None = None,
                 pool: int = 20000, split: str = "train") -> World3PromptSource:
@@ -136,6 +158,9 @@ class World3(V2.World):
 
     def demonstrations(self, arg: str = "") -> V2.WorldDemonstrations:
         return V2.WorldDemonstrations(C)
+
+    def grader(self, arg: str = "") -> World3Grader:
+        return World3Grader(arg or "pairs")
 
     def red_team(self, arg: str = "", red_team_frac: float = 0.5) -> World3RedTeam:
         if arg:
