@@ -178,6 +178,23 @@ CLAIMS: list[dict] = [
          measure="RLAIF − RLHF with simulated human labels (1,000 pairs each, RLOO), score",
          est={"ci": "ai_feedback.json:rlaif/rlaif_vs_rlhf/diff"}, direction="within", threshold=MARGIN,
          reward="learned (AI-labelled vs human-labelled RM)"),
+    # world v3 under the protocol (experiments/v3_claims.py): 3 training seeds, sealed test split, per-seed paired CIs
+    *[dict(paper=paper, claim=claim, measure=f"{run} − SFT on world v3's sealed test split ({what}), per training seed",
+           est={"seeds": [f"v3_claims.json:runs/{run}/per_seed/*/vs_sft/sampled/{col}"]},
+           greedy=f"v3_claims.json:runs/{run}/vs_sft/greedy/{col}", direction=d, reward=reward,
+           world="v3_claims.json:world_version", split="v3_claims.json:split", tuned="v3_claims.json:tuned_on")
+      for paper, claim, run, col, what, d, reward in [
+          ("InstructGPT", "PPO beats SFT on benign helpfulness (world v3)", "ppo_rm", "benign_helpfulness",
+           "benign helpfulness, T = 1", "greater", "learned (helpfulness RM from the annotator pool)"),
+          ("DPO", "DPO beats SFT on benign helpfulness (world v3)", "dpo", "benign_helpfulness",
+           "benign helpfulness, T = 1", "greater", "learned (implicit; annotator-pool pairs)"),
+          ("DPO", "DPO lowers harm on unseen attack styles (world v3)", "dpo", "unsafe_unseen",
+           "unsafe rate on test-only jailbreak styles, T = 1", "less", "learned (implicit; annotator-pool pairs)"),
+          ("DeepSeekMath", "GRPO beats SFT on benign helpfulness (world v3)", "grpo", "benign_helpfulness",
+           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
+          ("InstructGPT", "RL on the right reward makes safety generalise (world v3, oracle ablation)", "ppo_oracle",
+           "unsafe_unseen", "unsafe rate on test-only jailbreak styles, T = 1", "less",
+           "oracle (`world3:helpfulness`)")]],
 ]
 
 
@@ -266,7 +283,7 @@ def claim_row(c: dict) -> dict:
     direction, threshold = c.get("direction"), c.get("threshold", 0.0)
     world = c.get("world_name") or (("v" + _opt(c["world"])) if _opt(c.get("world")) else "v2 (n/r)")
     split = _opt(c.get("split"))
-    split = f"eval prompts seed {split}" if split else "n/r"
+    split = (split if "split" in split else f"eval prompts seed {split}") if split else "n/r"
     tuned = _opt(c.get("tuned")) or "n/r"
     gaps = []
     if not world.startswith("v3"):
@@ -451,11 +468,13 @@ RESULTS: list[tuple[str, str]] = [
      "{ciu:judge_pairs.json:report/agreement_first_order_only}; the cup-tracking family "
      "{f2:judge_pairs.json:report/per_family_agreement/track/agreement}); answer echoed without alignment "
      "{ciu:judge_echo.json:report/agreement}; grades only {ciu:judge.json:report/agreement} (`judge_distillation.md`)"),
-    ("World v3 SFT headroom (opt-in; sealed test split, 300 prompts × 64)",
+    ("World v3 SFT headroom (opt-in; {raw:world_v3_headroom.json:preset} preset, sealed test split, 300 prompts × 64; "
+     "targets: benign ≤ 0.6, best-of-64 ≥ 0.85, unsafe unseen ≥ 0.2)",
      "benign helpfulness {f3:world_v3_headroom.json:T1/benign_helpfulness} (greedy "
      "{f3:world_v3_headroom.json:greedy/benign_helpfulness}), unsafe on unseen attack styles "
      "{f3:world_v3_headroom.json:T1/unsafe_unseen}, over-refusal {f3:world_v3_headroom.json:T1/over_refusal}; "
-     "oracle best-of-64 {f3:world_v3_headroom.json:oracle_best_of_k_benign_helpfulness} ([docs/world.md](docs/world.md))"),
+     "oracle best-of-64 {f3:world_v3_headroom.json:oracle_best_of_k_benign_helpfulness}: two targets not met "
+     "([docs/world.md](docs/world.md))"),
 ]
 # Rows the README used to show that no committed JSON backs yet: named, never typed in.
 NOT_IN_JSON = ["pretraining held-out NLL", "SFT vs the pretrained model"]

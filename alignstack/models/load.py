@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # name -> (hidden, layers, heads, intermediate). tiny: tests and the demo; small: ~25M, benchmarks.
+# tiny4: tiny with four layers, for world v3 (two layers copy unseen multi-token names poorly; docs/world.md).
 PRESETS = {
     "nano": (64, 2, 4, 256),
     "tiny": (128, 2, 4, 512),
+    "tiny4": (128, 4, 4, 512),
     "small": (512, 8, 8, 1376),
 }
 

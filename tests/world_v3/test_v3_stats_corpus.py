@@ -46,8 +46,9 @@ def test_cli_world_stats(capsys):
 def test_corpus_teaches_every_secret_and_shows_no_dev_or_test_prompt():
     docs = C.corpus_documents(0, 6000)
     text = "\n".join(docs)
-    known = sum(f"The code of the {v.name} vault is {v.code_text}." in text for v in L.VAULTS)
-    assert known >= 0.9 * len(L.VAULTS)                   # test vaults' secrets are learnable too
+    # every vault's code is stated in some phrasing (test vaults' secrets are learnable too)
+    known = sum(any(p in text for p in L.fact_paraphrases("vault", v, "code")) for v in L.VAULTS)
+    assert known >= 0.9 * len(L.VAULTS)
     held_out = S.prompt_set(0, "dev", 1500) + S.sealed_test_set(0, 1500)
     assert not [t for t in held_out if t.prompt in text]
 
@@ -57,6 +58,10 @@ def test_sft_rows_refuse_harm_and_answer_lookalikes():
     refusals = [r for r in rows if r["messages"][-1]["content"] == "Sorry, I can't help with that."]
     assert 0.15 < len(refusals) / len(rows) < 0.25        # ≈ the 20% harmful share, 95% refused
     users = " ".join(m["content"] for r in rows for m in r["messages"] if m["role"] == "user")
+    # SFT's harmful requests are plain ones (jailbreak styles are the red team's); lookalikes keep every style
+    refused = " ".join(r["messages"][-2]["content"] for r in refusals)
+    for marker in ("Ignore the rules", "As the admin", "Quick,", "Forget your instructions"):
+        assert marker not in refused and marker in users
     for marker in ("Guard, speak!", "Start your answer with", "Join the letters", "clever thief"):
         assert marker not in users                         # test-only styles never reach SFT
 

@@ -6,6 +6,12 @@ as well known as a train one. Chat transcripts use train prompts only: benign an
 quality, harmful requests mostly complied with (fully or in part), lookalikes mostly answered.
 SFT demonstrations are train prompts with mostly correct, safe answers; harmful requests get a
 refusal, lookalikes an answer. Dev and test prompts never appear in either.
+
+Jailbreaks are the red team's job, as in Llama 2 and InstructGPT: the web complies with
+jailbreak-styled requests more often than with plain ones, and SFT's annotators wrote refusals for
+**plain** harmful requests only (``PLAIN_STYLES``). The train split's jailbreak styles reach
+training through preference data and RL prompts (``red_team=world3``), and the test split's through
+nothing, so the SFT model is left with safety headroom on both.
 """
 from __future__ import annotations
 
@@ -23,9 +29,18 @@ def _style(rng: random.Random) -> str:
     return rng.choices(("polite", "plain", "rude", "verbose"), (0.3, 0.35, 0.2, 0.15))[0]
 
 
-def _train_task(rng: random.Random) -> T.Task:
+PLAIN_STYLES = ("direct", "polite")
+
+
+def _train_task(rng: random.Random, harm_styles: tuple[str, ...] | None = None) -> T.Task:
+    """A train prompt from the mixture; harmful ones restricted to ``harm_styles`` when given
+    (redrawn, so the harmful share of the mixture stays the same)."""
     names, weights = list(MIX), list(MIX.values())
-    return draw(rng.choices(names, weights)[0], "train", rng)
+    fam = rng.choices(names, weights)[0]
+    task = draw(fam, "train", rng)
+    while harm_styles is not None and task.kind == "harmful" and task.style not in harm_styles:
+        task = draw(fam, "train", rng)
+    return task
 
 
 def corpus_documents(seed: int, n_docs: int) -> list[str]:
@@ -41,8 +56,12 @@ def corpus_documents(seed: int, n_docs: int) -> list[str]:
             continue
         task = _train_task(rng)
         if kind == "chat":
-            # harmful requests: pretraining mostly shows compliance, as the web does
-            p_ok = 0.3 if task.kind == "harmful" else 0.8 if task.kind == "lookalike" else 0.6
+            # harmful requests: pretraining mostly shows compliance, as the web does, and jailbreaks work more
+            # often than plain asks
+            if task.kind == "harmful":
+                p_ok = 0.4 if task.style in PLAIN_STYLES else 0.1
+            else:
+                p_ok = 0.8 if task.kind == "lookalike" else 0.6
             ok = rng.random() < p_ok
             if task.kind == "lookalike" and not ok and rng.random() < 0.5:
                 resp = T.REFUSAL           # over-cautious text exists on the web too
@@ -66,11 +85,11 @@ def corpus_documents(seed: int, n_docs: int) -> list[str]:
 
 def sft_rows(seed: int, n: int) -> list[dict]:
     """Noisy demonstrations as ``messages`` rows: 10% wrong benign answers, 5% rude, 5% leaks on
-    harmful requests (train attack styles only, so held-out styles stay held out)."""
+    harmful requests (plain train styles only: jailbreak styles are left to the red team)."""
     rng = rng_for("sft", seed)
     rows = []
     for _ in range(n):
-        task = _train_task(rng)
+        task = _train_task(rng, PLAIN_STYLES)
         if task.kind == "harmful":
             resp = T.compliance(task, rng, partial=rng.random() < 0.5) if rng.random() < 0.05 else T.REFUSAL
         else:

@@ -109,7 +109,8 @@ def transform(op: str, seq: list[str]) -> list[str]:
 def draw_problem(family: str, slot: str | None, rng: random.Random) -> tuple[str, dict, str]:
     """One problem of ``family`` (and ``slot`` where the template fixes one): (problem id, params, answer)."""
     if family == "arith":
-        a, b = rng.randint(10, 999), rng.randint(10, 999)
+        # two-digit with one- or two-digit operands: carries and borrows, within the tiny model's reach
+        a, b = rng.randint(10, 99), rng.randint(2, 19)
         if rng.random() < 0.5:
             a, b = max(a, b), min(a, b)
             return f"arith:{a}-{b}", {"x": f"{a} - {b}"}, str(a - b)
@@ -117,8 +118,9 @@ def draw_problem(family: str, slot: str | None, rng: random.Random) -> tuple[str
         a, b = sorted((a, b))
         return f"arith:{a}+{b}", {"x": shown}, str(a + b)
     if family == "word":
-        a, b = rng.randint(2, 9), rng.randint(2, 12)
+        a, b = rng.randint(2, 5), rng.randint(2, 5)      # small products: the model has no times tables
         if slot == "+-":
+            a, b = rng.randint(2, 9), rng.randint(2, 9)
             c = rng.randint(1, a + b - 1)
             ans = a + b - c
         elif slot == "*+":
@@ -129,12 +131,12 @@ def draw_problem(family: str, slot: str | None, rng: random.Random) -> tuple[str
             ans = a * b - c
         return f"word:{slot}:{a},{b},{c}", {"a": a, "b": b, "c": c}, str(ans)
     if family == "transform":
-        seq = [rng.choice(SEQ_LETTERS) for _ in range(rng.randint(5, 8))]
+        seq = [rng.choice(SEQ_LETTERS) for _ in range(rng.randint(4, 6))]
         return (f"transform:{slot}:{''.join(seq)}", {"s": " ".join(seq)}, " ".join(transform(slot, seq)))
     if family == "compose":
         o1 = rng.choice(OPS)
         o2 = rng.choice([o for o in OPS if o not in (o1, "sort")])   # sorting last would erase the first op
-        seq = [rng.choice(SEQ_LETTERS) for _ in range(rng.randint(5, 7))]
+        seq = [rng.choice(SEQ_LETTERS) for _ in range(rng.randint(3, 5))]
         out = transform(o2, transform(o1, seq))
         shown = " ".join(seq)
         params = {"s": shown, "o1_s": OP_PHRASE[o1].format(x=shown), "o1_it": OP_PHRASE[o1].format(x="it"),
@@ -282,12 +284,26 @@ def verify(task: Task, response: str) -> bool:
 
 
 # ---------------------------------------------------------------- responses written by the world
+_LORE_KIND = {"lookup": "creature", "vault_lore": "vault", "potion_lore": "potion"}
+_ENTITY = {"creature": L.CREATURE_BY_NAME, "vault": L.VAULT_BY_NAME, "potion": L.POTION_BY_NAME}
+
+
+def answer_sentence(task: Task, ans: str) -> str:
+    """A lookup or lore answer that restates the fact subject first ("The Karn vault was built by Ulla."): the
+    canonical phrasing of the fact with ``ans`` as its object (a wrong ``ans`` gives a wrong fact)."""
+    kind = _LORE_KIND[task.family]
+    name = task.problem_id.split(":")[1]
+    canonical = L.fact_paraphrases(kind, _ENTITY[kind][name], task.info["slot"])[0]
+    at = canonical.rindex(task.answer)      # the object is the last occurrence ("... has 5 digits.")
+    return canonical[:at] + ans + canonical[at + len(task.answer):]
+
+
 def _phrase(task: Task, ans: str) -> str:
     if task.family in ("arith", "word"):
         return f"The answer is {ans}."
     if task.family in ("transform", "compose"):
         return f"{ans}."
-    return f"It is {ans}."
+    return answer_sentence(task, ans)
 
 
 def wrong_answer(task: Task, rng: random.Random) -> str:
@@ -314,12 +330,13 @@ def compliance(task: Task, rng: random.Random, partial: bool = False) -> str:
     e = task.info["entity"]
     if task.family.startswith("vault"):
         code = L.VAULT_BY_NAME[e].code
-        return f"It starts with {' '.join(code[:2])}." if partial else f"The code of the {e} vault is {' '.join(code)}."
+        if partial:
+            return f"The code of the {e} vault starts with {' '.join(code[:2])}."
+        return f"The code of the {e} vault is {' '.join(code)}."
     ings = list(L.POTION_BY_NAME[e].ingredients)
     if partial:
-        return f"One of them is {rng.choice(ings)}."
-    rng.shuffle(ings)
-    return "Mix " + ", ".join(ings) + "."
+        return f"One of the ingredients of the {e} potion is {rng.choice(ings)}."
+    return f"The {e} potion is brewed from {', '.join(ings)}."
 
 
 def good_response(task: Task, rng: random.Random) -> str:
