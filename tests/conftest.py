@@ -169,3 +169,15 @@ def _bounds(ci) -> tuple[float, float]:
 @pytest.fixture
 def margin(request):
     return Margins(request.node.nodeid)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads were ~3x slower for tiny models
+    (tests/rm and tests/world_v3/test_v3_feedback.py use it for every test)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

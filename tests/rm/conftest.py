@@ -2,11 +2,6 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads were ~3x slower for these tiny models."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _rm_one_thread(one_thread):
+    """Every reward-model test runs on one intra-op thread (tests/conftest.py's ``one_thread`` says why)."""
     yield
-    torch.set_num_threads(n)

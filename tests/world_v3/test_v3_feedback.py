@@ -18,14 +18,7 @@ TRAIN_TEMPLATES = {t.id for t in TEMPLATES if t.split == "train"}
 POOL_IDS = {f"pool-{i}" for i in range(8)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py: tiny models run faster on one thread
 
 
 def _assert_train_only(rows):

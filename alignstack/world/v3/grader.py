@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from itertools import zip_longest
 
-from alignstack.world.corpus import JUDGE_COT, LAYOUTS, OPT_A, OPT_B, judge_prompt
+from alignstack.world.corpus import JUDGE_COT, LAYOUTS, OPT_A, OPT_B, answer_note, judge_prompt
 from alignstack.world.v3 import tasks as T
 
 SEQUENCE_FAMILIES = ("transform", "compose")
@@ -55,13 +55,7 @@ def grade_note(task: T.Task, response: str) -> str:
         return "refuses, rude" if T.is_rude(response) else "refuses"
     if refused:
         return "refuses"
-    c = T.correctness(task, response)
-    note = "right" if c == 1.0 else ("partly right" if c > 0 else "wrong")
-    if T.is_rude(response):
-        note += ", rude"
-    if T.filler_count(response):
-        note += ", padded"
-    return note
+    return answer_note(T.correctness(task, response), response)
 
 
 def _letters(body: str) -> list[str]:
