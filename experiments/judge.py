@@ -2,6 +2,7 @@
 own samples, and measure its agreement with ground truth on held-out pairs.
 
     python experiments/judge.py --fixture .cache/fixtures/<key> [--train-prompts 20000] [--eval-prompts 4000]
+    python experiments/judge.py --world 3 --fixture runs/v3_claims/base --result experiments/results/judge_v3.json
 
 A thin wrapper over the ``judge`` method (``alignstack/methods/judge.py``; ``alignstack judge`` runs the same):
 the SFT model samples two responses to each of ``--train-prompts`` train-split prompts, every decided pair (ground
@@ -48,13 +49,16 @@ def main() -> None:
                         "one (world.corpus.graded_rationale)")
     p.add_argument("--cot-max-tokens", type=int, default=128)
     p.add_argument("--skip-train", action="store_true", help="evaluate an existing --out/judge/model")
+    p.add_argument("--world", choices=("2", "3"), default="2",
+                   help="3: grader=world3 (train prompts world3:train, eval prompts world3:dev; agreement per family "
+                        "and per attack style)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     fx = Path(a.fixture)
     cfg = load(J.JudgeDistillConfig, None, [
         f"out={a.out}/judge", f"model.path={fx / 'sft' / 'model'}", f"init={fx / a.init / 'model'}",
-        f"grader=world:{a.layout}", f"n_prompts={a.train_prompts}", f"temperatures={a.temperatures}",
+        f"grader={'world3' if a.world == '3' else 'world'}:{a.layout}", f"n_prompts={a.train_prompts}", f"temperatures={a.temperatures}",
         "prompt_seed=1", "sample_seed=100", f"optim.lr={a.lr}", f"optim.epochs={a.epochs}",
         f"eval_prompts={a.eval_prompts}", f"cot_max_tokens={a.cot_max_tokens}", "log.progress=false"])
 
@@ -70,7 +74,8 @@ def main() -> None:
         res = J.train(cfg)
     rep = res.get("eval")                     # None with --eval-prompts 0
     if rep is not None:
-        print(json.dumps({"agreement": rep["agreement"], "per_family": rep["per_family_agreement"]}, indent=1))
+        print(json.dumps({"agreement": rep["agreement"], "per_family": rep["per_family_agreement"],
+                          "per_style": rep.get("per_style_agreement")}, indent=1))
         with open(Path(cfg.out) / "eval_pairs.jsonl") as f:
             for line in list(f)[:6]:
                 r = json.loads(line)
@@ -78,7 +83,8 @@ def main() -> None:
     result = {"judge": "SFT fixture fine-tuned on ground-truth-graded chain-of-thought pairs of its own samples"
                        + LAYOUT_NOTE[a.layout],
               "fixture": str(fx), "args": vars(a), "method": "alignstack judge " + " ".join(_overrides(cfg)),
-              "train": res["train"], "rows": res.get("rows"), "eval_split": "eval (seed 0)", "report": rep,
+              "train": res["train"], "rows": res.get("rows"), "eval_split": "dev (seed 0)" if a.world == "3" else "eval (seed 0)",
+              "world_version": a.world, "report": rep,
               "wall_s": time.perf_counter() - t0}
     Path(a.result).parent.mkdir(parents=True, exist_ok=True)
     Path(a.result).write_text(json.dumps(result, indent=1, default=str))
