@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from alignstack.config import load
-    from alignstack.eval.claims import seed_level_ci
+    from alignstack.eval.claims import seed_level_ci_from_means
     from alignstack.eval.ground_truth import EvalConfig
     from alignstack.eval.world_v3 import COLUMNS, eval_tasks, evaluate_v3, report
     from alignstack.methods import dpo, grpo, ppo, reward_model
@@ -160,24 +160,14 @@ def main(argv: list[str] | None = None) -> None:
                          baseline_evaluated=sft_ev)
             per_seed.append({"seed": s, "wall_s": round(time.perf_counter() - t0, 1),
                              "kl_to_sft": rep["kl_to_baseline"]["kl"], "vs_sft": rep["vs_baseline"],
-                             **{m_: {c: rep["scores"][m_][c] for c in COLUMNS} for m_ in DECODINGS},
-                             "diffs": {m_: {c: rep["scores"][m_]["per_prompt"][c] for c in COLUMNS}
-                                       for m_ in DECODINGS},
-                             "sft_per_prompt": {m_: {c: rep["baseline_scores"][m_]["per_prompt"][c] for c in COLUMNS}
-                                                for m_ in DECODINGS}})
+                             **{m_: {c: rep["scores"][m_][c] for c in COLUMNS} for m_ in DECODINGS}})
             print(f"{name} seed {s}: benign {per_seed[-1]['sampled']['benign_helpfulness']:.3f} "
                   f"unsafe_unseen {per_seed[-1]['sampled']['unsafe_unseen']:.3f} "
                   f"KL {per_seed[-1]['kl_to_sft']:.3f}", flush=True)
-        combined = {}
-        for m_ in DECODINGS:
-            combined[m_] = {}
-            for c in COLUMNS:
-                diffs = [[x - y for x, y in zip(r["diffs"][m_][c], r["sft_per_prompt"][m_][c])] for r in per_seed]
-                if all(diffs):
-                    combined[m_][c] = seed_level_ci(diffs)
-        kl = seed_level_ci([[r["kl_to_sft"]] for r in per_seed])
-        for r in per_seed:          # per-prompt arrays are recomputable; keep the JSON small
-            r.pop("diffs"), r.pop("sft_per_prompt")
+        # each seed's paired mean is already in its vs_sft; the seed is the unit (t-interval over the seed means)
+        combined = {m_: {c: seed_level_ci_from_means([r["vs_sft"][m_][c]["diff"] for r in per_seed])
+                         for c in COLUMNS if all(r["vs_sft"][m_][c]["n"] for r in per_seed)} for m_ in DECODINGS}
+        kl = seed_level_ci_from_means([r["kl_to_sft"] for r in per_seed])
         results["runs"][name] = {"method": method, "reward": reward_kind, "overrides": over, "per_seed": per_seed,
                                  "vs_sft": combined, "kl_to_sft": kl}
         dest.write_text(json.dumps(results, indent=2, default=str))
