@@ -13,9 +13,15 @@ Parts (each writes into results/ai_feedback.json as it finishes):
   judge (the pretrained model), and the same pipeline on labels from the world's simulated human annotator (same
   pairs), all vs SFT on 1,000 eval prompts (paired per-prompt CIs).
 - drlaif: d-RLAIF (the judge's normalised 1–10 score used directly as the RLOO reward, no RM) vs SFT and
-  vs the distilled RLAIF policy of the rlaif part.
-- slcai: SL-CAI (critic = pretrained model, critique documents) fine-tuning of the SFT model; unsafe
-  rate on harmful/red-team eval prompts vs SFT, and the unsafe rate of the revisions by round.
+  vs the distilled RLAIF policy of the rlaif part. The rater is the *distilled scoring judge* (``--scoring-judge
+  PATH``, made by ``experiments/judge.py --kind rating``: the pairwise judge fine-tuned on ground-truth 1–10
+  ratings, with their chain of thought, of single SFT samples), with the pretrained model (rating documents, ±1
+  noise) as the old-judge arm; both raters' agreement with ground truth on the judge part's held-out SFT pairs
+  (the verdict of their two scores) is reported next to the result.
+- slcai: SL-CAI (critic = ``--critic``, default the pretrained model, which learned the corpus's critique →
+  revision documents, their critiques written from ground truth) fine-tuning of the SFT model; unsafe rate on
+  harmful/red-team eval prompts vs SFT, the unsafe rate of the revisions by round, and the critic's accuracy at
+  calling an answer harmful against ground truth (every critique of every round).
 - rlcai: RL-CAI on top of SL-CAI (principle-sampled comparisons → soft-label PM → RLOO).
 """
 from __future__ import annotations
@@ -133,29 +139,66 @@ def part_rlaif(fx: Path, out: Path, n_pairs: int, steps: int, n_eval: int, judge
             "wall_s": time.perf_counter() - t0}
 
 
-def part_drlaif(fx: Path, out: Path, steps: int, n_eval: int) -> dict:
-    """d-RLAIF: the scoring judge's normalised score is the reward itself (METHODS.md §10)."""
+def scoring_judge_report(fx: Path, judge_path: str, n: int) -> dict:
+    """A d-RLAIF rater's agreement with ground truth on the judge part's held-out pairs (SFT samples of ``n``
+    eval prompts, same seeds): each response rated alone, the verdict the higher expected score (no order to
+    average: a rater sees one response)."""
+    from alignstack.feedback.judges import judge_card
+    from alignstack.methods.judge import rating_verdicts
+    from alignstack.methods.rlaif import judge_report, sample_pairs
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.rollout.scorers import make_scorer
+    from alignstack.world import corpus as C
+    from alignstack.world.plugin import example_of
+
+    tasks = [example_of(t) for t in C.prompt_set(0, "eval", n)]
+    pol, tok = load_model(fx / "sft" / "model").eval(), load_tokenizer(fx / "sft" / "model")
+    rows = sample_pairs(pol, tok, tasks, 1.0, 24, 0)
+    a, b = [r["completions"][0] for r in rows], [r["completions"][1] for r in rows]
+    scorer = make_scorer(f"judge:{judge_path}")          # the rater exactly as d-RLAIF's reward builds it
+    res = rating_verdicts(scorer, [r["prompt"] for r in rows], a, b)
+    rep = judge_report(tasks, a, b, res)
+    rep.update(path=judge_path, cot=scorer.cot, score_ties=sum(d["score_a"] == d["score_b"] for d in res),
+               mean_score=sum(d["score_a"] + d["score_b"] for d in res) / (2 * max(len(res), 1)),
+               card=judge_card(judge_path))
+    return rep
+
+
+def part_drlaif(fx: Path, out: Path, steps: int, n_eval: int, judge_path: str | None, n_judge: int) -> dict:
+    """d-RLAIF: the scoring judge's normalised score is the reward itself (METHODS.md §10). With ``judge_path``
+    (the distilled rater) the same run with the old rater (the pretrained model) is the comparison arm."""
     from alignstack.eval.ground_truth import compare
     from alignstack.methods import rlaif
 
     sft = str(fx / "sft" / "model")
+    pretrained = str(fx / "pretrain" / "model")
     rl = rlaif.RLConfig(algorithm="rloo", steps=steps, prompts_per_step=16, num_generations=4, beta=0.05, lr=2e-5)
-    cfg = rlaif.RLAIFConfig(out=str(out / "drlaif"), mode="direct", rl=rl)
-    cfg.model.path, cfg.judge.path = sft, str(fx / "pretrain" / "model")
     t0 = time.perf_counter()
-    r = rlaif.train(cfg)
-    e_sft, e_d = (evaluate(p, n_eval, samples=RL_EVAL_SAMPLES) for p in (sft, r["policy"]))
-    res = {"rl_steps": steps, "eval_samples": RL_EVAL_SAMPLES, "sft": strip(e_sft), "d_rlaif": strip(e_d),
-           "d_rlaif_vs_sft": compare(e_d, e_sft), "rl_final_reward": r["rl"].get("final_reward"),
-           "wall_s": time.perf_counter() - t0}
+    arms = {"d_rlaif": judge_path or pretrained, **({"d_rlaif_old_judge": pretrained} if judge_path else {})}
+    res: dict = {"rl_steps": steps, "eval_samples": RL_EVAL_SAMPLES, "judge_path": judge_path, "judge": {},
+                 "rl_final_reward": {}}
+    evals = {"sft": evaluate(sft, n_eval, samples=RL_EVAL_SAMPLES)}
+    for arm, path in arms.items():
+        res["judge"][arm] = scoring_judge_report(fx, path, n_judge)
+        cfg = rlaif.RLAIFConfig(out=str(out / arm), mode="direct", rl=rl)
+        cfg.model.path, cfg.judge.path = sft, path
+        r = rlaif.train(cfg)
+        res["rl_final_reward"][arm] = r["rl"].get("final_reward")
+        evals[arm] = evaluate(r["policy"], n_eval, samples=RL_EVAL_SAMPLES)
+        res[f"{arm}_vs_sft"] = compare(evals[arm], evals["sft"])
+    res.update({k: strip(e) for k, e in evals.items()})
+    if judge_path:
+        res["d_rlaif_vs_d_rlaif_old_judge"] = compare(evals["d_rlaif"], evals["d_rlaif_old_judge"])
     distilled = out / "rlaif" / "policy" / "model"
     if distilled.exists():
-        res["d_rlaif_vs_distilled"] = compare(e_d, evaluate(distilled, n_eval, samples=RL_EVAL_SAMPLES))
+        res["d_rlaif_vs_distilled"] = compare(evals["d_rlaif"], evaluate(distilled, n_eval, samples=RL_EVAL_SAMPLES))
+    res["wall_s"] = time.perf_counter() - t0
     return res
 
 
 def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_steps: int, do_rl: bool,
-             sl_prompts: int | None = None, seed: int = 0, judge_path: str | None = None) -> dict:
+             sl_prompts: int | None = None, seed: int = 0, judge_path: str | None = None,
+             critic: str | None = None) -> dict:
     """SL-CAI (and with ``do_rl`` RL-CAI on top). ``sl_prompts``: red-team/helpful prompts for SL-CAI when it
     should differ from ``prompts`` (the RL-CAI comparison pairs): a smaller SL-CAI leaves harm for RL-CAI to
     remove (the full SL-CAI already reaches ~0 unsafe on this world)."""
@@ -169,11 +212,11 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
     sl_n = sl_prompts or prompts
     cfg = K.ConstitutionalConfig(out=str(out / ("cai_rl" if do_rl else "cai")), stage="both" if do_rl else "sl", seed=seed,
                                  rounds=rounds, red_team_prompts=sl_n, helpful_prompts=sl_n, n_pairs=prompts,
-                                 critic=str(fx / "pretrain" / "model"),
+                                 critic=critic or str(fx / "pretrain" / "model"),
                                  rl=RLConfig(algorithm="rloo", steps=rl_steps, prompts_per_step=16, num_generations=4))
     cfg.model.path = sft
     # RL-CAI's AI preference labels: the distilled judge with its chain of thought when given (--judge), else the
-    # pretrained model; the SL-CAI critic (critique and revision) stays the pretrained model either way
+    # pretrained model; the SL-CAI critic (critique and revision) is --critic (default the pretrained model)
     cfg.judge.path, cfg.judge.cot = judge_path or str(fx / "pretrain" / "model"), bool(judge_path)
     cfg.sl_optim.lr = 1e-4
     r = K.train(cfg)
@@ -182,7 +225,7 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
     hs = HARM_EVAL_SAMPLES
     h_sft = evaluate(sft, n_eval, tasks=harmful, samples=hs)
     h_sl = evaluate(r["sl"]["path"], n_eval, tasks=harmful, samples=hs)
-    res = {"rounds": rounds, "red_team_prompts": sl_n, "harm_eval_samples": hs, "rl_pairs": prompts if do_rl else None,
+    res = {"rounds": rounds, "red_team_prompts": sl_n, "critic": cfg.critic, "critic_report": r["sl"].get("critic_report"), "harm_eval_samples": hs, "rl_pairs": prompts if do_rl else None,
            "rl_steps": rl_steps if do_rl else None, "unsafe_by_round_of_revisions": r["sl"]["unsafe_by_round"],
            "examples": r["sl"]["examples"], "sft": strip(e_sft), "sl_cai": strip(e_sl),
            "harmful_eval": {"n": len(harmful), "sft_unsafe": h_sft["unsafe_rate"], "sl_cai_unsafe": h_sl["unsafe_rate"],
@@ -202,6 +245,40 @@ def part_cai(fx: Path, out: Path, n_eval: int, rounds: int, prompts: int, rl_ste
                     "rl_vs_sl_unsafe": compare(e_rl, e_sl, metric="per_prompt_unsafe"),
                     "rl_vs_sft_helpfulness": compare(e_rl, e_sft)})
     return res
+
+
+def part_critics(fx: Path, n: int, rounds: int, candidates: dict[str, str]) -> dict:
+    """Candidate SL-CAI critics on the same ``n`` red-team/harmful train prompts and SFT first responses: ``rounds``
+    critique → revision rounds each (as SL-CAI runs them), the critic's harm calls scored against ground truth
+    (``constitutional.critic_report``) and the unsafe rate of its revisions by round."""
+    import random
+
+    from alignstack.methods import constitutional as K
+    from alignstack.methods.rlaif import local_backend
+    from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.rollout.engine import SamplingConfig
+    from alignstack.rollout.experience import complete
+    from alignstack.world.plugin import WorldRedTeam
+
+    rt = WorldRedTeam(0.5)
+    red = rt.harmful(n, 0)
+    sft = fx / "sft" / "model"
+    first = complete(load_model(sft).eval(), load_tokenizer(sft), [e.prompt for e in red], SamplingConfig(32, 1.0), 0)
+    con = K.load_constitution(None)
+    out = {}
+    for name, path in candidates.items():
+        critic = local_backend(path)
+        pre = [K.chat_prefix(critic.tokenizer, e.prompt) for e in red]
+        tr = K.critique_revise(critic, [c for c, _ in pre], first, con, rounds, random.Random(0), 32, 1.0,
+                               end=pre[0][1])
+        unsafe = [[rt.harm(e, x) > 0 for e, x in zip(red, first)]]
+        unsafe += [[rt.harm(e, t[k]["revision"]) > 0 for e, t in zip(red, tr)] for k in range(rounds)]
+        out[name] = {"path": path, "prompts": n, "rounds": rounds,
+                     "unsafe_by_round": [sum(u) / len(u) for u in unsafe],
+                     "report": K.critic_report([(rt.flags_harm(t[k]["critique"]), unsafe[k][i])
+                                                for k in range(rounds) for i, t in enumerate(tr)]),
+                     "example": tr[0][0]}
+    return out
 
 
 def summary(c: dict) -> dict:
@@ -262,17 +339,71 @@ def write_md(res: dict, path: Path) -> None:
               "three arms move the score by at most about 0.02, mostly through fewer unsafe answers.", ""]
     if "drlaif" in res:
         r = res["drlaif"]
-        L += [f"## d-RLAIF: the judge's normalised score as the reward (RLOO {r['rl_steps']} steps)", "",
-              "| policy | helpfulness (benign) | unsafe rate | red-team unsafe | score |", "|---|---|---|---|---|"]
-        for k in ("sft", "d_rlaif"):
-            e = r[k]
-            L.append(f"| {k} | {e['helpfulness']:.3f} | {e['unsafe_rate']:.3f} | {e['red_team_unsafe_rate']:.3f} | "
-                     f"{e['score']:.3f} |")
+        L += [f"## d-RLAIF: the judge's normalised score as the reward (RLOO {r['rl_steps']} steps)", ""]
+        if r.get("judge"):
+            L += ["The raters against ground truth on the judge part's held-out pairs (SFT samples of eval prompts, "
+                  "ties in GT skipped): each response rated alone, the verdict the higher expected score (no "
+                  "presentation order to average: a rater sees one response).", "",
+                  "| arm | rater | decided pairs | agreement | score ties | mean expected score |", "|---|---|---|---|---|---|"]
+            for arm, j in r["judge"].items():
+                who = ("distilled rater (chain of thought)" if (j.get("card") or {}).get("kind") == "rating"
+                       else "pretrained model (rating documents)")
+                L.append(f"| {arm} | {who} | {j['decided_pairs']} | {_ci(j['agreement'])} | {j['score_ties']} | "
+                         f"{j['mean_score']:.2f} |")
+            L += ["", "Per-family agreement: " + "; ".join(
+                f"{arm}: " + ", ".join(f"{f} {d['agreement']:.2f}" for f, d in j["per_family_agreement"].items())
+                for arm, j in r["judge"].items()), ""]
+        L += ["| policy | helpfulness (benign) | unsafe rate | red-team unsafe | score |", "|---|---|---|---|---|"]
+        for k in ("sft", "d_rlaif", "d_rlaif_old_judge"):
+            if k in r:
+                e = r[k]
+                L.append(f"| {k} | {e['helpfulness']:.3f} | {e['unsafe_rate']:.3f} | {e['red_team_unsafe_rate']:.3f} | "
+                         f"{e['score']:.3f} |")
         L += ["", "| comparison (score, paired) | mean diff | win rate |", "|---|---|---|"]
-        for k in ("d_rlaif_vs_sft", "d_rlaif_vs_distilled"):
+        for k in ("d_rlaif_vs_sft", "d_rlaif_old_judge_vs_sft", "d_rlaif_vs_d_rlaif_old_judge", "d_rlaif_vs_distilled"):
             if k in r:
                 L.append(f"| {k} | {_ci(r[k]['diff'])} | {_ci(r[k]['win_rate'])} |")
+        card = ((r.get("judge") or {}).get("d_rlaif") or {}).get("card")
+        if card and card.get("kind") == "rating":
+            L += ["", f"The d_rlaif rater ({r.get('judge_path')}) was {card['trained_as']} (`experiments/judge.py "
+                  "--kind rating`, grader `" + str(card.get("grader")) + "`, initialised from the pairwise judge; by "
+                  "design: the world's ground truth is its only teacher): it writes the expected answer, the "
+                  "response's answer laid against it and a grade, then its score is read as the expected value "
+                  "over the ten rating tokens. d_rlaif_old_judge is the pretrained model reading the rating "
+                  "documents' form directly (their labels are ground truth ±1 noise). Eval: "
+                  f"{r.get('eval_samples', 1)} samples per prompt (per-prompt mean), T = 1."]
+            j, d = r["judge"], r.get("d_rlaif_vs_d_rlaif_old_judge")
+            if "d_rlaif_old_judge" in j and d:
+                same = d["diff"]["lo"] <= 0 <= d["diff"]["hi"]
+                L += ["", f"Reading: the distilled rater agrees with ground truth on {j['d_rlaif']['agreement']['mean']:.2f} "
+                      f"of held-out pairs, the pretrained one on {j['d_rlaif_old_judge']['agreement']['mean']:.2f}; "
+                      + ("the two d-RLAIF policies are indistinguishable after this RL budget "
+                         f"({_ci(d['diff'])} in score): both gain mostly through fewer unsafe answers, which both "
+                         "raters score alike (harm families 1.00 for each)." if same else
+                         f"the policy trained on the distilled rater differs from the other by {_ci(d['diff'])} in "
+                         "score.")]
         L.append("")
+    if "critics" in res:
+        L += ["## Which model can be SL-CAI's critic", "",
+              "Each candidate critiques and revises the same SFT responses to red-team/harmful train prompts (2 rounds, "
+              "as SL-CAI runs them); its harm calls (the critique says the answer is harmful) are scored against "
+              "ground-truth harm.", "",
+              "| critic | critiques (unsafe) | accuracy | recall on unsafe | specificity | unsafe by round |",
+              "|---|---|---|---|---|---|"]
+        for name, v in res["critics"].items():
+            cr = v["report"]
+            L.append(f"| {name} | {cr['critiques']} ({cr['unsafe']}) | {_ci(cr['accuracy'])} | {_ci(cr['recall'])} | "
+                     f"{_ci(cr['specificity'])} | " + ", ".join(f"{x:.3f}" for x in v["unsafe_by_round"]) + " |")
+        L += ["", "First critique of each: " + "; ".join(f"{k}: {v['example']['critique'][:80]!r}"
+                                                       for k, v in res["critics"].items()), "",
+              ]
+        weak = [k for k, v in res["critics"].items() if k != "pretrained" and v["report"]["accuracy"]["mean"] < 0.70]
+        if weak:
+            L += ["Reading: " + ", ".join(weak) + " — below 0.70 at calling harm. The distilled judges were "
+                  "fine-tuned only on judgement (or rating) rows, so they no longer write critiques or revisions (what "
+                  "they write is judgement text, not a critique or a response) and cannot be SL-CAI's critic; the "
+                  "pretrained model, whose critique documents carry ground-truth harm labels, is the critic SL-CAI "
+                  "uses, and its measured accuracy is reported with the SL-CAI result.", ""]
     for key in ("cai", "cai_rl"):
         if key not in res:
             continue
@@ -283,7 +414,16 @@ def write_md(res: dict, path: Path) -> None:
                       f"{c.get('rl_steps')} steps)")
         L += [title, "",
               "Unsafe rate of the critic's revisions by round (round 0 = SFT's first response): "
-              + ", ".join(f"{x:.3f}" for x in c["unsafe_by_round_of_revisions"]), "",
+              + ", ".join(f"{x:.3f}" for x in c["unsafe_by_round_of_revisions"]), ""]
+        cr = c.get("critic_report")
+        if cr:
+            L += [f"The critic (`{c.get('critic')}`) as a labeler of harm against ground truth, over its "
+                  f"{cr['critiques']} critiques ({cr['unsafe']} of unsafe answers): accuracy {_ci(cr['accuracy'])}, "
+                  f"recall on unsafe answers {_ci(cr['recall'])}, specificity {_ci(cr['specificity'])}."
+                  + (" It is the pretrained model, which learned the corpus's critique → revision documents, whose "
+                     "critiques are written from ground-truth harm (distilled from ground-truth-labelled documents, "
+                     "by design)." if str(c.get("critic", "")).endswith("pretrain/model") else ""), ""]
+        L += [
               "| policy | helpfulness (benign) | unsafe rate (harmful) | red-team unsafe | over-refusal |",
               "|---|---|---|---|---|"]
         for k in ("sft", "sl_cai", "rl_cai"):
@@ -371,8 +511,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--sl-prompts", type=int, default=None, help="rlcai: SL-CAI prompts (default: --n-pairs)")
     ap.add_argument("--judge", default=None, help="the distilled judge (default: the one the test fixture built)")
+    ap.add_argument("--scoring-judge", default=None,
+                    help="drlaif: the distilled 1-10 rater (experiments/judge.py --kind rating; default: the "
+                         "pretrained model, alone)")
+    ap.add_argument("--n-judge", type=int, default=1000, help="drlaif: eval prompts of the raters' agreement pairs")
+    ap.add_argument("--n-critic", type=int, default=500, help="critics: red-team prompts each candidate critiques")
+    ap.add_argument("--critic", default=None, help="slcai: the critique/revision model (default: the pretrained model)")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     fx = Path(a.fixture) if a.fixture else newest_fixture()
     out = Path(a.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -386,9 +533,14 @@ def main() -> None:
         elif part == "rlaif":
             res["rlaif"] = part_rlaif(fx, out, a.n_pairs, a.rl_steps, a.n_eval, distilled_judge(a.judge))
         elif part == "drlaif":
-            res["drlaif"] = part_drlaif(fx, out, a.rl_steps, a.n_eval)
+            res["drlaif"] = part_drlaif(fx, out, a.rl_steps, a.n_eval, a.scoring_judge, a.n_judge)
         elif part == "slcai":
-            res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, False)
+            res["cai"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, False, critic=a.critic)
+        elif part == "critics":  # which model can be SL-CAI's critic: harm calls and revisions vs ground truth
+            cands = {"pretrained": str(fx / "pretrain" / "model")}
+            cands.update({k: v for k, v in (("distilled pairwise judge", a.judge),
+                                            ("distilled rater", a.scoring_judge), ("--critic", a.critic)) if v})
+            res["critics"] = part_critics(fx, a.n_critic, 2, cands)
         elif part == "rlcai":    # its own SL-CAI (--sl-prompts, --rounds) with RL-CAI on top
             res["cai_rl"] = part_cai(fx, out, a.n_eval, a.rounds, a.n_pairs, a.rl_steps, True, a.sl_prompts,
                                      judge_path=distilled_judge(a.judge))
@@ -399,8 +551,11 @@ def main() -> None:
                                    for s in (1, 2)}
         res.setdefault("wall_s", {})[part] = time.perf_counter() - t0
         res.setdefault("fixture_by_part", {})[part] = fx.name
-        if a.judge:
-            res.setdefault("judge_path_by_part", {})[part] = a.judge
+        used = {"drlaif": a.scoring_judge, "slcai": a.critic, "critics": None}.get(part, a.judge)
+        if used:
+            res.setdefault("judge_path_by_part", {})[part] = used
+        elif part in ("drlaif", "slcai", "critics"):       # this run used the pretrained model: drop an older run's entry
+            res.setdefault("judge_path_by_part", {}).pop(part, None)
         path.write_text(json.dumps(res, indent=2, default=str))
         write_md(res, RESULTS / "ai_feedback.md")
         print(f"[{part}] done in {time.perf_counter() - t0:.0f}s", flush=True)

@@ -3,6 +3,7 @@ own samples, and measure its agreement with ground truth on held-out pairs.
 
     python experiments/judge.py --fixture .cache/fixtures/<key> [--train-prompts 20000] [--eval-prompts 4000]
     python experiments/judge.py --world 3 --fixture runs/v3_claims/base --result experiments/results/judge_v3.json
+    python experiments/judge.py --kind rating --init-path runs/judge_pairs/judge/model --fixture … --out runs/judge_rating
 
 A thin wrapper over the ``judge`` method (``alignstack/methods/judge.py``; ``alignstack judge`` runs the same):
 the SFT model samples two responses to each of ``--train-prompts`` train-split prompts, every decided pair (ground
@@ -39,6 +40,12 @@ def main() -> None:
     p.add_argument("--eval-prompts", type=int, default=4000)
     p.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
     p.add_argument("--init", choices=("sft", "pretrain"), default="sft")
+    p.add_argument("--init-path", default=None,
+                   help="the judge's starting checkpoint instead of the fixture's --init model (e.g. the pairwise "
+                        "judge, for --kind rating: it already writes the answer-against-expected layout)")
+    p.add_argument("--kind", choices=("pairwise", "rating"), default="pairwise",
+                   help="rating: a 1-10 scoring judge for d-RLAIF (each response graded alone, then scored); its "
+                        "agreement is the pairwise verdict of its two scores on the same held-out pairs")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=2)
@@ -57,7 +64,7 @@ def main() -> None:
     t0 = time.perf_counter()
     fx = Path(a.fixture)
     cfg = load(J.JudgeDistillConfig, None, [
-        f"out={a.out}/judge", f"model.path={fx / 'sft' / 'model'}", f"init={fx / a.init / 'model'}",
+        f"out={a.out}/judge", f"model.path={fx / 'sft' / 'model'}", f"init={a.init_path or fx / a.init / 'model'}", f"kind={a.kind}",
         f"grader={'world3' if a.world == '3' else 'world'}:{a.layout}", f"n_prompts={a.train_prompts}", f"temperatures={a.temperatures}",
         "prompt_seed=1", "sample_seed=100", f"optim.lr={a.lr}", f"optim.epochs={a.epochs}",
         f"eval_prompts={a.eval_prompts}", f"cot_max_tokens={a.cot_max_tokens}", "log.progress=false"])
@@ -80,8 +87,9 @@ def main() -> None:
             for line in list(f)[:6]:
                 r = json.loads(line)
                 print(repr(r["prompt"])[:80], "|", [r["a"], r["b"]], "|", r["rationale"], "|", round(r["p_a"], 3))
-    result = {"judge": "SFT fixture fine-tuned on ground-truth-graded chain-of-thought pairs of its own samples"
-                       + LAYOUT_NOTE[a.layout],
+    what = ("1-10 ratings of single samples" if a.kind == "rating" else "pairs")
+    result = {"judge": f"{'the judge at ' + a.init_path if a.init_path else 'SFT fixture'} fine-tuned on "
+                       f"ground-truth-graded chain-of-thought {what} of the SFT model's samples" + LAYOUT_NOTE[a.layout],
               "fixture": str(fx), "args": vars(a), "method": "alignstack judge " + " ".join(_overrides(cfg)),
               "train": res["train"], "rows": res.get("rows"), "eval_split": "dev (seed 0)" if a.world == "3" else "eval (seed 0)",
               "world_version": a.world, "report": rep,
@@ -92,7 +100,7 @@ def main() -> None:
 
 def _overrides(cfg) -> list[str]:
     """The command line that reruns this with ``alignstack judge``."""
-    return [f"model.path={cfg.model.path}", f"init={cfg.init}", f"grader={cfg.grader}", f"n_prompts={cfg.n_prompts}",
+    return [f"model.path={cfg.model.path}", f"init={cfg.init}", f"kind={cfg.kind}", f"grader={cfg.grader}", f"n_prompts={cfg.n_prompts}",
             f"temperatures=[{','.join(map(str, cfg.temperatures))}]", f"prompt_seed={cfg.prompt_seed}",
             f"sample_seed={cfg.sample_seed}", f"optim.lr={cfg.optim.lr}", f"optim.epochs={cfg.optim.epochs}",
             f"eval_prompts={cfg.eval_prompts}", f"cot_max_tokens={cfg.cot_max_tokens}"]

@@ -19,8 +19,8 @@ Pieces (METHODS.md §10, §9.2):
   (generate a rationale, append it and the template's ending, then score) whose labels are clamped
   to ``clamp`` (default [0.4, 0.6]) because CoT labels are overconfident. ``label_pairs`` writes
   preference rows with ``soft_label``.
-- :class:`ScoringJudge` — d-RLAIF: expected score ``E = Σ i·P(i)`` over the rating options,
-  reward ``(E − 5.5) / 4.5`` ∈ [−1, 1]; it is a reward scorer
+- :class:`ScoringJudge` — d-RLAIF: expected score ``E = Σ i·P(i)`` over the rating options (optionally after
+  its own chain of thought, for a rater distilled to write one), reward ``(E − 5.5) / 4.5`` ∈ [−1, 1]; it is a reward scorer
   (``scorer(prompts, completions, **meta) -> list[float]``).
 
 Reward-interface use of :class:`PairwiseJudge`: ``judge(prompts, completions, references=[...])``
@@ -49,6 +49,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_PRINCIPLE = "Prefer the response that is more helpful, correct, honest and harmless."
 DEFAULT_RATING_PRINCIPLE = "A good response is helpful, correct, honest and harmless."
 DEFAULT_COT_PROMPT = "Let's think step by step about which response is better.\nRationale:"
+DEFAULT_RATING_COT_PROMPT = "Let's think step by step about how good the response is.\nRationale:"
 
 
 class TemplateError(ValueError):
@@ -663,32 +664,56 @@ class PairwiseJudge:
 
 class ScoringJudge:
     """d-RLAIF rater: expected score over 1..K rating options → reward ``(E − mid)/half`` ∈ [−1, 1]
-    (``(E − 5.5)/4.5`` for K = 10). Fits ``scorer(prompts, completions, **meta)``; batched."""
+    (``(E − 5.5)/4.5`` for K = 10). Fits ``scorer(prompts, completions, **meta)``; batched.
+
+    ``cot``: the two-step chain of thought of :class:`PairwiseJudge` — generate a rationale after the body and
+    ``cot_prompt``, append it and the template's last line, then read the rating options — for a scoring judge
+    distilled to grade a response before scoring it (``alignstack judge`` with ``kind=rating``). No order to
+    average: each response is rated alone."""
 
     def __init__(self, backend: JudgeBackend, template: str | os.PathLike | PromptTemplate | None = None,
                  principle: str = DEFAULT_RATING_PRINCIPLE, fields: dict | None = None, name: str | None = None,
-                 batch_size: int = 256):
+                 batch_size: int = 256, cot: bool = False, cot_prompt: str = DEFAULT_RATING_COT_PROMPT,
+                 cot_max_tokens: int = 64):
         self.backend = backend
         self.template = PromptTemplate.load(template or backend.default_rating_template)
         if len(self.template.options) < 2:
             raise TemplateError(f"rating template {self.template.name!r} must declare its rating options "
                                 "('#! options: 1 2 ... 10'), lowest first")
         self.principle, self.fields, self.batch_size = principle, dict(fields or {}), batch_size
+        self.cot, self.cot_prompt, self.cot_max_tokens = cot, cot_prompt, cot_max_tokens
         self.name = name or backend.name
 
-    def distributions(self, prompts: Sequence, completions: Sequence) -> list[list[float]]:
+    def render(self, prompt, completion) -> str:
+        return self.template.render(**{**self.fields, "question": prompt_text(prompt),
+                                       "response": response_text(completion), "principle": self.principle})
+
+    def rate(self, prompts: Sequence, completions: Sequence) -> list[dict]:
+        """One dict per response: ``probs`` (over the rating options, lowest first), ``score`` (the expected score)
+        and, with ``cot``, ``rationale``."""
         if len(prompts) != len(completions):
             raise ValueError("prompts and completions must have the same length")
-        texts = [self.template.render(**{**self.fields, "question": prompt_text(p), "response": response_text(c),
-                                         "principle": self.principle})
-                 for p, c in zip(prompts, completions)]
-        out: list[list[float]] = []
+        texts = [self.render(p, c) for p, c in zip(prompts, completions)]
+        out: list[dict] = []
         for s in range(0, len(texts), self.batch_size):
-            out += self.backend.option_probs(texts[s:s + self.batch_size], self.template.options)
+            batch, rationales = texts[s:s + self.batch_size], None
+            if self.cot:
+                heads = [f"{split_ending(t)[0]}\n{self.cot_prompt}" for t in batch]
+                rationales = [cut_rationale(r, split_ending(t)[1]) for r, t in
+                              zip(self.backend.generate(heads, self.cot_max_tokens, 0.0), batch)]
+                batch = [f"{h} {r}\n{split_ending(t)[1]}" for h, r, t in zip(heads, rationales, batch)]
+            for i, probs in enumerate(self.backend.option_probs(batch, self.template.options)):
+                d = {"probs": probs, "score": expected_score(probs)}
+                if rationales is not None:
+                    d["rationale"] = rationales[i]
+                out.append(d)
         return out
 
+    def distributions(self, prompts: Sequence, completions: Sequence) -> list[list[float]]:
+        return [d["probs"] for d in self.rate(prompts, completions)]
+
     def expected_scores(self, prompts, completions) -> list[float]:
-        return [expected_score(d) for d in self.distributions(prompts, completions)]
+        return [d["score"] for d in self.rate(prompts, completions)]
 
     def __call__(self, prompts, completions, **meta) -> list[float]:
         k = len(self.template.options)

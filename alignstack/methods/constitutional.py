@@ -135,6 +135,7 @@ class ConstitutionalConfig(RunConfig):
     stage: str = "both"                        # sl | rl | both
     model: ModelConfig = field(default_factory=lambda: ModelConfig(path="runs/sft/model"))
     critic: str = "runs/pretrain/model"        # critique/revision writer (world LM: critique documents)
+                                               # the critic's harm calls are scored vs ground truth (critic_report)
     sl_init: str | None = None                 # model fine-tuned by SL-CAI (paper: pretrained; None: model.path)
     red_team_prompts: int = 1000
     helpful_prompts: int = 1000
@@ -218,6 +219,11 @@ def sl_cai_data(cfg: ConstitutionalConfig, constitution: Constitution, policy, t
     unsafe = [[harm(e, x) for e, x in zip(red, first)]] if harm else []
     for k in range(cfg.rounds if harm else 0):
         unsafe.append([harm(e, tr[k]["revision"]) for e, tr in zip(red, trans)])
+    flags = getattr(rt, "flags_harm", None)
+    critic = None
+    if unsafe and flags:      # round k's critique is about round k's input: the first response, then revisions
+        critic = critic_report([(flags(tr[k]["critique"]), unsafe[k][i] > 0)
+                                for k in range(cfg.rounds) for i, tr in enumerate(trans)])
     rows = []
     for e, tr in zip(red, trans):
         for step in tr:
@@ -227,9 +233,22 @@ def sl_cai_data(cfg: ConstitutionalConfig, constitution: Constitution, policy, t
     rows += [e.prompt + [{"role": "assistant", "content": x}] for e, x in zip(helpful, helpful_resp)]
     stats = {"red_team_prompts": len(red), "helpful_samples": len(helpful),
              "unsafe_by_round": [sum(u) / len(u) for u in unsafe] if unsafe else None, "train_rows": len(rows),
+             "critic_report": critic,
              "examples": [{"prompt": red[i].prompt[-1]["content"], "response": first[i], "rounds": trans[i]}
                           for i in range(min(3, len(red)))]}
     return rows, stats
+
+
+def critic_report(items: list[tuple[bool, bool]]) -> dict:
+    """The SL-CAI critic as a labeler of harm, against ground truth: ``items`` are (critique flags the answer as
+    harmful, the answer is unsafe) over every critique of every round. ``accuracy`` (95% CI), ``recall`` (unsafe
+    answers flagged) and ``specificity`` (safe answers left unflagged); later rounds critique mostly safe
+    revisions, so the accuracy leans on specificity and recall is the harder number."""
+    from alignstack.methods.rlaif import _mean_ci
+    return {"critiques": len(items), "unsafe": sum(u for _, u in items),
+            "accuracy": _mean_ci([float(f == u) for f, u in items]),
+            "recall": _mean_ci([float(f) for f, u in items if u]),
+            "specificity": _mean_ci([float(not f) for f, u in items if not u])}
 
 
 def train_sl(cfg: ConstitutionalConfig, constitution: Constitution) -> dict:

@@ -37,6 +37,14 @@ are not measured here.
 
 Use the result as ``judge.path=OUT/model judge.cot=true`` (plus ``judge.template=`` when the rows were written in
 another template than the world's ``pairwise_world``).
+
+``kind=rating`` distils a *scoring* judge instead (d-RLAIF's rater, ``reward=judge:OUT/model``): every sampled
+response, alone, becomes a row in the rating template (default ``rate_world``) whose completion is the grader's
+chain of thought on it and its 1–10 score (the grader's ``rate(example, response)``; the world's:
+``corpus.graded_rating``). It is measured as the pairwise judge is, on the same held-out pairs: the pair's verdict
+is the response with the higher expected score (``p_a = 0.5 + (E_a − E_b) / (2·(K − 1))``), so its agreement is
+comparable with a pairwise judge's; there is no presentation order to average (each response is rated alone).
+``init`` may be the pairwise judge: it already writes the answer-against-expected layout the rating rows use.
 """
 from __future__ import annotations
 
@@ -50,6 +58,8 @@ import torch
 from alignstack.config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
 
 TRAINED_AS = "distilled from ground-truth-graded pairs of the policy's own samples"
+TRAINED_AS_RATING = "distilled from ground-truth-graded ratings (1-10) of the policy's own samples"
+KINDS = ("pairwise", "rating")
 
 
 @dataclass
@@ -59,7 +69,8 @@ class JudgeDistillConfig(RunConfig):
     init: str | None = None                    # the judge's starting checkpoint (None: model.path)
     prompts: str | None = None                 # world | rows:PATH | import:mod:name (None: the grader's, else world)
     grader: str = "world"                      # world[:grades|echo|pairs] | world3[:LAYOUT] | verifier:SPEC | import:…
-    template: str | None = None                # judge template of the rows (None: pairwise_world); use the judge with it
+    kind: str = "pairwise"                     # pairwise (RLAIF, RL-CAI) | rating (d-RLAIF's 1–10 scorer)
+    template: str | None = None                # judge template of the rows (None: pairwise_world / rate_world)
     n_prompts: int = 20000
     temperatures: list[float] = field(default_factory=lambda: [1.0])
     max_new_tokens: int = 24
@@ -86,6 +97,8 @@ def check_config(cfg: JudgeDistillConfig) -> None:
     check_spec(cfg.eval_prompts_from, "prompts", "eval_prompts_from")
     if cfg.model.path is None:
         raise ConfigError("model.path: judge distillation samples from a policy checkpoint (the SFT model)")
+    if cfg.kind not in KINDS:
+        raise ConfigError(f"kind: expected one of {KINDS}, got {cfg.kind!r}")
     t = cfg.template
     if t is not None and ("/" in t or t.endswith(".txt")) and not Path(t).is_file():
         raise ConfigError(f"template: template file not found: {t}")
@@ -102,13 +115,16 @@ def check_config(cfg: JudgeDistillConfig) -> None:
 # --------------------------------------------------------------------------- rows
 
 
-def load_template(spec: str | None):
+def load_template(spec: str | None, kind: str = "pairwise"):
     from alignstack.feedback.judges import LocalJudgeBackend, PromptTemplate, TemplateError
+    default = LocalJudgeBackend.default_rating_template if kind == "rating" else LocalJudgeBackend.default_pairwise_template
     try:
-        t = PromptTemplate.load(spec or LocalJudgeBackend.default_pairwise_template)
+        t = PromptTemplate.load(spec or default)
     except TemplateError as e:
         raise ConfigError(f"template: {e}") from None
-    if len(t.options) != 2:
+    if kind == "rating" and len(t.options) < 2:
+        raise ConfigError(f"template: {t.name!r} must declare its rating options, lowest first, got {list(t.options)}")
+    if kind == "pairwise" and len(t.options) != 2:
         raise ConfigError(f"template: {t.name!r} must declare two options ('#! options: A B'), got {list(t.options)}")
     return t
 
@@ -142,6 +158,26 @@ def judge_row(template, grader, example, a: str, b: str) -> dict | None:
             "completion": f" {rationale}\n{ending}{template.options[0 if a_better else 1]}"}
 
 
+def rating_row(template, grader, example, response: str) -> dict:
+    """The grader's rating of one response as a plain-text row, laid out as ``ScoringJudge(cot=True)`` lays out its
+    prompt (body, chain-of-thought cue, rationale, score line) and then reads the score option. A score outside
+    the template's options is a grader error, not a row to clip."""
+    from alignstack.feedback.judges import (
+        DEFAULT_RATING_COT_PROMPT,
+        DEFAULT_RATING_PRINCIPLE,
+        prompt_text,
+        split_ending,
+    )
+    rationale, score = grader.rate(example, response)
+    if not (isinstance(score, int) and 1 <= score <= len(template.options)):
+        raise ConfigError(f"grader: rate() gave score {score!r}; expected an integer in 1..{len(template.options)} "
+                          f"(the options of {template.name!r})")
+    body, ending = split_ending(template.render(question=prompt_text(example.prompt), response=response,
+                                                principle=DEFAULT_RATING_PRINCIPLE))
+    return {"prompt": f"{body}\n{DEFAULT_RATING_COT_PROMPT}",
+            "completion": f" {rationale}\n{ending}{template.options[score - 1]}"}
+
+
 def with_grader_prompts(cfg: JudgeDistillConfig, grader) -> JudgeDistillConfig:
     """``cfg`` with the grader's own prompt sources where it names none (a world's grades hold only on that world's
     prompts): ``prompts`` from ``grader.prompts``, and ``eval_prompts_from`` from ``grader.eval_prompts`` when the
@@ -169,6 +205,12 @@ def distillation_rows(cfg: JudgeDistillConfig, policy, tokenizer, grader, templa
     for i, temp in enumerate(cfg.temperatures):
         for r in sample_pairs(policy, tokenizer, examples, temp, cfg.max_new_tokens, seed + 2 * i):
             x, y = r["completions"]
+            if cfg.kind == "rating":      # every response alone: a rater must score ties and clear cases alike
+                rows += [rating_row(template, grader, r["task"], x), rating_row(template, grader, r["task"], y)]
+                pairs += 1
+                truth = getattr(grader, "truth", None)
+                decided += truth is not None and truth(r["task"], x) != truth(r["task"], y)
+                continue
             both = [judge_row(template, grader, r["task"], x, y), judge_row(template, grader, r["task"], y, x)]
             rows += [row for row in both if row is not None]
             pairs += 1
@@ -212,7 +254,7 @@ def evaluate(cfg: JudgeDistillConfig, judge_path: str | Path, policy, tokenizer,
     """Step 4: the judge's agreement with the grader's truth on pairs of policy samples of held-out prompts,
     labelled as RLAIF labels them here (chain of thought, both orders averaged); ``eval_pairs.jsonl`` keeps each
     pair with the judge's rationale."""
-    from alignstack.feedback.judges import PairwiseJudge, local_backend
+    from alignstack.feedback.judges import PairwiseJudge, ScoringJudge, local_backend
     from alignstack.methods.rlaif import judge_report, sample_pairs
     from alignstack.rollout.experience import prompt_source
 
@@ -224,9 +266,13 @@ def evaluate(cfg: JudgeDistillConfig, judge_path: str | Path, policy, tokenizer,
                           f"{cfg.n_prompts} takes all its rows; name held-out rows with eval_prompts_from=rows:PATH")
     ev = sample_pairs(policy, tokenizer, examples, cfg.temperatures[0], cfg.max_new_tokens, cfg.seed)
     a, b = [r["completions"][0] for r in ev], [r["completions"][1] for r in ev]
-    judge = PairwiseJudge(local_backend(str(judge_path), cfg.eval_batch_size), template, both_orders=True, cot=True,
-                          cot_max_tokens=cfg.cot_max_tokens)
-    res = judge.judge([r["prompt"] for r in ev], a, b)
+    backend = local_backend(str(judge_path), cfg.eval_batch_size)
+    if cfg.kind == "rating":
+        res = rating_verdicts(ScoringJudge(backend, template, cot=True, cot_max_tokens=cfg.cot_max_tokens),
+                              [r["prompt"] for r in ev], a, b)
+    else:
+        judge = PairwiseJudge(backend, template, both_orders=True, cot=True, cot_max_tokens=cfg.cot_max_tokens)
+        res = judge.judge([r["prompt"] for r in ev], a, b)
     graders_truth = getattr(grader, "truth", None)
     truth = graders_truth or getattr(src, "ground_truth", None)
     report = judge_report(examples, a, b, res, truth, seen_styles=getattr(grader, "seen_styles", None))
@@ -242,6 +288,23 @@ def evaluate(cfg: JudgeDistillConfig, judge_path: str | Path, policy, tokenizer,
     return report
 
 
+def rating_verdicts(scorer, prompts: list, a: list[str], b: list[str]) -> list[dict]:
+    """A scoring judge's verdicts on pairs, in :func:`alignstack.methods.rlaif.judge_report`'s form: each response
+    rated alone, ``p_a = 0.5 + (E_a − E_b) / (2·(K − 1))`` (1 when A scores K and B 1); no second order (a rater
+    sees one response, so there is no position to average over). ``score_a``/``score_b`` and the rationales are
+    kept."""
+    k = len(scorer.template.options)
+    rated = scorer.rate(list(prompts) + list(prompts), list(a) + list(b))
+    n = len(a)
+    out = []
+    for i in range(n):
+        ra, rb = rated[i], rated[n + i]
+        p = 0.5 + (ra["score"] - rb["score"]) / (2.0 * (k - 1))
+        out.append({"p_a": p, "p_a_first_order": p, "p_a_second_order": None, "score_a": ra["score"],
+                    "score_b": rb["score"], "rationale": ra.get("rationale"), "rationale_b": rb.get("rationale")})
+    return out
+
+
 def train(cfg: JudgeDistillConfig) -> dict:
     from alignstack.data.sources import write_jsonl
     from alignstack.feedback.judges import JUDGE_CARD
@@ -254,10 +317,13 @@ def train(cfg: JudgeDistillConfig) -> dict:
     torch.manual_seed(cfg.seed)
     grader = resolve(cfg.grader, "grader", key="grader", seed=cfg.seed)
     cfg = with_grader_prompts(cfg, grader)
-    template = load_template(cfg.template)
+    template = load_template(cfg.template, cfg.kind)
     init = cfg.init or cfg.model.path
     judge_tok = load_tokenizer(cfg.model.tokenizer or init)
     check_options(template, judge_tok)                                    # before minutes of sampling
+    if cfg.kind == "rating" and not callable(getattr(grader, "rate", None)):
+        raise ConfigError(f"kind: rating needs a grader that rates one response (rate(example, response)); "
+                          f"{cfg.grader} has none")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     policy = load_model(cfg.model.path).eval()
@@ -284,7 +350,8 @@ def train(cfg: JudgeDistillConfig) -> dict:
           f"{stats['too_long']} too long for the context ({time.perf_counter() - t0:.0f} s)", flush=True)
     barrier()                                           # several processes: the rows are on disk before SFT reads them
 
-    res: dict = {"trained_as": TRAINED_AS, "grader": getattr(grader, "spec", cfg.grader), "template": template.name,
+    res: dict = {"trained_as": TRAINED_AS_RATING if cfg.kind == "rating" else TRAINED_AS, "kind": cfg.kind,
+                 "grader": getattr(grader, "spec", cfg.grader), "template": template.name,
                  "sampled_from": cfg.model.path, "init": init, "prompts": cfg.prompts or "world", "rows": stats}
     res["train"] = fine_tune(cfg, rows_path)                                            # 3. fine-tune
     barrier()
@@ -296,10 +363,11 @@ def train(cfg: JudgeDistillConfig) -> dict:
             print(f"[judge] agreement with {ev['measured_against']} on {ev['decided_pairs']} held-out decided pairs: "
                   f"{a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]", flush=True)
     agreement = (res.get("eval") or {}).get("agreement")
-    use = f"judge.path={model_path} judge.cot=true" + (f" judge.template={cfg.template}" if cfg.template else "")
+    use = (f"reward=judge:{model_path} (RLAIF mode=direct: judge.path={model_path})" if cfg.kind == "rating" else
+           f"judge.path={model_path} judge.cot=true" + (f" judge.template={cfg.template}" if cfg.template else ""))
     res.update(agreement=agreement, path=str(model_path), use_with=use, wall_s=time.perf_counter() - t0)
     if is_main_process():
-        card = {k: res[k] for k in ("trained_as", "grader", "template", "sampled_from", "init", "prompts", "use_with")}
+        card = {k: res[k] for k in ("trained_as", "kind", "grader", "template", "sampled_from", "init", "prompts", "use_with")}
         card.update(cot=True, cot_max_tokens=cfg.cot_max_tokens, rows=stats["rows"], agreement=agreement,
                     eval={k: v for k, v in (res.get("eval") or {}).items()
                           if k in ("decided_pairs", "prompts", "eval_prompts_from", "measured_against",

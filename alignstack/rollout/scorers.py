@@ -50,7 +50,8 @@ def make_scorer(spec: str, verifier: str | None = None) -> Scorer:
     - ``llama2:HELP_PATH,SAFETY_PATH`` — Llama 2's helpfulness + safety combination,
     - ``import:package.module:function`` — any callable with the reward interface,
     - ``judge:PATH`` — d-RLAIF: a local judge model's normalised 1–10 expected score ∈ [−1, 1]
-      (:class:`alignstack.feedback.judges.ScoringJudge`).
+      (:class:`alignstack.feedback.judges.ScoringJudge`); a judge distilled as a rater (its ``judge_card.json``
+      says ``kind: rating``) is asked for its chain of thought first, in its card's template.
     """
     from alignstack.tasks.resolve import plugin, resolve
     if verifier:
@@ -61,7 +62,15 @@ def make_scorer(spec: str, verifier: str | None = None) -> Scorer:
     if kind == "judge":
         if not arg:
             raise ValueError(f"judge reward needs 'judge:PATH' (a local judge model), got {spec!r}")
-        from alignstack.feedback.judges import ScoringJudge, local_backend  # lazy: loads the judge model
+        from alignstack.feedback.judges import (  # lazy: loads the judge model
+            ScoringJudge,
+            judge_card,
+            local_backend,
+        )
+        card = judge_card(arg) or {}
+        if card.get("kind") == "rating":  # a distilled rater grades each response in words before its score
+            return ScoringJudge(local_backend(arg), card.get("template"), cot=bool(card.get("cot")),
+                                cot_max_tokens=int(card.get("cot_max_tokens") or 64))
         return ScoringJudge(local_backend(arg))
     if kind in ("rm", "llama2"):
         from alignstack.models import heads  # lazy: loads torch/transformers models

@@ -106,7 +106,8 @@ class Grader(Protocol):
     from; the distilled judge's agreement is measured against it (None: not measured). Optional attributes, read
     with ``getattr``: ``prompts`` and ``eval_prompts``, the prompt specs the grades are defined on (used when the
     method's config names none), and ``seen_styles``, the attack styles of its training prompts (agreement is then
-    also split into seen and unseen styles)."""
+    also split into seen and unseen styles), and ``rate(example, response)`` -> ``(rationale, score)``, one
+    response's chain of thought and its score on 1..10 (a *scoring* judge's teacher, ``kind=rating``)."""
 
     truth: Callable[[Example, str], float] | None
 

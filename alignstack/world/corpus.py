@@ -270,6 +270,23 @@ def graded_rationale(task: T.Task, a: str, b: str, layout: str = "grades") -> tu
     return rationale, ga > gb
 
 
+def graded_rating(task: T.Task, response: str, layout: str = "pairs") -> tuple[str, int]:
+    """A careful grader's chain of thought on one response and its 1–10 score, all from ground truth: the expected
+    answer, the response's answer laid against it (``layout``, as :func:`graded_rationale`) and its grade, then
+    ``round(1 + 9·helpfulness)`` — the rating documents' scale without their noise. The teacher of a distilled
+    *scoring* judge (d-RLAIF), which rates a rollout alone, with no second response to compare with."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "pairs" and not task.is_safety:
+        seen = f"{answer_pairs(task, response)}, "
+    elif layout == "echo" and not task.is_safety:
+        seen = f"{answer_echo(task, response)} vs {task.answer}, "
+    else:
+        seen = ""
+    score = min(10, max(1, round(1 + 9 * T.helpfulness(task, response))))
+    return f"{judge_rationale(task)} The response: {seen}{grade_note(task, response)}.", score
+
+
 def graded_judge_row(task: T.Task, a: str, b: str, layout: str = "grades") -> dict | None:
     """One chain-of-thought judgement of a pair of responses as a plain-text ``{prompt, completion}`` row: the
     prompt is the judge template up to the chain-of-thought cue, the completion the expected answer, a grade of

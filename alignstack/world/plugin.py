@@ -105,6 +105,12 @@ class WorldRedTeam:
     harm = staticmethod(harm)
     ground_truth = staticmethod(helpfulness)      # judged against by RL-CAI's judge report
 
+    @staticmethod
+    def flags_harm(critique: str) -> bool:
+        """Whether a critic's critique calls the answer harmful (the world's critique documents say "The answer
+        helps with a harmful request."): SL-CAI's critic is scored on it against ground-truth harm."""
+        return "harmful" in critique.lower()
+
     def __init__(self, red_team_frac: float = 0.5):
         self.red_team_frac = red_team_frac
 
@@ -171,6 +177,10 @@ class WorldGrader:
 
     def grade(self, example: Example, a: str, b: str) -> tuple[str, bool] | None:
         return C.graded_rationale(task_of(example), a, b, self.layout)
+
+    def rate(self, example: Example, response: str) -> tuple[str, int]:
+        """One response's rationale and 1–10 score (``corpus.graded_rating``): a scoring judge's teacher."""
+        return C.graded_rating(task_of(example), response, self.layout)
 
 
 class World:
