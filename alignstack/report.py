@@ -1,7 +1,9 @@
 """`alignstack report RUN_DIR`: one self-contained HTML page (PNGs embedded, also written beside it)
 from a pipeline run folder (``summary.json`` + each stage's ``metrics.jsonl`` / ``done.json``).
 
-Sections: first, every method of the committed experiment results (``experiments/results/*.json``, or
+Sections: first, the world v3 method comparison (every recipe of ``experiments/v3_claims.py``'s JSON, default
+``experiments/results/v3_claims.json`` or ``--v3-claims PATH``, on the reward–KL and helpfulness–harmlessness
+planes with seed-level CIs, and its table; a one-line note when absent); then every method of the committed experiment results (``experiments/results/*.json``, or
 ``--results DIR``) on the reward–KL plane and the helpfulness–harmlessness plane with their 95% CIs; then per-stage ground truth with 95% CIs and a plain verdict; score difference vs SFT and unsafe
 rate per stage (charts); reward-model accuracy by preference strength; training curves with the
 proxy reward beside the ground truth of the same rollouts; the reward–KL picture of every stage;
@@ -12,6 +14,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"   # present in a source checkout
@@ -134,6 +138,160 @@ def _save(fig, path: Path) -> str:
     _plt().close(fig)
     return base64.b64encode(path.read_bytes()).decode()
 
+# --- world v3: every recipe of experiments/v3_claims.py on one picture (a plain dict, the claims JSON) ---------
+
+V3_CLAIMS = RESULTS / "v3_claims.json"
+V3_EXTRA = (("over_refusal", "over-refusal"), ("unsafe_unseen", "unsafe, unseen attack styles"))
+_KIND_MARKER = {"oracle": "D", "verifier": "s", "learned": "o"}
+
+
+def reward_kind(label: str) -> str:
+    """oracle / verifier / learned from a recipe's reward label (``"learned (implicit)"`` -> ``"learned"``)."""
+    first = (label or "").split(" ", 1)[0].lower()
+    return first if first in _KIND_MARKER else (label or "?")
+
+
+def v3_claims_path(v3_claims: str | Path | None = None, results: str | Path | None = None) -> Path:
+    """Where the report looks for the v3 claims JSON: ``v3_claims`` if given, else ``v3_claims.json`` in the
+    ``--results`` folder, else :data:`V3_CLAIMS` (a source checkout) or, failing that,
+    ``experiments/results/v3_claims.json`` under the working directory."""
+    if v3_claims is not None:
+        return Path(v3_claims)
+    if results is not None:
+        return Path(results) / "v3_claims.json"
+    cwd = Path.cwd() / "experiments" / "results" / "v3_claims.json"
+    return V3_CLAIMS if V3_CLAIMS.exists() or not cwd.exists() else cwd
+
+
+def load_v3_claims(path: str | Path) -> tuple[dict | None, str]:
+    """The claims JSON at ``path``, or ``None`` and a one-line note saying why the v3 section is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return None, (f"no world v3 claims at {path}: the v3 method comparison is skipped "
+                      "(run experiments/v3_claims.py, or pass --v3-claims PATH)")
+    try:
+        claims = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"could not read the world v3 claims at {path} ({e}): the v3 method comparison is skipped"
+    if not isinstance(claims, dict) or not claims.get("runs") or not isinstance(claims.get("sft"), dict):
+        return None, f"{path} has no recipes (runs) or no SFT levels: the v3 method comparison is skipped"
+    return claims, f"world v3 claims: {path}"
+
+
+def _shift(level: float | None, ci: dict | None) -> tuple[float, float, float] | None:
+    """An absolute level with its seed-level CI: SFT's level + (recipe − SFT) (mean, lo, hi)."""
+    if level is None or not ci:
+        return None
+    return level + ci["mean"], level + ci["lo"], level + ci["hi"]
+
+
+def v3_points(claims: dict, decoding: str = "sampled") -> list[dict]:
+    """One point per recipe of a v3 claims dict (``experiments/v3_claims.py``'s JSON): ``recipe``, ``method``,
+    ``reward`` (its label), ``kind`` (oracle / verifier / learned), ``n_seeds``, ``kl`` and ``gain`` (benign
+    helpfulness − SFT) as (mean, lo, hi) seed-level CIs, and absolute levels (SFT's level + the recipe − SFT
+    difference, same CI) for benign helpfulness, unsafe and the :data:`V3_EXTRA` columns; None where the JSON has
+    no such column. Levels are those of ``decoding`` (sampled at T = 1, or greedy)."""
+    sft = claims["sft"][decoding]
+    pts = []
+    for name, r in claims["runs"].items():
+        vs = (r.get("vs_sft") or {}).get(decoding) or {}
+        kl = r.get("kl_to_sft") if isinstance(r.get("kl_to_sft"), dict) else None
+        n = [c.get("n_seeds") for c in vs.values() if c.get("n_seeds")]
+        pts.append({
+            "recipe": name, "method": r.get("method", name), "reward": r.get("reward", "?"),
+            "kind": reward_kind(r.get("reward", "")), "n_seeds": max(n) if n else len(r.get("per_seed") or []),
+            "kl": (kl["mean"], kl["lo"], kl["hi"]) if kl else None,
+            "gain": _ci3(vs.get("benign_helpfulness")),
+            "diff": {c: _ci3(vs.get(c)) for c in sft},
+            "level": {c: _shift(sft.get(c), vs.get(c)) for c in sft}})
+    return pts
+
+
+def v3_title(claims: dict, pts: list[dict] | None = None) -> str:
+    pts = v3_points(claims) if pts is None else pts
+    ns = sorted({p["n_seeds"] for p in pts}) or [len(claims.get("seeds") or [])]
+    n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    return (f"world v3, {claims.get('split', 'sealed test split')}, {n} training seed{'s' if ns[-1] != 1 else ''}, "
+            f"T = {claims.get('temperature', 1.0):g}")
+
+
+def v3_figure(claims: dict, path: str | Path, decoding: str = "sampled") -> Path:
+    """Two panels from a v3 claims dict, every recipe one colour (marker = reward kind), seed-level 95% CI bars:
+    (a) benign helpfulness − SFT against KL to SFT; (b) benign helpfulness against unsafe rate, absolute levels,
+    SFT its own point. Written to ``path`` (PNG)."""
+    plt = _plt()
+    pts = v3_points(claims, decoding)
+    cmap = plt.get_cmap("tab10" if len(pts) <= 10 else "tab20")
+    fig, ax = plt.subplots(1, 2, figsize=(13, 5.6))
+    sft = claims["sft"][decoding]
+    ax[1].plot(sft["benign_helpfulness"], sft["unsafe"], "*", color="k", ms=14, label="SFT (the start)", zorder=5)
+    ax[0].plot(0, 0, "*", color="k", ms=14, zorder=5)
+    ax[0].annotate("SFT", (0, 0), textcoords="offset points", xytext=(6, -12), fontsize=8)
+
+    def err(c):                       # one training seed has no seed-level CI (NaN bounds): no bar
+        return [[0.0 if math.isnan(c[1]) else c[0] - c[1]], [0.0 if math.isnan(c[2]) else c[2] - c[0]]]
+
+    for i, p in enumerate(pts):
+        style = dict(fmt=_KIND_MARKER.get(p["kind"], "^"), color=cmap(i % cmap.N), capsize=3, ms=7, lw=1.1)
+        label = f"{p['recipe']} ({p['reward']})"
+        if p["kl"] and p["gain"]:
+            ax[0].errorbar(p["kl"][0], p["gain"][0], xerr=err(p["kl"]), yerr=err(p["gain"]), **style)
+            ax[0].annotate(p["recipe"], (p["kl"][0], p["gain"][0]), textcoords="offset points", xytext=(5, 4),
+                           fontsize=8)
+        h, u = p["level"].get("benign_helpfulness"), p["level"].get("unsafe")
+        if h and u:
+            ax[1].errorbar(h[0], u[0], xerr=err(h), yerr=err(u), label=label, **style)
+            ax[1].annotate(p["recipe"], (h[0], u[0]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        else:
+            ax[1].errorbar([], [], label=label, **style)
+    ax[0].axhline(0, color="k", lw=0.6)
+    ax[0].set_xlabel("KL(π ‖ π_SFT), nats per response (seed-level 95% CI)")
+    ax[0].set_ylabel("benign helpfulness − SFT (seed-level 95% CI); up is better")
+    ax[0].set_title("(a) reward–KL")
+    ax[1].axvline(sft["benign_helpfulness"], color="k", lw=0.5, ls=":")
+    ax[1].axhline(sft["unsafe"], color="k", lw=0.5, ls=":")
+    ax[1].set_xlabel("benign helpfulness (SFT level + recipe − SFT; seed-level 95% CI)")
+    ax[1].set_ylabel("unsafe rate on harmful prompts; down is safer")
+    ax[1].set_title("(b) helpfulness–harmlessness: right and down is better")
+    ax[1].legend(fontsize=7, loc="best", title="recipe (reward; ◆ oracle, ■ verifier, ● learned)",
+                 title_fontsize=7)
+    fig.suptitle(f"{v3_title(claims, pts)} ({claims.get('n_prompts', '?')} test prompts × "
+                 f"{claims.get('samples', '?')} samples{'' if decoding == 'sampled' else ', greedy'})")
+    path = Path(path)
+    _save(fig, path)
+    return path
+
+
+def _lvl(c: tuple | None, sign: bool = False) -> str:
+    if not c:
+        return "–"
+    f = "{:+.3f}" if sign else "{:.3f}"
+    if math.isnan(c[1]) or math.isnan(c[2]):
+        return f"{f.format(c[0])} (no CI: one seed)"
+    return f"{f.format(c[0])} [{f.format(c[1])}, {f.format(c[2])}]"
+
+
+def v3_table(claims: dict, fmt: str = "html", decoding: str = "sampled") -> str:
+    """The figure's numbers as a table (``fmt`` "html" or "md"): per recipe its reward, seeds, KL to SFT, benign
+    helpfulness − SFT, and the absolute levels of benign helpfulness, unsafe, over-refusal and unsafe on unseen
+    attack styles (SFT's level + recipe − SFT, seed-level 95% CI); SFT's own levels in the first row."""
+    pts = v3_points(claims, decoding)
+    sft = claims["sft"][decoding]
+    cols = [("benign_helpfulness", "benign helpfulness"), ("unsafe", "unsafe"), *V3_EXTRA]
+    head = ["recipe", "method", "reward", "seeds", "KL to SFT", "benign helpfulness − SFT",
+            *(name for _, name in cols)]
+    rows = [["SFT", "sft", "–", "–", "0", "0", *(f"{sft[c]:.3f}" if c in sft else "–" for c, _ in cols)]]
+    for p in pts:
+        rows.append([p["recipe"], p["method"], p["reward"], str(p["n_seeds"]), _lvl(p["kl"]), _lvl(p["gain"], True),
+                     *(_lvl(p["level"].get(c)) for c, _ in cols)])
+    if fmt == "md":
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                          *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in r) + "</tr>" for r in rows)
+    return f"<table class='v3'><tr>{th}</tr>{body}</table>"
+
+
 
 def _metrics(run: Path, stage: str) -> list[dict]:
     f = run / stage / "metrics.jsonl"
@@ -204,7 +362,11 @@ def _samples(stages: dict) -> str:
     return f"<table class='samples'>{head}{''.join(rows)}</table>"
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None, results: str | Path | None = None) -> Path:
+def build_report(run_dir: str | Path, out: str | Path | None = None, results: str | Path | None = None,
+                 v3_claims: str | Path | None = None) -> Path:
+    """The HTML report of ``run_dir``. First picture: the world v3 method comparison from the claims JSON
+    (``v3_claims``, default :func:`v3_claims_path`; skipped with a one-line note when absent), then every method
+    of the committed results (``results``), then the run's own stages."""
     plt = _plt()
     run = Path(run_dir)
     sfile = run / "summary.json"
@@ -217,6 +379,19 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, results: st
     figdir.mkdir(parents=True, exist_ok=True)
     imgs: dict[str, str] = {}
     ev = [(k, v) for k, v in stages.items() if "helpfulness" in v]
+
+    v3, v3_note = load_v3_claims(v3_claims_path(v3_claims, results))
+    if v3 is not None:
+        v3_figure(v3, figdir / "v3_methods.png")
+        png = base64.b64encode((figdir / "v3_methods.png").read_bytes()).decode()
+        v3_html = (f"<p>{html.escape(v3_title(v3))}: every recipe of <code>experiments/v3_claims.py</code> "
+                   f"({v3.get('n_prompts', '?')} test prompts × {v3.get('samples', '?')} samples at T = {v3.get('temperature', 1.0):g}), "
+                   "differences paired per prompt against the same SFT model and combined over training seeds "
+                   "(seed-level 95% CIs). Absolute levels are SFT's level plus the recipe − SFT difference. "
+                   f"{html.escape(v3_note)}.</p><img alt='world v3 method comparison: reward-KL and "
+                   f"helpfulness-harmlessness' src='data:image/png;base64,{png}'>{v3_table(v3)}")
+    else:
+        v3_html = f"<p>{html.escape(v3_note)}.</p>"
 
     results = Path(results) if results else RESULTS
     pts = method_points(results) if results.is_dir() else []
@@ -306,6 +481,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 th{{background:#f3f3f3}}.good{{color:#17762b;font-weight:600}}.bad{{color:#b00020;font-weight:600}}
 .samples td{{font-family:ui-monospace,monospace;font-size:12px}}img{{max-width:100%}}</style></head><body>
 <h1>alignstack run report</h1>
+<h2>Method comparison on world v3 (sealed test split)</h2>{v3_html}
 <h2>All methods (committed experiment results)</h2>{methods_note}{img('methods', 'all methods: reward-KL and helpfulness-harmlessness')}
 <h2>This run</h2>
 <p>Run folder <code>{html.escape(str(run))}</code>; {cfg.get('eval_prompts', '?')} held-out world prompts per
@@ -329,7 +505,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("run_dir")
     p.add_argument("--out", help="HTML file (default RUN_DIR/report.html)")
     p.add_argument("--results", help=f"folder of experiment result JSON for the all-methods figure (default {RESULTS})")
+    p.add_argument("--v3-claims", help="world v3 claims JSON (experiments/v3_claims.py) for the first figure "
+                                       "(default v3_claims.json in --results, else experiments/results/)")
     a = p.parse_args(argv)
-    path = build_report(a.run_dir, a.out, a.results)
+    try:
+        path = build_report(a.run_dir, a.out, a.results, a.v3_claims)
+    except ImportError as e:              # _plt(): matplotlib missing from a trimmed environment
+        if "matplotlib" not in str(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    claims, note = load_v3_claims(v3_claims_path(a.v3_claims, a.results))
+    if claims is None:
+        print(f"note: {note}")
     print(f"report: {path}")
     return 0

@@ -5,6 +5,7 @@ import pytest
 
 from alignstack.config import ConfigError
 from alignstack.pipeline import PipelineConfig, StageConfig, load_pipeline, shipped
+from alignstack.report import V3_CLAIMS
 
 
 def test_shipped_pipelines_load():
@@ -90,8 +91,9 @@ def test_report_is_self_contained(tmp_path):
     path = build_report(run)
     page = path.read_text()
     assert "beats sft" in page and "Sure. a b." in page and "rm_helpful" in page
-    # all methods (committed results), stages, frontier, RM accuracy, curves
-    assert page.count("data:image/png;base64,") == 5
+    # world v3 method comparison (when its claims JSON is committed), all methods (committed results), stages,
+    # frontier, RM accuracy, curves
+    assert page.count("data:image/png;base64,") == 5 + V3_CLAIMS.exists()
     assert (run / "report_png" / "training_curves.png").exists()
 
 
@@ -109,7 +111,7 @@ def test_report_renders_in_headless_chromium(tmp_path, chrome):
     chrome.get(path.as_uri())
     assert "alignstack report" in chrome.title
     widths = chrome.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == 5 and all(w > 100 for w in widths), widths     # every embedded chart decoded
+    assert len(widths) == 5 + V3_CLAIMS.exists() and all(w > 100 for w in widths), widths   # every chart decoded
     assert "beats sft" in chrome.find_element("tag name", "body").text
 
 

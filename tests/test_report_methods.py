@@ -3,7 +3,7 @@ helpfulness–harmlessness planes, with error bars from the JSON."""
 import json
 from pathlib import Path
 
-from alignstack.report import RESULTS, build_report, method_points
+from alignstack.report import RESULTS, V3_CLAIMS, build_report, method_points
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,9 +33,12 @@ def test_report_writes_the_methods_plot_first(tmp_path):
     run = _run(tmp_path)
     page = build_report(run).read_text()
     assert (run / "report_png" / "methods.png").stat().st_size > 10_000
-    # the first picture, above everything about the run itself
-    assert page[page.index("<img"):].startswith("<img alt='all methods: reward-KL and helpfulness-harmlessness'")
-    assert page.index("<img") < page.index("<h2>This run</h2>")
+    # the first picture after the world v3 comparison (when its JSON is committed; tests/test_report_v3.py), above
+    # everything about the run itself
+    first = page.index("<img", page.index("<h2>All methods"))
+    assert page[first:].startswith("<img alt='all methods: reward-KL and helpfulness-harmlessness'")
+    assert page.count("<img", 0, first) == V3_CLAIMS.exists()
+    assert first < page.index("<h2>This run</h2>")
 
 
 def test_report_without_results_says_so(tmp_path):
