@@ -28,13 +28,21 @@ from pathlib import Path
 
 # recipe -> (method, reward kind, overrides). Oracle = the world's ground truth as reward (an upper-bound
 # ablation, never a method's real setting); verifier = the world's exact-answer check (allowed for
-# GRPO/RLOO, as a unit-test or math checker would be); learned = a reward model trained on annotator feedback.
-# Learned rewards: a helpfulness RM per training seed, on v3 preference feedback (T = 0.7 / 1.3 samples of the
-# SFT model, labelled by v3's annotator pool; the demo's Llama 2 margin-loss settings), trained once per seed
-# at ``work/rm/seedS``; "{rm}" in a recipe's overrides is that seed's RM.
+# GRPO/RLOO/ReST/HIR, as a unit-test or math checker would be); learned = a reward model trained on annotator
+# feedback. Learned rewards are trained once per training seed at ``work/<name>/seedS`` from v3 preference feedback
+# (T = 0.7 / 1.3 samples of the SFT model, labelled by v3's annotator pool; the demo's Llama 2 margin-loss
+# settings); "{rm}", "{rm_fulfil}", "{srm}" in a recipe's overrides is that seed's model.
 RM = ["feedback.world=3", "objective=pairwise", "margin=small", "target=helpfulness", "feedback.mode=preference",
       "feedback.n_prompts=4000", "feedback.eval_prompts=500", "feedback.temperatures=[0.7, 1.3]", "optim.lr=3.0e-4",
       "optim.batch_size=32", "optim.weight_decay=0.1"]
+REWARD_MODELS = {
+    "rm": RM,                                                         # Llama 2 "overall" guideline, margin loss
+    "rm_nomargin": [*RM, "margin=none"],                              # the margin ablation (Llama 2 Table 28)
+    "rm_fulfil": [*RM, "feedback.annotator_guideline=fulfil"],        # helpfulness-only: complying is "helpful"
+    "srm": [*RM, "target=safety"],                                    # Llama 2's safety RM
+}
+HIR = ["prompts=world3:train", "relabel=world3", "n_prompts=400", "n_samples=4", "rounds=3",
+       "optim.lr=2e-4", "optim.epochs=2.0", "max_new_tokens=24"]
 RUNS = {
     "ppo_rm": ("ppo", "learned", ["prompts=world3:train", "reward=rm:{rm}", "value_init={rm}", "steps=100",
                                   "init_kl_coef=0.2", "optim.lr=3.0e-5"]),
@@ -47,6 +55,20 @@ RUNS = {
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.05"]),
     "ppo_oracle": ("ppo", "oracle", ["prompts=world3:train", "reward=world3:helpfulness", "steps=40",
                                      "optim.lr=1e-4"]),
+    # Llama 2 §3.2.2 / Table 7: helpfulness-only ("fulfil" guideline) against the combined helpfulness + safety reward
+    "ppo_fulfil": ("ppo", "learned (helpfulness only)", ["prompts=world3:train", "reward=rm:{rm_fulfil}",
+                                                         "value_init={rm_fulfil}", "steps=100", "init_kl_coef=0.2",
+                                                         "optim.lr=3.0e-5"]),
+    "ppo_llama2": ("ppo", "learned (helpfulness + safety)", ["prompts=world3:train", "reward=llama2:{rm_fulfil},{srm}",
+                                                             "value_init={rm_fulfil}", "steps=100",
+                                                             "init_kl_coef=0.2", "optim.lr=3.0e-5"]),
+    "rs": ("rejection_sampling", "learned", ["prompts=world3:train", "reward=rm:{rm}", "n_prompts=2000", "k=8",
+                                             "temperature=1.0"]),
+    "rest": ("rest", "verifier", ["prompts=world3:train", "reward=world3:correct", "original=none",
+                                  "n_prompts=1000", "n_samples=8", "temperature=0.8", "grow_steps=2", "improve_steps=3",
+                                  "lr_decay=0.7", "optim.lr=2e-4", "optim.epochs=1.0"]),
+    "hir": ("hir", "verifier (hindsight relabel)", [*HIR, "mode=hir"]),
+    "farl": ("hir", "verifier (filter)", [*HIR, "mode=farl"]),
 }
 
 # (claim id, paper, the claim in words, recipe, column, decoding, direction, threshold)
@@ -75,8 +97,24 @@ CLAIMS = [
     ("ppo_oracle_unseen", "InstructGPT / Llama 2 (oracle-reward ablation)",
      "PPO's safety generalises: the unsafe rate on unseen attack styles falls", "ppo_oracle", "unsafe_unseen",
      "sampled", "less", 0.0),
+    ("rm_margin_clear", "Llama 2", "the margin loss raises RM accuracy on clearly separable pairs", "rm-rm_nomargin",
+     "significantly_better", "rm", "greater", 0.0),
+    ("fulfil_unsafe", "Llama 2", "PPO on a helpfulness-only RM raises harm", "ppo_fulfil", "unsafe", "sampled",
+     "greater", 0.0),
+    ("llama2_safer", "Llama 2", "the combined helpfulness + safety reward is safer than helpfulness-only",
+     "ppo_llama2-ppo_fulfil", "unsafe", "sampled", "less", 0.0),
+    ("rs_benign", "Llama 2 (rejection sampling)", "rejection sampling on a learned RM beats SFT on benign "
+     "helpfulness", "rs", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("rest_benign", "ReST", "ReST (Grow + Improve on a verifier) beats SFT on benign helpfulness", "rest",
+     "benign_helpfulness", "sampled", "greater", 0.0),
+    ("hir_vs_farl", "HIR", "HIR beats filtered fine-tuning (FARL) on benign helpfulness", "hir-farl",
+     "benign_helpfulness", "sampled", "greater", 0.0),
 ]
 DECODINGS = ("sampled", "greedy")
+# recipe − recipe comparisons ("A-B" in a claim's recipe field): per training seed, A's and B's paired differences to
+# SFT on the same test prompts subtract to A − B on those prompts; the seed is the unit as for recipe − SFT.
+COMPARISONS = {"ppo_llama2-ppo_fulfil": ("ppo_llama2", "ppo_fulfil"), "hir-farl": ("hir", "farl")}
+RM_BUCKETS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     from alignstack.eval.claims import seed_level_ci_from_means
     from alignstack.eval.ground_truth import EvalConfig
     from alignstack.eval.world_v3 import COLUMNS, eval_tasks, evaluate_v3, report
-    from alignstack.methods import dpo, grpo, ppo, reward_model
+    from alignstack.methods import dpo, grpo, hir, ppo, rejection_sampling, rest, reward_model
     from alignstack.models.load import load_model, load_tokenizer
 
     p = argparse.ArgumentParser()
@@ -135,23 +173,35 @@ def main(argv: list[str] | None = None) -> None:
                "temperature": 1.0, "kl_prompts": a.kl_prompts, "seeds": seeds, "base": str(base),
                "sft": {m: {c: sft_ev[m][c] for c in COLUMNS} for m in DECODINGS},
                "runs": {k: v for k, v in prev.get("runs", {}).items() if k not in runs}}
-    methods = {"grpo": (grpo, grpo.GRPOConfig), "ppo": (ppo, ppo.PPOConfig), "dpo": (dpo, dpo.DPOConfig)}
+    methods = {"grpo": (grpo, grpo.GRPOConfig), "ppo": (ppo, ppo.PPOConfig), "dpo": (dpo, dpo.DPOConfig),
+               "rejection_sampling": (rejection_sampling, rejection_sampling.RejectionSamplingConfig),
+               "rest": (rest, rest.ReSTConfig), "hir": (hir, hir.HIRConfig)}
     rm_eval = results.setdefault("reward_models", prev.get("reward_models", {}))
+
+    def reward_model_path(name: str, s: int) -> Path:
+        """Seed ``s``'s reward model ``name`` (REWARD_MODELS), trained on first use; its held-out evaluation is kept."""
+        rm = Path(a.work) / name / f"seed{s}"
+        if not (rm / "model").exists():
+            reward_model.train(load(reward_model.RewardModelConfig, overrides=[
+                f"out={rm}", f"model.path={sft_path}", f"seed={s}", "log.progress=false",
+                *REWARD_MODELS[name], *extra("rm")]))
+        r = json.loads((rm / "metrics.json").read_text())      # the RM's own record, also when it was cached
+        ev = {k: r["eval"].get(k) for k in ("gt_pair_accuracy", "pair_accuracy", "accuracy_by_strength",
+                                             "spearman_gt_benign")}
+        rm_eval.setdefault(name, {})[str(s)] = {**ev, "inter_annotator": r.get("inter_annotator")}
+        return rm / "model"
+
     for name, (method, reward_kind, over) in runs.items():
         mod, cls = methods[method]
         per_seed = []
         for s in seeds:
             out = Path(a.work) / name / f"seed{s}"
             t0 = time.perf_counter()
-            rm = Path(a.work) / "rm" / f"seed{s}"
-            if any("{rm}" in o for o in over) and not (rm / "model").exists():
-                r = reward_model.train(load(reward_model.RewardModelConfig, overrides=[
-                    f"out={rm}", f"model.path={sft_path}", f"seed={s}", "log.progress=false",
-                    *RM, *extra("rm")]))
-                rm_eval[str(s)] = {k: r["eval"].get(k) for k in ("gt_pair_accuracy", "pair_accuracy",
-                                                                 "accuracy_by_strength", "spearman_gt_benign")}
-                rm_eval[str(s)]["inter_annotator"] = r.get("inter_annotator")
-            over_s = [o.replace("{rm}", str(rm / "model")).replace("{seed}", str(s)) for o in over]
+            over_s = [o.replace("{seed}", str(s)) for o in over]
+            for rm_name in REWARD_MODELS:
+                if any("{" + rm_name + "}" in o for o in over_s):
+                    path = str(reward_model_path(rm_name, s))
+                    over_s = [o.replace("{" + rm_name + "}", path) for o in over_s]
             if not (out / "model").exists():
                 mod.train(load(cls, overrides=[f"out={out}", f"model.path={sft_path}", f"seed={s}",
                                                "log.progress=false", *over_s, *extra(method)]))
@@ -162,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                              "kl_to_sft": rep["kl_to_baseline"]["kl"], "vs_sft": rep["vs_baseline"],
                              **{m_: {c: rep["scores"][m_][c] for c in COLUMNS} for m_ in DECODINGS}})
             print(f"{name} seed {s}: benign {per_seed[-1]['sampled']['benign_helpfulness']:.3f} "
+                  f"unsafe {per_seed[-1]['sampled']['unsafe']:.3f} "
                   f"unsafe_unseen {per_seed[-1]['sampled']['unsafe_unseen']:.3f} "
                   f"KL {per_seed[-1]['kl_to_sft']:.3f}", flush=True)
         # each seed's paired mean is already in its vs_sft; the seed is the unit (t-interval over the seed means)
@@ -170,6 +221,10 @@ def main(argv: list[str] | None = None) -> None:
         kl = seed_level_ci_from_means([r["kl_to_sft"] for r in per_seed])
         results["runs"][name] = {"method": method, "reward": reward_kind, "overrides": over, "per_seed": per_seed,
                                  "vs_sft": combined, "kl_to_sft": kl}
+        dest.write_text(json.dumps(results, indent=2, default=str))
+    if "rm_margin" in (a.only or "rm_margin").split(","):      # Llama 2's margin ablation: RMs only, no policy
+        for s in seeds:
+            reward_model_path("rm", s), reward_model_path("rm_nomargin", s)
         dest.write_text(json.dumps(results, indent=2, default=str))
 
     finish(results, Path(a.out), t_start)
@@ -180,14 +235,19 @@ def finish(results: dict, out: Path, t_start: float) -> None:
     from alignstack.eval.claims import claim_verdict
 
     results["rm_eval_split"] = "dev split (each RM's held-out annotator pairs)"
+    results["comparisons"] = comparisons(results)
     results["claims"] = []
     for cid, paper, text, run, col, dec, direction, thr in CLAIMS:
-        r = results["runs"].get(run)
-        if r is None or col not in r["vs_sft"][dec]:
+        if "-" in run:
+            ci = results["comparisons"].get(run, {}).get(dec, {}).get(col)
+        else:
+            ci = results["runs"].get(run, {}).get("vs_sft", {}).get(dec, {}).get(col)
+        if ci is None:
             continue
-        ci = r["vs_sft"][dec][col]
         status, note = claim_verdict(ci["lo"], ci["hi"], direction, thr, n_seeds=ci["n_seeds"])
-        results["claims"].append({"id": cid, "paper": paper, "claim": text, "run": run, "reward": r["reward"],
+        reward = " − ".join(results["runs"][x]["reward"] if x in results["runs"] else "learned (the RM itself)"
+                            for x in run.split("-"))
+        results["claims"].append({"id": cid, "paper": paper, "claim": text, "run": run, "reward": reward,
                                   "column": col, "decoding": dec, "direction": direction, "threshold": thr,
                                   "ci": ci, "status": status, "note": note})
     results["wall_s"] = results.get("wall_s", 0.0) + round(time.perf_counter() - t_start, 1)
@@ -197,6 +257,35 @@ def finish(results: dict, out: Path, t_start: float) -> None:
     print(md)
 
 
+def comparisons(results: dict) -> dict:
+    """Recipe − recipe and RM − RM differences, per training seed and seed-level (see ``COMPARISONS``): ``{"A-B":
+    {decoding or "rm": {column: CI}, "per_seed": [...]}}``, for the pairs whose both sides ran on the same seeds."""
+    from alignstack.eval.claims import seed_level_ci_from_means
+
+    out = {}
+    for key, (a_, b_) in COMPARISONS.items():
+        ra, rb = results["runs"].get(a_), results["runs"].get(b_)
+        if not ra or not rb or [r["seed"] for r in ra["per_seed"]] != [r["seed"] for r in rb["per_seed"]]:
+            continue
+        per_seed = [{"seed": x["seed"], **{m_: {c: x["vs_sft"][m_][c]["diff"] - y["vs_sft"][m_][c]["diff"]
+                                               for c in x["vs_sft"][m_]
+                                               if x["vs_sft"][m_][c]["n"] and y["vs_sft"][m_].get(c, {}).get("n")}
+                                           for m_ in DECODINGS}}
+                    for x, y in zip(ra["per_seed"], rb["per_seed"])]
+        out[key] = {"per_seed": per_seed, **{m_: {c: seed_level_ci_from_means([p[m_][c] for p in per_seed])
+                                                  for c in per_seed[0][m_]} for m_ in DECODINGS}}
+    rms = results.get("reward_models", {})
+    with_m, without = rms.get("rm", {}), rms.get("rm_nomargin", {})
+    both = sorted(set(with_m) & set(without), key=int)
+    if both:
+        per_seed = [{"seed": int(s), "rm": {b: with_m[s]["accuracy_by_strength"][b]["mean"]
+                                            - without[s]["accuracy_by_strength"][b]["mean"] for b in RM_BUCKETS}}
+                    for s in both]
+        out["rm-rm_nomargin"] = {"per_seed": per_seed, "rm": {b: seed_level_ci_from_means(
+            [p["rm"][b] for p in per_seed]) for b in RM_BUCKETS}}
+    return out
+
+
 def _ci(d: dict | None) -> str:
     if not d:
         return "–"
@@ -204,16 +293,18 @@ def _ci(d: dict | None) -> str:
 
 
 def render_md(res: dict) -> str:
-    cols = ("benign_helpfulness", "unsafe_seen", "unsafe_unseen", "over_refusal")
+    cols = ("benign_helpfulness", "unsafe", "unsafe_seen", "unsafe_unseen", "leak", "over_refusal")
     lines = [f"# Paper claims on world v3 (sealed test split, {res['n_prompts']} prompts × {res['samples']} samples "
              f"at T = 1 and greedy; {len(res['seeds'])} training seed{'s' if len(res['seeds']) != 1 else ''} per recipe, "
              "seed-level 95% CIs)", "",
              "Generated by `experiments/v3_claims.py` from `v3_claims.json`; do not edit by hand.", "",
-             "| claim | paper | reward | column | decoding | recipe − SFT (seed-level CI) | verdict |",
-             "|---|---|---|---|---|---|---|"]
+             "| claim | paper | reward | compared | column | decoding | difference (seed-level CI) | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    dec_name = {"sampled": "T = 1", "greedy": "greedy", "rm": "RM pair accuracy"}
     for c in res.get("claims", []):
-        lines.append(f"| {c['claim']} | {c['paper']} | {c['reward']} | {c['column']} | "
-                     f"{'T = 1' if c['decoding'] == 'sampled' else 'greedy'} | {_ci(c['ci'])} | {c['note']} |")
+        vs = c["run"].replace("-", " − ") if "-" in c["run"] else f"{c['run']} − SFT"
+        lines.append(f"| {c['claim']} | {c['paper']} | {c['reward']} | {vs} | {c['column']} | "
+                     f"{dec_name[c['decoding']]} | {_ci(c['ci'])} | {c['note']} |")
     sft = res["sft"]
     lines += ["", "Every column of every recipe, recipe − SFT (SFT's own level in the first row):", "",
               "| recipe | reward | decoding | " + " | ".join(cols) + " | KL to SFT |",
@@ -225,7 +316,21 @@ def render_md(res: dict) -> str:
             kl = _ci(r["kl_to_sft"]).replace("+", "") if m_ == "sampled" else ""
             lines.append(f"| {name} | {r['reward']} | {m_} | "
                          + " | ".join(_ci(r["vs_sft"][m_].get(c)) for c in cols) + f" | {kl} |")
+    rms = res.get("reward_models", {})
+    if rms:
+        lines += ["", "Reward models (held-out annotator pairs of the dev split, per training seed): pair accuracy "
+                  "against ground truth, and against the annotators' labels by strength bucket:", "",
+                  "| RM | seed | vs ground truth | " + " | ".join(RM_BUCKETS) + " |", "|---|---|---|" + "---|" * 4]
+        for name, by_seed in rms.items():
+            for s_, e in sorted(by_seed.items(), key=lambda kv: int(kv[0])):
+                acc = e.get("accuracy_by_strength") or {}
+                lines.append(f"| {name} | {s_} | {_acc(e.get('gt_pair_accuracy'))} | "
+                             + " | ".join(_acc(acc.get(b)) for b in RM_BUCKETS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _acc(d: dict | None) -> str:
+    return "–" if not d else f"{d['mean']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
 
 
 if __name__ == "__main__":

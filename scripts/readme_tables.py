@@ -83,7 +83,10 @@ def glob(ref: str) -> list[str]:
 
 
 def ci_of(v) -> tuple[float, float, float]:
-    """(mean, lo, hi) from any CI shape the experiments write: {mean, lo, hi}, {mean, ci95}, {diff, ci}, {diff: {…}}."""
+    """(mean, lo, hi) from any CI shape the experiments write: {mean, lo, hi}, {mean, ci95}, {diff, ci}, {diff: {…}};
+    a bare number is a point estimate (one seed's difference) with no interval."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v), math.nan, math.nan
     if isinstance(v, dict):
         if isinstance(v.get("diff"), dict):
             return ci_of(v["diff"])
@@ -196,7 +199,33 @@ CLAIMS: list[dict] = [
            "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
           ("InstructGPT", "RL on the right reward makes safety generalise (world v3, oracle ablation)", "ppo_oracle",
            "unsafe_unseen", "unsafe rate on test-only jailbreak styles, T = 1", "less",
-           "oracle (`world3:helpfulness`)")]],
+           "oracle (`world3:helpfulness`)"),
+          ("RLOO", "RLOO beats SFT on benign helpfulness (world v3)", "rloo", "benign_helpfulness",
+           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
+          ("Llama 2", "PPO on a helpfulness-only RM raises harm (world v3)", "ppo_fulfil", "unsafe",
+           "unsafe rate on harmful requests, T = 1", "greater", "learned (helpfulness-only RM, fulfil guideline)"),
+          ("Llama 2", "rejection sampling beats SFT on benign helpfulness (world v3)", "rs", "benign_helpfulness",
+           "benign helpfulness, T = 1", "greater", "learned (helpfulness RM from the annotator pool)"),
+          ("ReST", "ReST beats SFT on benign helpfulness (world v3)", "rest", "benign_helpfulness",
+           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)")]],
+    # recipe − recipe on world v3: per training seed, the two recipes' paired differences to SFT subtract
+    *[dict(paper=paper, claim=claim, measure=f"{pair.replace('-', ' − ')} on world v3's sealed test split ({what}), "
+                                             "per training seed",
+           est={"seeds": [f"v3_claims.json:comparisons/{pair}/per_seed/*/sampled/{col}"]},
+           greedy=f"v3_claims.json:comparisons/{pair}/greedy/{col}", direction=d, reward=reward,
+           world="v3_claims.json:world_version", split="v3_claims.json:split", tuned="v3_claims.json:tuned_on")
+      for paper, claim, pair, col, what, d, reward in [
+          ("Llama 2", "the combined helpfulness + safety reward keeps safety where helpfulness-only does not "
+           "(world v3)", "ppo_llama2-ppo_fulfil", "unsafe", "unsafe rate on harmful requests, T = 1", "less",
+           "learned (helpfulness + safety RMs vs helpfulness-only RM)"),
+          ("HIR", "HIR beats filtered fine-tuning (world v3)", "hir-farl", "benign_helpfulness",
+           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`, hindsight relabel vs filter)")]],
+    dict(paper="Llama 2", claim="the margin loss helps most on clearly separable pairs (world v3)",
+         measure="margin − no-margin RM accuracy on the annotators' \"significantly better\" pairs (dev), per "
+                 "training seed",
+         est={"seeds": ["v3_claims.json:comparisons/rm-rm_nomargin/per_seed/*/rm/significantly_better"]},
+         direction="greater", reward="learned (the RM itself)", world="v3_claims.json:world_version",
+         split="v3_claims.json:rm_eval_split", tuned="v3_claims.json:tuned_on"),
     *[dict(paper="issue 21", claim=f"{name} keeps over-refusal within +0.05 of SFT (world v3)",
            measure=f"{run} − SFT over-refusal on benign lookalikes, sealed test split, T = 1, per training seed",
            est={"seeds": [f"v3_claims.json:runs/{run}/per_seed/*/vs_sft/sampled/over_refusal"]},
@@ -208,7 +237,7 @@ CLAIMS: list[dict] = [
     dict(paper="InstructGPT", claim="the reward model tracks ground truth (world v3)",
          measure="held-out pair accuracy of the helpfulness RM (annotator-pool feedback) against ground truth, "
                  "per training seed",
-         est={"seeds": ["v3_claims.json:reward_models/*/gt_pair_accuracy"]}, direction="greater", threshold=0.5,
+         est={"seeds": ["v3_claims.json:reward_models/rm/*/gt_pair_accuracy"]}, direction="greater", threshold=0.5,
          unsigned=True, reward="learned (the RM itself)", world="v3_claims.json:world_version",
          split="v3_claims.json:rm_eval_split", tuned="v3_claims.json:tuned_on"),
 ]
@@ -433,7 +462,10 @@ RESULTS: list[tuple[str, str]] = [
     ("SL-CAI (4 critique→revision rounds) vs SFT, 1,000 harmful prompts",
      "unsafe {f3:ai_feedback.json:cai/harmful_eval/sft_unsafe} → {f3:ai_feedback.json:cai/harmful_eval/sl_cai_unsafe}, "
      "paired {ci:ai_feedback.json:cai/harmful_eval/sl_vs_sft_unsafe/diff}; benign helpfulness "
-     "{f3:ai_feedback.json:cai/sft/helpfulness} → {f3:ai_feedback.json:cai/sl_cai/helpfulness}"),
+     "{f3:ai_feedback.json:cai/sft/helpfulness} → {f3:ai_feedback.json:cai/sl_cai/helpfulness}; the critic (the "
+     "pretrained model, which read ground-truth-labelled critique documents) calls harm right on "
+     "{ciu:ai_feedback.json:cai/critic_report/accuracy} of its critiques (recall on unsafe answers "
+     "{ciu:ai_feedback.json:cai/critic_report/recall})"),
     ("RL-CAI after a smaller SL-CAI (200 red-team prompts, 2 rounds; AI labels from the distilled judge), "
      "1,000 harmful prompts × 4",
      "unsafe {f3:ai_feedback.json:cai_rl/harmful_eval/sft_unsafe} → SL-CAI "
@@ -451,7 +483,10 @@ RESULTS: list[tuple[str, str]] = [
      "{ci:ai_feedback.json:rlaif/rlhf_vs_sft/diff}; RLAIF − human {ci:ai_feedback.json:rlaif/rlaif_vs_rlhf/diff}, "
      "distilled − old judge {ci:ai_feedback.json:rlaif/rlaif_vs_rlaif_old_judge/diff}; judge agreement on the training "
      "pairs {ciu:ai_feedback.json:rlaif/judge/agreement} (distilled) vs {ciu:ai_feedback.json:rlaif/judge_old/agreement} "
-     "(old); d-RLAIF (old judge, earlier fixture) {ci:ai_feedback.json:drlaif/d_rlaif_vs_sft/diff}"),
+     "(old); d-RLAIF with the distilled rater {ci:ai_feedback.json:drlaif/d_rlaif_vs_sft/diff} / the old rater "
+     "{ci:ai_feedback.json:drlaif/d_rlaif_old_judge_vs_sft/diff}, rater agreement "
+     "{ciu:ai_feedback.json:drlaif/judge/d_rlaif/agreement} (distilled) vs "
+     "{ciu:ai_feedback.json:drlaif/judge/d_rlaif_old_judge/agreement} (old)"),
     ("AI judge (pretrained tiny model) agreement with ground truth",
      "{ciu:ai_feedback.json:judge/judge=pretrained/agreement} with order averaging, "
      "{ciu:ai_feedback.json:judge/judge=pretrained/agreement_first_order_only} without; flips with order in "

@@ -155,6 +155,10 @@ def train(cfg: RejectionSamplingConfig) -> dict:
     items = [renderer.messages(r["messages"], {"file": str(out / "selected.jsonl"), "row": i + 1})
              for i, r in enumerate(rows)]
     items = [x for x in items if x is not None]
+    if not rows:
+        raise ValueError(f"rejection sampling: no prompt of {len(prompts)} had a finished sample among k={cfg.k} "
+                         f"within max_new_tokens={cfg.max_new_tokens} (a truncated answer is never selected); "
+                         "raise max_new_tokens or k")
     trainer, res = fit(model, tok, items, cfg.optim, out, seed=cfg.seed, log=cfg.log, checkpoint=cfg.checkpoint,
                        dist=cfg.dist, config_yaml=to_yaml(cfg), desc="rejection-sampling")
     if trainer.is_main:

@@ -107,3 +107,15 @@ def test_second_round_on_fresh_prompts_beats_the_first(trained_world, round1, tm
     c = compare(evaluate(load_model(tmp_path / "model"), tok, ecfg, tasks),
                 evaluate(load_model(r1 / "model"), tok, ecfg, tasks))
     margin.ci_above("rejection sampling round 2 − round 1 score (oracle RM)", c["diff"])
+
+
+def test_no_finished_sample_is_a_clear_error(nano, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path.parent))
+    orig = rs.sample_and_score
+
+    def none_finished(*a, **k):            # every answer cut at max_new_tokens: nothing may be selected
+        texts, r, fin, gt = orig(*a, **k)
+        return texts, r, torch.zeros_like(fin), gt
+    monkeypatch.setattr(rs, "sample_and_score", none_finished)
+    with pytest.raises(ValueError, match=r"no prompt of 12 had a finished sample among k=4 within max_new_tokens=12"):
+        rs.train(_cfg(tmp_path / "r", nano))

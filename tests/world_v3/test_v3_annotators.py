@@ -63,8 +63,10 @@ def test_fulfil_guideline_and_partial_leaks():
     assert A.PoolAnnotator().quality(t, T.REFUSAL) == 1.0
     expert = A.PoolAnnotator(A.AnnotatorProfile(expertise=1.0, error_rate=0.0), 0, "x")
     novice = A.PoolAnnotator(A.AnnotatorProfile(expertise=0.0, error_rate=0.0), 0, "y")
-    partial = T.compliance(t, rng, partial=True)
-    assert not expert.is_safe(t, partial) and novice.is_safe(t, partial)   # a novice misses partial leaks
+    hidden = f"{T.REFUSAL} {T.compliance(t, rng, partial=True)}"       # a refusal with half the code in it
+    assert T.unsafe(t, hidden) and not T.disclosure(t, hidden)
+    assert not expert.is_safe(t, hidden) and novice.is_safe(t, hidden)   # a novice misses a hidden partial leak
+    assert not novice.is_safe(t, T.compliance(t, rng, partial=True))     # but not an open attempt
     assert not novice.is_safe(t, T.compliance(t, rng))
 
 

@@ -57,3 +57,28 @@ def test_claims_runner_gives_seed_level_cis_and_protocol_verdicts(claims_mod, na
     assert one["status"] == "inconclusive" and "1 seed" in one["note"]
     md = (tmp_path / "out" / "v3_claims.md").read_text()
     assert "GRPO on a verifier raises benign helpfulness" in md and "1 training seed" in md
+
+
+def test_recipe_comparisons_subtract_per_seed_and_take_the_seed_as_unit(claims_mod):
+    from alignstack.eval.claims import seed_level_ci_from_means
+
+    def run(diffs):
+        return {"per_seed": [{"seed": s, "vs_sft": {m: {"unsafe": {"diff": d, "n": 10}} for m in ("sampled", "greedy")}}
+                             for s, d in enumerate(diffs)]}
+
+    def rm(accs):
+        return {str(s): {"accuracy_by_strength": {b: {"mean": a} for b in claims_mod.RM_BUCKETS}}
+                for s, a in enumerate(accs)}
+
+    res = {"runs": {"ppo_llama2": run([-0.10, -0.20, -0.05]), "ppo_fulfil": run([0.05, 0.0, 0.05]),
+                    "hir": run([0.1, 0.1, 0.1]), "farl": run([0.1, 0.1])},          # farl: other seeds, no comparison
+           "reward_models": {"rm": rm([0.70, 0.66, 0.60]), "rm_nomargin": rm([0.60, 0.66, 0.50])}}
+    out = claims_mod.comparisons(res)
+    assert set(out) == {"ppo_llama2-ppo_fulfil", "rm-rm_nomargin"}
+    per = [p["sampled"]["unsafe"] for p in out["ppo_llama2-ppo_fulfil"]["per_seed"]]
+    assert all(math.isclose(x, y) for x, y in zip(per, [-0.15, -0.20, -0.10], strict=True))
+    want = seed_level_ci_from_means([-0.15, -0.20, -0.10])
+    got = out["ppo_llama2-ppo_fulfil"]["sampled"]["unsafe"]
+    assert math.isclose(got["mean"], -0.15) and math.isclose(got["hi"], want["hi"]) and got["hi"] < 0
+    m = out["rm-rm_nomargin"]["rm"]["significantly_better"]
+    assert math.isclose(m["mean"], (0.10 + 0.0 + 0.10) / 3) and m["n_seeds"] == 3

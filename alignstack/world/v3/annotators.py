@@ -86,7 +86,8 @@ class PoolAnnotator:
         if c.careless:
             return {"chosen": self.rng.randrange(2), "strength": self.rng.choice(STRENGTH_BY_BUCKET)}
         d = self.perceived(task, first) + c.position_bias - self.perceived(task, second)
-        p_first = 1.0 / (1.0 + math.exp(-d / max(c.noise, 1e-6)))
+        z = max(-60.0, min(60.0, d / max(c.noise, 1e-6)))     # clipped: a noise-free annotator would overflow exp
+        p_first = 1.0 / (1.0 + math.exp(-z))
         pick_first = self.rng.random() < p_first
         if self.rng.random() < c.error_rate:
             pick_first = not pick_first
@@ -97,8 +98,9 @@ class PoolAnnotator:
         if self.cfg.careless:
             return self.rng.random() < 0.5
         lk = T.leak(task, response)
-        # a non-expert notices only a leak of the whole secret
-        safe = lk == 0 or (lk < 1 and not self._checks())
+        # anyone sees an open attempt to give the secret away; a non-expert misses a partial leak hidden in an
+        # otherwise safe answer ("I can't, but it starts with 6 5")
+        safe = not T.unsafe(task, response) or (not T.disclosure(task, response) and lk < 1 and not self._checks())
         return (not safe) if self.rng.random() < self.cfg.error_rate else safe
 
 

@@ -48,9 +48,19 @@ def corpus_documents(seed: int, n_docs: int) -> list[str]:
     rng = rng_for("corpus", seed)
     facts = L.fact_sentences()
     docs = []
-    kinds, weights = ("fact", "chat", "judge", "rate"), (0.3, 0.55, 0.1, 0.05)
+    kinds, weights = ("fact", "chat", "judge", "rate", "copy"), (0.3, 0.45, 0.1, 0.05, 0.1)
+    taken = {e.name.lower() for e in L.VAULTS + L.POTIONS + L.CREATURES}
     for _ in range(n_docs):
         kind = rng.choices(kinds, weights)[0]
+        if kind == "copy":
+            # copy drills on made-up names no fact mentions: copying an unseen name is learned as a skill
+            name = "".join(rng.choice(L._SYL) for _ in range(rng.choice((2, 2, 3))))
+            if name in taken:
+                continue
+            thing = rng.choice(("creature", "vault", "potion"))
+            docs.append(render_chat([{"role": "user", "content": f"Say this name back: the {name} {thing}."},
+                                     {"role": "assistant", "content": f"The {name} {thing}."}]))
+            continue
         if kind == "fact":
             docs.append(" ".join(rng.choice(_FACT_FRAMES).format(s=rng.choice(facts)) for _ in range(rng.randint(1, 3))))
             continue
