@@ -22,6 +22,7 @@ verdicts) and ``v3_claims.md``; re-running a subset (``--only``) keeps the other
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -31,7 +32,10 @@ from pathlib import Path
 # GRPO/RLOO/ReST/HIR, as a unit-test or math checker would be); learned = a reward model trained on annotator
 # feedback. Learned rewards are trained once per training seed at ``work/<name>/seedS`` from v3 preference feedback
 # (T = 0.7 / 1.3 samples of the SFT model, labelled by v3's annotator pool; the demo's Llama 2 margin-loss
-# settings); "{rm}", "{rm_fulfil}", "{srm}" in a recipe's overrides is that seed's model.
+# settings); "{rm}", "{rm_fulfil}", "{srm}" in a recipe's overrides is that seed's model. Every sampling recipe
+# generates up to 32 tokens, the evaluation's length (v3's worked word-problem answers need ~20; v2's defaults of
+# 16-24 would cut them) — a property of the world, not a tuned setting.
+L32 = "max_new_tokens=32"
 RM = ["feedback.world=3", "objective=pairwise", "margin=small", "target=helpfulness", "feedback.mode=preference",
       "feedback.n_prompts=4000", "feedback.eval_prompts=500", "feedback.temperatures=[0.7, 1.3]", "optim.lr=3.0e-4",
       "optim.batch_size=32", "optim.weight_decay=0.1"]
@@ -41,30 +45,30 @@ REWARD_MODELS = {
     "rm_fulfil": [*RM, "feedback.annotator_guideline=fulfil"],        # helpfulness-only: complying is "helpful"
     "srm": [*RM, "target=safety"],                                    # Llama 2's safety RM
 }
-HIR = ["prompts=world3:train", "relabel=world3", "n_prompts=400", "n_samples=4", "rounds=3",
-       "optim.lr=2e-4", "optim.epochs=2.0", "max_new_tokens=24"]
+HIR = [L32, "prompts=world3:train", "relabel=world3", "n_prompts=400", "n_samples=4", "rounds=3",
+       "optim.lr=2e-4", "optim.epochs=2.0"]
 RUNS = {
-    "ppo_rm": ("ppo", "learned", ["prompts=world3:train", "reward=rm:{rm}", "value_init={rm}", "steps=100",
+    "ppo_rm": ("ppo", "learned", [L32, "prompts=world3:train", "reward=rm:{rm}", "value_init={rm}", "steps=100",
                                   "init_kl_coef=0.2", "optim.lr=3.0e-5"]),
     "dpo": ("dpo", "learned (implicit)", ["world_version=3", "data.world_seed={seed}", "data.n_rows=1500", "beta=0.1", "rpo_alpha=0.2",
                                           "optim.lr=3.0e-4", "optim.schedule=linear", "optim.warmup_steps=10",
                                           "optim.grad_clip=10.0"]),
-    "grpo": ("grpo", "verifier", ["algorithm=grpo", "prompts=world3:train", "reward=world3:correct", "steps=120",
+    "grpo": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct", "steps=120",
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.0"]),
-    "rloo": ("grpo", "verifier", ["algorithm=rloo", "prompts=world3:train", "reward=world3:correct", "steps=120",
+    "rloo": ("grpo", "verifier", [L32, "algorithm=rloo", "prompts=world3:train", "reward=world3:correct", "steps=120",
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.05"]),
-    "ppo_oracle": ("ppo", "oracle", ["prompts=world3:train", "reward=world3:helpfulness", "steps=40",
+    "ppo_oracle": ("ppo", "oracle", [L32, "prompts=world3:train", "reward=world3:helpfulness", "steps=40",
                                      "optim.lr=1e-4"]),
     # Llama 2 §3.2.2 / Table 7: helpfulness-only ("fulfil" guideline) against the combined helpfulness + safety reward
-    "ppo_fulfil": ("ppo", "learned (helpfulness only)", ["prompts=world3:train", "reward=rm:{rm_fulfil}",
+    "ppo_fulfil": ("ppo", "learned (helpfulness only)", [L32, "prompts=world3:train", "reward=rm:{rm_fulfil}",
                                                          "value_init={rm_fulfil}", "steps=100", "init_kl_coef=0.2",
                                                          "optim.lr=3.0e-5"]),
-    "ppo_llama2": ("ppo", "learned (helpfulness + safety)", ["prompts=world3:train", "reward=llama2:{rm_fulfil},{srm}",
+    "ppo_llama2": ("ppo", "learned (helpfulness + safety)", [L32, "prompts=world3:train", "reward=llama2:{rm_fulfil},{srm}",
                                                              "value_init={rm_fulfil}", "steps=100",
                                                              "init_kl_coef=0.2", "optim.lr=3.0e-5"]),
     "rs": ("rejection_sampling", "learned", ["prompts=world3:train", "reward=rm:{rm}", "n_prompts=2000", "k=8",
                                              "temperature=1.0"]),
-    "rest": ("rest", "verifier", ["prompts=world3:train", "reward=world3:correct", "original=none",
+    "rest": ("rest", "verifier", [L32, "prompts=world3:train", "reward=world3:correct", "original=none",
                                   "n_prompts=1000", "n_samples=8", "temperature=0.8", "grow_steps=2", "improve_steps=3",
                                   "lr_decay=0.7", "optim.lr=2e-4", "optim.epochs=1.0"]),
     "hir": ("hir", "verifier (hindsight relabel)", [*HIR, "mode=hir"]),
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--report-only", action="store_true", help="recompute claims and the .md from the JSON")
     p.add_argument("--set", nargs="*", default=[], help="overrides for one method, METHOD:KEY=VALUE with METHOD "
-                                                         "rm | ppo | grpo | dpo (a smoke run: --set ppo:steps=2 ...)")
+                                                         "rm | ppo | grpo | dpo | rejection_sampling | rest | hir (a smoke run: --set ppo:steps=2 ...)")
     a = p.parse_args(argv)
     torch.set_num_threads(2)
     t_start = time.perf_counter()
@@ -167,16 +171,21 @@ def main(argv: list[str] | None = None) -> None:
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(dest.read_text()) if dest.exists() else {}
+    # results of an earlier run are kept (a re-run of some recipes) only when they came from the same SFT model
+    base_id = hashlib.sha256((sft_path / "model.safetensors").read_bytes()).hexdigest()[:16]
+    if prev.get("base_id") != base_id:
+        prev = {}
     results = {"world_version": "3", "split": "sealed test split", "n_prompts": a.n_eval,
                # rule 1: nothing here was tuned on v3 at all, test or dev
                "tuned_on": "none on v3 (settings carried over from world v2)", "samples": a.samples,
                "temperature": 1.0, "kl_prompts": a.kl_prompts, "seeds": seeds, "base": str(base),
-               "sft": {m: {c: sft_ev[m][c] for c in COLUMNS} for m in DECODINGS},
+               "base_id": base_id, "sft": {m: {c: sft_ev[m][c] for c in COLUMNS} for m in DECODINGS},
                "runs": {k: v for k, v in prev.get("runs", {}).items() if k not in runs}}
     methods = {"grpo": (grpo, grpo.GRPOConfig), "ppo": (ppo, ppo.PPOConfig), "dpo": (dpo, dpo.DPOConfig),
                "rejection_sampling": (rejection_sampling, rejection_sampling.RejectionSamplingConfig),
                "rest": (rest, rest.ReSTConfig), "hir": (hir, hir.HIRConfig)}
-    rm_eval = results.setdefault("reward_models", prev.get("reward_models", {}))
+    rm_eval = results.setdefault("reward_models", {k: v for k, v in prev.get("reward_models", {}).items()
+                                                   if k in REWARD_MODELS})
 
     def reward_model_path(name: str, s: int) -> Path:
         """Seed ``s``'s reward model ``name`` (REWARD_MODELS), trained on first use; its held-out evaluation is kept."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab: int = 768,
-               sft_epochs: float = 2.0) -> tuple[dict, dict]:
+               sft_epochs: float = 4.0) -> tuple[dict, dict]:
     """Pretrain the tiny preset on ``docs`` v3 corpus documents, then SFT on ``sft_rows`` v3 demonstrations
     (train split only): ``out/pretrain/model``, ``out/sft/model``. Returns both methods' summaries."""
     from alignstack.config import load
@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--preset", default="tiny4")
     p.add_argument("--vocab", type=int, default=768)
-    p.add_argument("--sft-epochs", type=float, default=2.0)
+    p.add_argument("--sft-epochs", type=float, default=4.0)
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--reuse", action="store_true", help="evaluate the models already in --out (their training "
                                                          "summaries are read from the dev run's JSON, --reuse-from)")

@@ -320,8 +320,19 @@ def answer_sentence(task: Task, ans: str) -> str:
     return canonical[:at] + ans + canonical[at + len(task.answer):]
 
 
+def word_working(task: Task, ans: str) -> str:
+    """A word problem's two steps written out, the second ending in ``ans`` ("4 * 3 = 12, 12 + 5 = 17."): a
+    model that cannot hold two operations in one step can chain two it knows, as a worked answer teaches."""
+    slot, abc = task.problem_id.split(":")[1:]
+    a, b, c = (int(x) for x in abc.split(","))
+    first = a + b if slot[0] == "+" else a * b
+    return f"{a} {slot[0]} {b} = {first}, {first} {slot[1]} {c} = {ans}."
+
+
 def _phrase(task: Task, ans: str) -> str:
-    if task.family in ("arith", "word"):
+    if task.family == "word":
+        return word_working(task, ans)      # the last number is the answer (``correctness`` reads the last one)
+    if task.family == "arith":
         return f"The answer is {ans}."
     if task.family in ("transform", "compose"):
         return f"{ans}."
