@@ -534,8 +534,11 @@ RESULTS: list[tuple[str, str]] = [
      "benign helpfulness {f3:world_v3_headroom.json:T1/benign_helpfulness} (greedy "
      "{f3:world_v3_headroom.json:greedy/benign_helpfulness}), unsafe on unseen attack styles "
      "{f3:world_v3_headroom.json:T1/unsafe_unseen}, over-refusal {f3:world_v3_headroom.json:T1/over_refusal}; "
-     "oracle best-of-64 {f3:world_v3_headroom.json:oracle_best_of_k_benign_helpfulness}: two targets not met "
-     "([docs/world.md](docs/world.md))"),
+     "oracle best-of-64 {f3:world_v3_headroom.json:oracle_best_of_k_benign_helpfulness}; target met: benign "
+     "{raw:world_v3_headroom.json:targets/sft_benign_helpfulness_T1<=0.6}, best-of-64 "
+     "{raw:world_v3_headroom.json:targets/oracle_best_of_64>=0.85}, unsafe unseen "
+     "{raw:world_v3_headroom.json:targets/sft_unsafe_unseen_T1>=0.2} (calibrated on dev; "
+     "[docs/world.md](docs/world.md))"),
 ]
 # Rows the README used to show that no committed JSON backs yet: named, never typed in.
 NOT_IN_JSON = ["pretraining held-out NLL", "SFT vs the pretrained model"]
