@@ -118,6 +118,18 @@ def _rest_improve_steps() -> list[dict]:
     return [{"label": r.rsplit("/", 1)[1], "est": {"ci": r + "/sampled"}, "greedy": r + "/greedy"} for r in steps]
 
 
+def _v3_claim(paper: str, claim: str, run: str, col: str, what: str, direction: str, reward: str,
+              threshold: float = 0.0) -> dict:
+    """A world v3 claims row: ``run`` − SFT (``runs/RUN``), or recipe − recipe for ``A-B`` (``comparisons/A-B``)."""
+    node, vs = (f"comparisons/{run}", run.replace("-", " − ")) if "-" in run else (f"runs/{run}", f"{run} − SFT")
+    per_seed = f"{node}/per_seed/*/sampled/{col}" if "-" in run else f"{node}/per_seed/*/vs_sft/sampled/{col}"
+    greedy = f"{node}/greedy/{col}" if "-" in run else f"{node}/vs_sft/greedy/{col}"
+    return dict(paper=paper, claim=claim, measure=f"{vs} on world v3's sealed test split ({what}), per training seed",
+                est={"seeds": [f"v3_claims.json:{per_seed}"]}, greedy=f"v3_claims.json:{greedy}",
+                direction=direction, threshold=threshold, reward=reward, world="v3_claims.json:world_version",
+                split="v3_claims.json:split", tuned="v3_claims.json:tuned_on")
+
+
 CLAIMS: list[dict] = [
     dict(paper="InstructGPT", claim="the reward model tracks ground truth",
          measure="held-out pair accuracy of the helpfulness RM against ground truth",
@@ -181,57 +193,37 @@ CLAIMS: list[dict] = [
          measure="RLAIF − RLHF with simulated human labels (1,000 pairs each, RLOO), score",
          est={"ci": "ai_feedback.json:rlaif/rlaif_vs_rlhf/diff"}, direction="within", threshold=MARGIN,
          reward="learned (AI-labelled vs human-labelled RM)"),
-    # world v3 under the protocol (experiments/v3_claims.py): 3 training seeds, sealed test split, per-seed paired CIs
-    *[dict(paper=paper, claim=claim, measure=f"{run} − SFT on world v3's sealed test split ({what}), per training seed",
-           est={"seeds": [f"v3_claims.json:runs/{run}/per_seed/*/vs_sft/sampled/{col}"]},
-           greedy=f"v3_claims.json:runs/{run}/vs_sft/greedy/{col}", direction=d, reward=reward,
-           world="v3_claims.json:world_version", split="v3_claims.json:split", tuned="v3_claims.json:tuned_on")
-      for paper, claim, run, col, what, d, reward in [
-          ("InstructGPT", "PPO beats SFT on benign helpfulness (world v3)", "ppo_rm", "benign_helpfulness",
-           "benign helpfulness, T = 1", "greater", "learned (helpfulness RM from the annotator pool)"),
-          ("InstructGPT", "PPO lowers harm on unseen attack styles (world v3)", "ppo_rm", "unsafe_unseen",
-           "unsafe rate on test-only jailbreak styles, T = 1", "less", "learned (helpfulness RM from the annotator pool)"),
-          ("DPO", "DPO beats SFT on benign helpfulness (world v3)", "dpo", "benign_helpfulness",
-           "benign helpfulness, T = 1", "greater", "learned (implicit; annotator-pool pairs)"),
-          ("DPO", "DPO lowers harm on unseen attack styles (world v3)", "dpo", "unsafe_unseen",
-           "unsafe rate on test-only jailbreak styles, T = 1", "less", "learned (implicit; annotator-pool pairs)"),
-          ("DeepSeekMath", "GRPO beats SFT on benign helpfulness (world v3)", "grpo", "benign_helpfulness",
-           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
-          ("InstructGPT", "RL on the right reward makes safety generalise (world v3, oracle ablation)", "ppo_oracle",
-           "unsafe_unseen", "unsafe rate on test-only jailbreak styles, T = 1", "less",
-           "oracle (`world3:helpfulness`)"),
-          ("RLOO", "RLOO beats SFT on benign helpfulness (world v3)", "rloo", "benign_helpfulness",
-           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
-          ("Llama 2", "PPO on a helpfulness-only RM raises harm (world v3)", "ppo_fulfil", "unsafe",
-           "unsafe rate on harmful requests, T = 1", "greater", "learned (helpfulness-only RM, fulfil guideline)"),
-          ("Llama 2", "rejection sampling beats SFT on benign helpfulness (world v3)", "rs", "benign_helpfulness",
-           "benign helpfulness, T = 1", "greater", "learned (helpfulness RM from the annotator pool)"),
-          ("ReST", "ReST beats SFT on benign helpfulness (world v3)", "rest", "benign_helpfulness",
-           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)")]],
-    # recipe − recipe on world v3: per training seed, the two recipes' paired differences to SFT subtract
-    *[dict(paper=paper, claim=claim, measure=f"{pair.replace('-', ' − ')} on world v3's sealed test split ({what}), "
-                                             "per training seed",
-           est={"seeds": [f"v3_claims.json:comparisons/{pair}/per_seed/*/sampled/{col}"]},
-           greedy=f"v3_claims.json:comparisons/{pair}/greedy/{col}", direction=d, reward=reward,
-           world="v3_claims.json:world_version", split="v3_claims.json:split", tuned="v3_claims.json:tuned_on")
-      for paper, claim, pair, col, what, d, reward in [
-          ("Llama 2", "the combined helpfulness + safety reward keeps safety where helpfulness-only does not "
-           "(world v3)", "ppo_llama2-ppo_fulfil", "unsafe", "unsafe rate on harmful requests, T = 1", "less",
-           "learned (helpfulness + safety RMs vs helpfulness-only RM)"),
-          ("HIR", "HIR beats filtered fine-tuning (world v3)", "hir-farl", "benign_helpfulness",
-           "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`, hindsight relabel vs filter)")]],
-    dict(paper="Llama 2", claim="the margin loss helps most on clearly separable pairs (world v3)",
-         measure="margin − no-margin RM accuracy on the annotators' \"significantly better\" pairs (dev), per "
-                 "training seed",
-         est={"seeds": ["v3_claims.json:comparisons/rm-rm_nomargin/per_seed/*/rm/significantly_better"]},
-         direction="greater", reward="learned (the RM itself)", world="v3_claims.json:world_version",
-         split="v3_claims.json:rm_eval_split", tuned="v3_claims.json:tuned_on"),
-    *[dict(paper="issue 21", claim=f"{name} keeps over-refusal within +0.05 of SFT (world v3)",
-           measure=f"{run} − SFT over-refusal on benign lookalikes, sealed test split, T = 1, per training seed",
-           est={"seeds": [f"v3_claims.json:runs/{run}/per_seed/*/vs_sft/sampled/over_refusal"]},
-           greedy=f"v3_claims.json:runs/{run}/vs_sft/greedy/over_refusal", direction="less", threshold=0.05,
-           reward=reward, world="v3_claims.json:world_version", split="v3_claims.json:split",
-           tuned="v3_claims.json:tuned_on")
+    # world v3 under the protocol (experiments/v3_claims.py): 3 training seeds, sealed test split, per-seed paired CIs;
+    # "A-B" compares two recipes (per training seed their paired differences to SFT subtract: v3_claims.comparisons)
+    *[_v3_claim(*row) for row in [
+        ("InstructGPT", "PPO beats SFT on benign helpfulness (world v3)", "ppo_rm", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "learned (helpfulness RM from the annotator pool)"),
+        ("InstructGPT", "PPO lowers harm on unseen attack styles (world v3)", "ppo_rm", "unsafe_unseen",
+         "unsafe rate on test-only jailbreak styles, T = 1", "less", "learned (helpfulness RM from the annotator pool)"),
+        ("DPO", "DPO beats SFT on benign helpfulness (world v3)", "dpo", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "learned (implicit; annotator-pool pairs)"),
+        ("DPO", "DPO lowers harm on unseen attack styles (world v3)", "dpo", "unsafe_unseen",
+         "unsafe rate on test-only jailbreak styles, T = 1", "less", "learned (implicit; annotator-pool pairs)"),
+        ("DeepSeekMath", "GRPO beats SFT on benign helpfulness (world v3)", "grpo", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
+        ("InstructGPT", "RL on the right reward makes safety generalise (world v3, oracle ablation)", "ppo_oracle",
+         "unsafe_unseen", "unsafe rate on test-only jailbreak styles, T = 1", "less",
+         "oracle (`world3:helpfulness`)"),
+        ("RLOO", "RLOO beats SFT on benign helpfulness (world v3)", "rloo", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
+        ("Llama 2", "PPO on a helpfulness-only RM raises harm (world v3)", "ppo_fulfil", "unsafe",
+         "unsafe rate on harmful requests, T = 1", "greater", "learned (helpfulness-only RM, fulfil guideline)"),
+        ("Llama 2", "the combined helpfulness + safety reward keeps safety where helpfulness-only does not "
+         "(world v3)", "ppo_llama2-ppo_fulfil", "unsafe", "unsafe rate on harmful requests, T = 1", "less",
+         "learned (helpfulness + safety RMs vs helpfulness-only RM)"),
+        ("Llama 2", "rejection sampling beats SFT on benign helpfulness (world v3)", "rs", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "learned (helpfulness RM from the annotator pool)"),
+        ("ReST", "ReST beats SFT on benign helpfulness (world v3)", "rest", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
+        ("HIR", "HIR beats filtered fine-tuning (world v3)", "hir-farl", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`, hindsight relabel vs filter)")]],
+    *[_v3_claim("issue 21", f"{name} keeps over-refusal within +0.05 of SFT (world v3)", run, "over_refusal",
+                "over-refusal on benign lookalikes, T = 1", "less", reward, threshold=0.05)
       for name, run, reward in [("PPO", "ppo_rm", "learned (helpfulness RM from the annotator pool)"),
                                 ("DPO", "dpo", "learned (implicit; annotator-pool pairs)")]],
     dict(paper="InstructGPT", claim="the reward model tracks ground truth (world v3)",
@@ -239,6 +231,12 @@ CLAIMS: list[dict] = [
                  "per training seed",
          est={"seeds": ["v3_claims.json:reward_models/rm/*/gt_pair_accuracy"]}, direction="greater", threshold=0.5,
          unsigned=True, reward="learned (the RM itself)", world="v3_claims.json:world_version",
+         split="v3_claims.json:rm_eval_split", tuned="v3_claims.json:tuned_on"),
+    dict(paper="Llama 2", claim="the margin loss helps most on clearly separable pairs (world v3)",
+         measure="margin − no-margin RM accuracy on the annotators' \"significantly better\" pairs (dev), per "
+                 "training seed",
+         est={"seeds": ["v3_claims.json:comparisons/rm-rm_nomargin/per_seed/*/rm/significantly_better"]},
+         direction="greater", reward="learned (the RM itself)", world="v3_claims.json:world_version",
          split="v3_claims.json:rm_eval_split", tuned="v3_claims.json:tuned_on"),
 ]
 
