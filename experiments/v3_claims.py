@@ -59,12 +59,13 @@ RUNS = {
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.05"]),
     "ppo_oracle": ("ppo", "oracle", [L32, "prompts=world3:train", "reward=world3:helpfulness", "steps=40",
                                      "optim.lr=1e-4"]),
-    # Llama 2 §3.2.2 / Table 7: helpfulness-only ("fulfil" guideline) against the combined helpfulness + safety reward
+    # Llama 2 §3.2.2 / Table 7: helpfulness-only ("fulfil" guideline) against the combined helpfulness + safety
+    # reward, with experiments/rl.py's v2 settings for this pair (40 steps)
     "ppo_fulfil": ("ppo", "learned (helpfulness only)", [L32, "prompts=world3:train", "reward=rm:{rm_fulfil}",
-                                                         "value_init={rm_fulfil}", "steps=100", "init_kl_coef=0.2",
+                                                         "value_init={rm_fulfil}", "steps=40", "init_kl_coef=0.2",
                                                          "optim.lr=3.0e-5"]),
     "ppo_llama2": ("ppo", "learned (helpfulness + safety)", [L32, "prompts=world3:train", "reward=llama2:{rm_fulfil},{srm}",
-                                                             "value_init={rm_fulfil}", "steps=100",
+                                                             "value_init={rm_fulfil}", "steps=40",
                                                              "init_kl_coef=0.2", "optim.lr=3.0e-5"]),
     "rs": ("rejection_sampling", "learned", ["prompts=world3:train", "reward=rm:{rm}", "n_prompts=2000", "k=8",
                                              "temperature=1.0"]),
