@@ -207,13 +207,10 @@ def judge_report(tasks, pairs_a: list[str], pairs_b: list[str], results: list[di
 
 
 def _mean_ci(xs: list[float]) -> dict:
-    if not xs:
-        return {"mean": float("nan"), "ci95": [float("nan")] * 2, "n": 0}
-    n = len(xs)
-    m = sum(xs) / n
-    sd = (sum((x - m) ** 2 for x in xs) / max(n - 1, 1)) ** 0.5
-    h = 1.96 * sd / n ** 0.5
-    return {"mean": m, "ci95": [m - h, m + h], "n": n}
+    """``alignstack.eval.stats.mean_ci`` in the judge reports' shape (``ci95`` as a pair)."""
+    from alignstack.eval.stats import mean_ci
+    r = mean_ci(xs, z=1.96)         # the reports' hand-checked values use 1.96
+    return {"mean": r["mean"], "ci95": [r["lo"], r["hi"]], "n": r["n"]}
 
 
 def label(cfg: RLAIFConfig, policy, tokenizer, principles: list[str] | None = None,
