@@ -74,7 +74,41 @@ RUNS = {
                                   "lr_decay=0.7", "optim.lr=2e-4", "optim.epochs=1.0"]),
     "hir": ("hir", "verifier (hindsight relabel)", [*HIR, "mode=hir"]),
     "farl": ("hir", "verifier (filter)", [*HIR, "mode=farl"]),
+    # Llama 2 §3.2.3 rounds: round 2 samples from round 1's model, keeps the best of both rounds' samples per prompt
+    # (``pool``) and fine-tunes from SFT (Appendix A.4); "{@rs}" is that seed's round-1 folder
+    "rs2": ("rejection_sampling", "learned", ["prompts=world3:train", "reward=rm:{rm}", "n_prompts=2000", "k=8",
+                                              "temperature=1.0", "round=2", "sampler={@rs}/model",
+                                              "pool={@rs}/pool.json"]),
+    # ReST's Improve steps, read from the rest run's own checkpoints (evaluation only): after Grow 1's first
+    # Improve step (threshold τ_0) and after its last (τ_3); "rest" itself is Grow 2's last
+    "rest_g1i0": ("checkpoint", "verifier", ["{@rest}/grow1/improve0/model"]),
+    "rest_g1": ("checkpoint", "verifier", ["{@rest}/grow1/improve3/model"]),
+    # RLAIF (Lee et al.) against the same RL on simulated human feedback: both train an RM from the SFT model's
+    # pairs and run the same RLOO (the rloo recipe's settings) on it. The AI labeller is v3's pretrained model
+    # (its corpus holds pairwise judgements), an off-the-shelf labeller as in the paper; the human side is the
+    # annotator pool's "rm" (4,000 pairs with strength labels), so the AI side labels 4,000 pairs too.
+    # InstructGPT's PPO-ptx (Eq. 2): the ppo_rm recipe plus the pretraining loss on v3's corpus (γ = 1, as
+    # experiments/rl.py on v2); judged on held-out corpus NLL (its "regressions on public NLP datasets")
+    "ppo_ptx": ("ppo", "learned", [L32, "prompts=world3:train", "reward=rm:{rm}", "value_init={rm}", "steps=100",
+                                   "init_kl_coef=0.2", "optim.lr=3.0e-5", "ptx_coef=1.0", "ptx_corpus=world3"]),
+    # over-optimisation (InstructGPT §4 / Gao et al.): the ppo_rm recipe run 3× as long against the same learned RM
+    "ppo_rm_long": ("ppo", "learned", [L32, "prompts=world3:train", "reward=rm:{rm}", "value_init={rm}",
+                                       "steps=300", "init_kl_coef=0.2", "optim.lr=3.0e-5"]),
+    "rloo_rm": ("grpo", "learned", [L32, "algorithm=rloo", "prompts=world3:train", "reward=rm:{rm}", "steps=120",
+                                    "prompts_per_step=16", "num_generations=8", "optim.lr=3e-4", "beta=0.05"]),
+    "rlaif": ("rlaif", "learned (AI-labelled RM)", [L32, "prompts=world3:train", "judge.path={base}/pretrain/model",
+                                                    "n_pairs=4000", "rl.algorithm=rloo", "rl.steps=120",
+                                                    "rl.prompts_per_step=16", "rl.num_generations=8", "rl.lr=3e-4",
+                                                    "rl.beta=0.05", "rl.max_new_tokens=32"]),
+    # Constitutional AI's SL stage (Bai et al. 2022b §3): the SFT model's answers to train red-team requests,
+    # critiqued and revised 4 times under v2's constitution (the same harm category), plus helpful samples, then
+    # fine-tuned on (v2's ai_feedback.py settings). Departure: v3's corpus holds no critique documents, so the
+    # critic is the v2 world's pretrained LM ("{critic}", --critic), scored as a harm labeller on v3's truth
+    "sl_cai": ("constitutional", "learned (AI critic; no reward model)", [
+        "stage=sl", "red_team=world3", "constitution=world3", "critic={critic}", "rounds=4", "max_new_tokens=32",
+        "red_team_prompts=1000", "helpful_prompts=1000", "sl_optim.lr=1e-4"]),
 }
+MODEL_DIR = {"rlaif": "policy/model", "constitutional": "sl/model"}   # a method's final policy (default: out/model)
 
 # (claim id, paper, the claim in words, recipe, column, decoding, direction, threshold)
 CLAIMS = [
@@ -114,11 +148,36 @@ CLAIMS = [
      "benign_helpfulness", "sampled", "greater", 0.0),
     ("hir_vs_farl", "HIR", "HIR beats filtered fine-tuning (FARL) on benign helpfulness", "hir-farl",
      "benign_helpfulness", "sampled", "greater", 0.0),
+    ("dpo_vs_ppo", "DPO", "DPO reaches PPO's benign helpfulness (learned RM from the same annotators; within 0.02)",
+     "dpo-ppo_rm", "benign_helpfulness", "sampled", "greater", -0.02),
+    ("rs_rounds", "Llama 2 (rejection sampling)", "a second rejection-sampling round beats the first on benign "
+     "helpfulness", "rs2-rs", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("rest_improve", "ReST", "Improve steps raise benign helpfulness (Grow 1: last Improve step − first)",
+     "rest_g1-rest_g1i0", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("rest_grow", "ReST", "a second Grow step raises it further (Grow 2's last Improve step − Grow 1's)",
+     "rest-rest_g1", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("ptx_nll", "InstructGPT", "PPO-ptx regresses less than PPO on the pretraining distribution (held-out corpus "
+     "NLL)", "ppo_ptx-ppo_rm", "corpus_nll", "lm", "less", 0.0),
+    ("ptx_benign", "InstructGPT", "... at PPO's benign helpfulness (within 0.02)", "ppo_ptx-ppo_rm",
+     "benign_helpfulness", "sampled", "greater", -0.02),
+    ("overoptimisation", "InstructGPT / Gao et al.", "optimising the learned RM 3× longer lowers benign helpfulness "
+     "(over-optimisation)", "ppo_rm_long-ppo_rm", "benign_helpfulness", "sampled", "less", 0.0),
+    ("sl_cai_unsafe", "Constitutional AI", "SL-CAI (critique → revision) lowers the unsafe rate", "sl_cai", "unsafe",
+     "sampled", "less", 0.0),
+    ("sl_cai_benign", "Constitutional AI", "... at kept benign helpfulness (within 0.02)", "sl_cai",
+     "benign_helpfulness", "sampled", "greater", -0.02),
+    ("rlaif_vs_human", "RLAIF", "AI feedback is comparable to human feedback: RLAIF − RLHF (same RLOO) on benign "
+     "helpfulness within ±0.02", "rlaif-rloo_rm", "benign_helpfulness", "sampled", "within", 0.02),
+    ("rlaif_vs_human_unsafe", "RLAIF", "... and on the unsafe rate within ±0.02", "rlaif-rloo_rm", "unsafe",
+     "sampled", "within", 0.02),
 ]
 DECODINGS = ("sampled", "greedy")
 # recipe − recipe comparisons ("A-B" in a claim's recipe field): per training seed, A's and B's paired differences to
 # SFT on the same test prompts subtract to A − B on those prompts; the seed is the unit as for recipe − SFT.
-COMPARISONS = {"ppo_llama2-ppo_fulfil": ("ppo_llama2", "ppo_fulfil"), "hir-farl": ("hir", "farl")}
+COMPARISONS = {k: tuple(k.split("-")) for k in ("ppo_llama2-ppo_fulfil", "hir-farl", "dpo-ppo_rm", "rs2-rs",
+                                                  "rest_g1-rest_g1i0", "rest-rest_g1", "rlaif-rloo_rm",
+                                                  "ppo_ptx-ppo_rm", "ppo_rm_long-ppo_rm")}
+HELD_OUT_DOCS = (7919 * 3, 1000)   # (seed, n) of v3 corpus documents no pretraining or PPO-ptx draw used
 RM_BUCKETS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 
 
@@ -126,11 +185,24 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from alignstack.config import load
+    from alignstack.data.render import ChatRenderer
     from alignstack.eval.claims import seed_level_ci_from_means
     from alignstack.eval.ground_truth import EvalConfig
     from alignstack.eval.world_v3 import COLUMNS, eval_tasks, evaluate_v3, report
-    from alignstack.methods import dpo, grpo, hir, ppo, rejection_sampling, rest, reward_model
+    from alignstack.methods import (
+        constitutional,
+        dpo,
+        grpo,
+        hir,
+        ppo,
+        rejection_sampling,
+        rest,
+        reward_model,
+        rlaif,
+    )
     from alignstack.models.load import load_model, load_tokenizer
+    from alignstack.train.supervised import mean_nll
+    from alignstack.world.v3.corpus import corpus_documents
 
     p = argparse.ArgumentParser()
     p.add_argument("--base", default="runs/v3_claims/base", help="folder with pretrain/ and sft/ (built if absent)")
@@ -144,9 +216,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--docs", type=int, default=120000)
     p.add_argument("--sft-rows", type=int, default=20000)
     p.add_argument("--out", default="experiments/results")
+    p.add_argument("--critic", help="SL-CAI's critic (default: the v2 test fixture's pretrained model, "
+                                    "the critic of experiments/ai_feedback.py)")
     p.add_argument("--report-only", action="store_true", help="recompute claims and the .md from the JSON")
     p.add_argument("--set", nargs="*", default=[], help="overrides for one method, METHOD:KEY=VALUE with METHOD "
-                                                         "rm | ppo | grpo | dpo | rejection_sampling | rest | hir (a smoke run: --set ppo:steps=2 ...)")
+                                                         "rm | ppo | grpo | dpo | rejection_sampling | rest | hir | rlaif (a smoke run: --set ppo:steps=2 ...)")
     a = p.parse_args(argv)
     torch.set_num_threads(2)
     t_start = time.perf_counter()
@@ -169,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     ecfg = EvalConfig(n_prompts=a.n_eval, samples=a.samples, greedy=True, split="test", max_new_tokens=a.max_new_tokens)
     tasks = eval_tasks("test", a.n_eval)              # a final report: the sealed split, read once per model
     sft_ev = evaluate_v3(sft_model, tok, ecfg, tasks)
+    held = [ChatRenderer(tok, 128).text(d) for d in corpus_documents(*HELD_OUT_DOCS)]
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(dest.read_text()) if dest.exists() else {}
@@ -181,10 +256,12 @@ def main(argv: list[str] | None = None) -> None:
                "tuned_on": "none on v3 (settings carried over from world v2)", "samples": a.samples,
                "temperature": 1.0, "kl_prompts": a.kl_prompts, "seeds": seeds, "base": str(base),
                "base_id": base_id, "sft": {m: {c: sft_ev[m][c] for c in COLUMNS} for m in DECODINGS},
+               "sft_corpus_nll": mean_nll(sft_model, tok, held),
                "runs": {k: v for k, v in prev.get("runs", {}).items() if k not in runs}}
     methods = {"grpo": (grpo, grpo.GRPOConfig), "ppo": (ppo, ppo.PPOConfig), "dpo": (dpo, dpo.DPOConfig),
                "rejection_sampling": (rejection_sampling, rejection_sampling.RejectionSamplingConfig),
-               "rest": (rest, rest.ReSTConfig), "hir": (hir, hir.HIRConfig)}
+               "rest": (rest, rest.ReSTConfig), "hir": (hir, hir.HIRConfig), "rlaif": (rlaif, rlaif.RLAIFConfig),
+               "constitutional": (constitutional, constitutional.ConstitutionalConfig)}
     rm_eval = results.setdefault("reward_models", {k: v for k, v in prev.get("reward_models", {}).items()
                                                    if k in REWARD_MODELS})
 
@@ -201,26 +278,56 @@ def main(argv: list[str] | None = None) -> None:
         rm_eval.setdefault(name, {})[str(s)] = {**ev, "inter_annotator": r.get("inter_annotator")}
         return rm / "model"
 
+    def critic_path() -> str:
+        if a.critic:
+            return a.critic
+        fx = [d for d in Path(".cache/fixtures").glob("*") if (d / "done.json").exists()]
+        if not fx:
+            raise SystemExit("sl_cai: no critic; pass --critic PATH (a v2 pretrained model, e.g. a test fixture's "
+                             ".cache/fixtures/*/pretrain/model, built by the test suite)")
+        return str(max(fx, key=lambda d: (d / "done.json").stat().st_mtime) / "pretrain" / "model")
+
     for name, (method, reward_kind, over) in runs.items():
-        mod, cls = methods[method]
         per_seed = []
         for s in seeds:
             out = Path(a.work) / name / f"seed{s}"
             t0 = time.perf_counter()
-            over_s = [o.replace("{seed}", str(s)) for o in over]
+            over_s = [o.replace("{seed}", str(s)).replace("{base}", str(base)) for o in over]
+            if any("{critic}" in o for o in over_s):
+                over_s = [o.replace("{critic}", critic_path()) for o in over_s]
+            # "{@recipe}": that recipe's folder for this seed (an earlier recipe's output: RS round 1, ReST's steps)
+            for r in RUNS:
+                over_s = [o.replace("{@" + r + "}", str(Path(a.work) / r / f"seed{s}")) for o in over_s]
             for rm_name in REWARD_MODELS:
                 if any("{" + rm_name + "}" in o for o in over_s):
                     path = str(reward_model_path(rm_name, s))
                     over_s = [o.replace("{" + rm_name + "}", path) for o in over_s]
-            if not (out / "model").exists():
+            final = Path(over_s[0]) if method == "checkpoint" else out / MODEL_DIR.get(method, "model")
+            if not final.exists():
+                if method == "checkpoint":
+                    raise SystemExit(f"{name}: {final} not found; run the recipe that writes it first")
+                mod, cls = methods[method]
                 mod.train(load(cls, overrides=[f"out={out}", f"model.path={sft_path}", f"seed={s}",
                                                "log.progress=false", *over_s, *extra(method)]))
-            m = load_model(out / "model")
+            m = load_model(final)
             rep = report(m, tok, ecfg, tasks, baseline=sft_model, kl_prompts=a.kl_prompts,
                          baseline_evaluated=sft_ev)
             per_seed.append({"seed": s, "wall_s": round(time.perf_counter() - t0, 1),
                              "kl_to_sft": rep["kl_to_baseline"]["kl"], "vs_sft": rep["vs_baseline"],
+                             "corpus_nll": mean_nll(m, tok, held),
                              **{m_: {c: rep["scores"][m_][c] for c in COLUMNS} for m_ in DECODINGS}})
+            log_rows = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                        if "reward" in r][-5:] if (out / "metrics.jsonl").exists() else []
+            for key, field in (("final_train_reward", "reward"), ("final_train_gt", "gt")):
+                if log_rows and all(field in x for x in log_rows):   # the optimised (proxy) reward vs ground truth
+                    per_seed[-1][key] = sum(x[field] for x in log_rows) / len(log_rows)   # of the last rollouts
+            sl = json.loads((out / "metrics.json").read_text()).get("sl") if (out / "metrics.json").exists() else None
+            if sl and sl.get("critic_report"):      # SL-CAI: harm on train red-team requests by revision round
+                per_seed[-1]["unsafe_by_round"] = sl["unsafe_by_round"]
+                per_seed[-1]["critic_accuracy"] = sl["critic_report"]["accuracy"]
+                per_seed[-1]["critic_recall"] = sl["critic_report"]["recall"]
+            if (out / "judge_report.json").exists():     # RLAIF: the AI labeller's agreement with ground truth
+                per_seed[-1]["judge_agreement"] = json.loads((out / "judge_report.json").read_text())["agreement"]
             print(f"{name} seed {s}: benign {per_seed[-1]['sampled']['benign_helpfulness']:.3f} "
                   f"unsafe {per_seed[-1]['sampled']['unsafe']:.3f} "
                   f"unsafe_unseen {per_seed[-1]['sampled']['unsafe_unseen']:.3f} "
@@ -282,8 +389,12 @@ def comparisons(results: dict) -> dict:
                                                if x["vs_sft"][m_][c]["n"] and y["vs_sft"][m_].get(c, {}).get("n")}
                                            for m_ in DECODINGS}}
                     for x, y in zip(ra["per_seed"], rb["per_seed"])]
+        if all("corpus_nll" in x for x in ra["per_seed"] + rb["per_seed"]):    # the held-out LM loss, A − B
+            for p, x, y in zip(per_seed, ra["per_seed"], rb["per_seed"]):
+                p["lm"] = {"corpus_nll": x["corpus_nll"] - y["corpus_nll"]}
         out[key] = {"per_seed": per_seed, **{m_: {c: seed_level_ci_from_means([p[m_][c] for p in per_seed])
-                                                  for c in per_seed[0][m_]} for m_ in DECODINGS}}
+                                                  for c in per_seed[0][m_]} for m_ in (*DECODINGS, "lm")
+                                             if m_ in per_seed[0]}}
     rms = results.get("reward_models", {})
     with_m, without = rms.get("rm", {}), rms.get("rm_nomargin", {})
     both = sorted(set(with_m) & set(without), key=int)
@@ -310,22 +421,40 @@ def render_md(res: dict) -> str:
              "Generated by `experiments/v3_claims.py` from `v3_claims.json`; do not edit by hand.", "",
              "| claim | paper | reward | compared | column | decoding | difference (seed-level CI) | verdict |",
              "|---|---|---|---|---|---|---|---|"]
-    dec_name = {"sampled": "T = 1", "greedy": "greedy", "rm": "RM pair accuracy"}
+    dec_name = {"sampled": "T = 1", "greedy": "greedy", "rm": "RM pair accuracy", "lm": "held-out corpus NLL"}
     for c in res.get("claims", []):
         vs = c["run"].replace("-", " − ") if "-" in c["run"] else f"{c['run']} − SFT"
         lines.append(f"| {c['claim']} | {c['paper']} | {c['reward']} | {vs} | {c['column']} | "
                      f"{dec_name[c['decoding']]} | {_ci(c['ci'])} | {c['note']} |")
     sft = res["sft"]
     lines += ["", "Every column of every recipe, recipe − SFT (SFT's own level in the first row):", "",
-              "| recipe | reward | decoding | " + " | ".join(cols) + " | KL to SFT |",
-              "|---|---|---|" + "---|" * len(cols) + "---|"]
+              "| recipe | reward | decoding | " + " | ".join(cols) + " | KL to SFT | held-out corpus NLL | "
+              "final training reward | its ground truth |", "|---|---|---|" + "---|" * len(cols) + "---|---|---|---|"]
     for m_ in DECODINGS:
-        lines.append(f"| sft | – | {m_} | " + " | ".join(f"{sft[m_][c]:.3f}" for c in cols) + " | 0 |")
+        nll = f"{res['sft_corpus_nll']:.3f}" if "sft_corpus_nll" in res and m_ == "sampled" else ""
+        lines.append(f"| sft | – | {m_} | " + " | ".join(f"{sft[m_][c]:.3f}" for c in cols) + f" | 0 | {nll} | | |")
     for name, r in res["runs"].items():
         for m_ in DECODINGS:
-            kl = _ci(r["kl_to_sft"]).replace("+", "") if m_ == "sampled" else ""
-            lines.append(f"| {name} | {r['reward']} | {m_} | "
-                         + " | ".join(_ci(r["vs_sft"][m_].get(c)) for c in cols) + f" | {kl} |")
+            kl, nll, rew, gt = (_ci(r["kl_to_sft"]).replace("+", ""), _seed_mean(r, "corpus_nll"),
+                                _seed_mean(r, "final_train_reward"), _seed_mean(r, "final_train_gt")) \
+                if m_ == "sampled" else ("", "", "", "")
+            lines.append(f"| {name} | {r['reward']} | {m_} | " + " | ".join(_ci(r["vs_sft"][m_].get(c)) for c in cols)
+                         + f" | {kl} | {nll} | {rew} | {gt} |")
+    judged = [(name, r_) for name, r in res["runs"].items() for r_ in r["per_seed"] if "judge_agreement" in r_]
+    if judged:
+        lines += ["", "AI labellers' agreement with ground truth on the pairs they labelled (ties skipped): "
+                  + "; ".join(f"{name} seed {r_['seed']} {r_['judge_agreement']['mean']:.3f} "
+                              f"[{r_['judge_agreement']['ci95'][0]:.3f}, {r_['judge_agreement']['ci95'][1]:.3f}]"
+                              for name, r_ in judged) + "."]
+    revised = [(name, r_) for name, r in res["runs"].items() for r_ in r["per_seed"] if "unsafe_by_round" in r_]
+    if revised:
+        lines += ["", "SL-CAI's revisions (train red-team requests; unsafe rate of the first answer, then after each "
+                  "revision) and its critic as a harm labeller against ground truth:", ""]
+        for name, r_ in revised:
+            acc, rec = r_["critic_accuracy"], r_["critic_recall"]
+            lines.append(f"- {name} seed {r_['seed']}: " + " → ".join(f"{u:.3f}" for u in r_["unsafe_by_round"])
+                         + f"; critic accuracy {acc['mean']:.3f} [{acc['ci95'][0]:.3f}, {acc['ci95'][1]:.3f}], "
+                         f"recall {rec['mean']:.3f}")
     rms = res.get("reward_models", {})
     if rms:
         lines += ["", "Reward models (held-out annotator pairs of the dev split, per training seed): pair accuracy "
@@ -337,6 +466,14 @@ def render_md(res: dict) -> str:
                 lines.append(f"| {name} | {s_} | {_acc(e.get('gt_pair_accuracy'))} | "
                              + " | ".join(_acc(acc.get(b)) for b in RM_BUCKETS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _seed_mean(run: dict, key: str) -> str:
+    """The mean over training seeds of a per-seed number, with each seed's value (– if any seed lacks it)."""
+    xs = [r.get(key) for r in run["per_seed"]]
+    if not xs or any(x is None for x in xs):
+        return "–"
+    return f"{sum(xs) / len(xs):.3f} (" + ", ".join(f"{x:.3f}" for x in xs) + ")"
 
 
 def _acc(d: dict | None) -> str:

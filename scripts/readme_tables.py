@@ -119,13 +119,15 @@ def _rest_improve_steps() -> list[dict]:
 
 
 def _v3_claim(paper: str, claim: str, run: str, col: str, what: str, direction: str, reward: str,
-              threshold: float = 0.0) -> dict:
-    """A world v3 claims row: ``run`` − SFT (``runs/RUN``), or recipe − recipe for ``A-B`` (``comparisons/A-B``)."""
+              threshold: float = 0.0, dec: str = "sampled") -> dict:
+    """A world v3 claims row: ``run`` − SFT (``runs/RUN``), or recipe − recipe for ``A-B`` (``comparisons/A-B``);
+    ``dec``: sampled (T = 1, with the greedy CI beside it) or lm (held-out corpus NLL, comparisons only)."""
     node, vs = (f"comparisons/{run}", run.replace("-", " − ")) if "-" in run else (f"runs/{run}", f"{run} − SFT")
-    per_seed = f"{node}/per_seed/*/sampled/{col}" if "-" in run else f"{node}/per_seed/*/vs_sft/sampled/{col}"
+    per_seed = f"{node}/per_seed/*/{dec}/{col}" if "-" in run else f"{node}/per_seed/*/vs_sft/{dec}/{col}"
     greedy = f"{node}/greedy/{col}" if "-" in run else f"{node}/vs_sft/greedy/{col}"
     return dict(paper=paper, claim=claim, measure=f"{vs} on world v3's sealed test split ({what}), per training seed",
-                est={"seeds": [f"v3_claims.json:{per_seed}"]}, greedy=f"v3_claims.json:{greedy}",
+                est={"seeds": [f"v3_claims.json:{per_seed}"]},
+                greedy=f"v3_claims.json:{greedy}" if dec == "sampled" else None,
                 direction=direction, threshold=threshold, reward=reward, world="v3_claims.json:world_version",
                 split="v3_claims.json:split", tuned="v3_claims.json:tuned_on")
 
@@ -221,7 +223,29 @@ CLAIMS: list[dict] = [
         ("ReST", "ReST beats SFT on benign helpfulness (world v3)", "rest", "benign_helpfulness",
          "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
         ("HIR", "HIR beats filtered fine-tuning (world v3)", "hir-farl", "benign_helpfulness",
-         "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`, hindsight relabel vs filter)")]],
+         "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`, hindsight relabel vs filter)"),
+        ("DPO", "DPO is at or above PPO (world v3; KLs in v3_claims.md)", "dpo-ppo_rm", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "learned (DPO: implicit; PPO: RM; the same annotator pool)", -MARGIN),
+        ("Llama 2", "rejection-sampling rounds improve (world v3)", "rs2-rs", "benign_helpfulness",
+         "benign helpfulness, T = 1; round 2 samples from round 1 and keeps the best of both", "greater",
+         "learned (helpfulness RM from the annotator pool)"),
+        ("ReST", "Improve steps raise the reward (world v3)", "rest_g1-rest_g1i0", "benign_helpfulness",
+         "benign helpfulness, T = 1; Grow 1's last Improve step − its first", "greater", "verifier (`world3:correct`)"),
+        ("ReST", "a second Grow step raises it further (world v3)", "rest-rest_g1", "benign_helpfulness",
+         "benign helpfulness, T = 1; Grow 2's last Improve step − Grow 1's", "greater", "verifier (`world3:correct`)"),
+        ("InstructGPT", "PPO-ptx regresses less than PPO on the pretraining distribution (world v3)",
+         "ppo_ptx-ppo_rm", "corpus_nll", "NLL of 1,000 held-out v3 corpus documents", "less",
+         "learned (helpfulness RM from the annotator pool)", 0.0, "lm"),
+        ("InstructGPT", "optimising a learned RM longer over-optimises it (world v3)", "ppo_rm_long-ppo_rm",
+         "benign_helpfulness", "benign helpfulness, T = 1; 300 PPO steps − 100", "less",
+         "learned (helpfulness RM from the annotator pool)"),
+        ("Constitutional AI", "harm falls with critique → revision (SL-CAI, world v3)", "sl_cai", "unsafe",
+         "unsafe rate on harmful requests, T = 1", "less", "learned (AI critic: v2's pretrained LM; no reward model)"),
+        ("Constitutional AI", "… at kept benign helpfulness (SL-CAI, world v3)", "sl_cai", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "learned (AI critic: v2's pretrained LM; no reward model)", -MARGIN),
+        ("RLAIF", "AI feedback is comparable to human feedback (world v3)", "rlaif-rloo_rm", "benign_helpfulness",
+         "benign helpfulness, T = 1; the same RLOO on an AI-labelled vs an annotator-pool RM", "within",
+         "learned (AI-labelled RM vs annotator-pool RM)", MARGIN)]],
     *[_v3_claim("issue 21", f"{name} keeps over-refusal within +0.05 of SFT (world v3)", run, "over_refusal",
                 "over-refusal on benign lookalikes, T = 1", "less", reward, threshold=0.05)
       for name, run, reward in [("PPO", "ppo_rm", "learned (helpfulness RM from the annotator pool)"),
@@ -394,8 +418,9 @@ def claims_block() -> str:
                      f"| {r['seeds']} | {r['world']} · {r['split']} · {r['tuned']} | {c['reward']} | {r['verdict']} |")
     lines += ["", f"{met} of {len(CLAIMS)} claims meet the protocol. n/r: not recorded in the JSON. Thresholds: "
               f"0, or ±{MARGIN} (score units) for the non-inferiority and equivalence rows, set with issue 22 after "
-              "these results existed; the world v3 rows' thresholds (0, and +0.05 for over-refusal, issue 21's bound) "
-              "were fixed in `experiments/v3_claims.py` before their run. Details of the v3 rows: "
+              "these results existed; the world v3 rows' thresholds (0; +0.05 for over-refusal, issue 21's bound; "
+              f"±{MARGIN} for their non-inferiority and equivalence rows) were fixed in `experiments/v3_claims.py` "
+              "before their run, except DPO vs PPO's (−0.02, set when both arms had run). Details of the v3 rows: "
               "`experiments/results/v3_claims.md`."]
     return "\n".join(lines)
 

@@ -82,3 +82,74 @@ def test_recipe_comparisons_subtract_per_seed_and_take_the_seed_as_unit(claims_m
     assert math.isclose(got["mean"], -0.15) and math.isclose(got["hi"], want["hi"]) and got["hi"] < 0
     m = out["rm-rm_nomargin"]["rm"]["significantly_better"]
     assert math.isclose(m["mean"], (0.10 + 0.0 + 0.10) / 3) and m["n_seeds"] == 3
+
+
+def _main(mod, nano, tmp_path, only, *sets):
+    base = tmp_path / "base"
+    if not (base / "sft" / "model").exists():
+        shutil.copytree(nano["path"], base / "sft" / "model")
+    mod.main(["--base", str(base), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--seeds", "0",
+              "--only", only, "--n-eval", "12", "--samples", "1", "--kl-prompts", "4", "--max-new-tokens", "6",
+              "--set", *sets])
+    return json.loads((tmp_path / "out" / "v3_claims.json").read_text())
+
+
+def test_checkpoint_recipes_evaluate_an_earlier_recipes_step_and_name_a_missing_one(claims_mod, nano, tmp_path):
+    # ReST's first Improve step as the rest recipe leaves it ({@rest} = work/rest/seedS); here it is the SFT model
+    shutil.copytree(nano["path"], tmp_path / "work" / "rest" / "seed0" / "grow1" / "improve0" / "model")
+    res = _main(claims_mod, nano, tmp_path, "rest_g1i0")
+    run = res["runs"]["rest_g1i0"]
+    assert run["method"] == "checkpoint" and run["reward"] == "verifier"
+    # the same weights as SFT: greedy answers and the policy's distribution cannot differ
+    seed0 = run["per_seed"][0]
+    assert seed0["vs_sft"]["greedy"]["benign_helpfulness"]["diff"] == 0.0 and abs(seed0["kl_to_sft"]) < 1e-6
+    assert not (tmp_path / "work" / "rest_g1i0").exists()          # nothing trained
+    with pytest.raises(SystemExit, match=r"rest_g1: .*grow1/improve3/model not found"):
+        _main(claims_mod, nano, tmp_path, "rest_g1")
+
+
+def test_rlaif_recipe_runs_through_the_runner_and_compares_with_its_human_twin(claims_mod, nano, tmp_path):
+    res = _main(claims_mod, nano, tmp_path, "rlaif", f"rlaif:judge.path={nano['path']}", "rlaif:n_pairs=4",
+                "rlaif:rl.steps=1", "rlaif:rl.prompts_per_step=2", "rlaif:rl.num_generations=2",
+                "rlaif:rl.max_new_tokens=4", "rlaif:max_new_tokens=4", "rlaif:rm_optim.batch_size=2")
+    run = res["runs"]["rlaif"]
+    assert run["reward"] == "learned (AI-labelled RM)" and (tmp_path / "work" / "rlaif" / "seed0" / "policy" / "model").exists()
+    # the AI labeller's agreement with ground truth is kept next to the policy's scores (nan: no decided pair at nano size)
+    report = json.loads((tmp_path / "work" / "rlaif" / "seed0" / "judge_report.json").read_text())
+    got = run["per_seed"][0]["judge_agreement"]
+    assert got["n"] == report["agreement"]["n"] and (math.isnan(got["mean"]) or 0.0 <= got["mean"] <= 1.0)
+    # rloo_rm is missing, so no RLAIF − RLHF comparison (and no claim) is made from one side
+    assert "rlaif-rloo_rm" not in res["comparisons"]
+    assert not [c for c in res["claims"] if c["run"] == "rlaif-rloo_rm"]
+
+
+def test_held_out_corpus_nll_is_compared_per_seed_only_when_both_sides_have_it(claims_mod):
+    from alignstack.eval.claims import seed_level_ci_from_means
+
+    def run(nlls, diff=0.0):
+        return {"per_seed": [{"seed": s, "corpus_nll": x,
+                              "vs_sft": {m: {"benign_helpfulness": {"diff": diff, "n": 10}} for m in ("sampled", "greedy")}}
+                             for s, x in enumerate(nlls)]}
+
+    res = {"runs": {"ppo_ptx": run([2.10, 2.20, 2.00]), "ppo_rm": run([2.40, 2.30, 2.30], diff=0.01),
+                    "ppo_rm_long": {"per_seed": [{k: v for k, v in r.items() if k != "corpus_nll"}
+                                                 for r in run([3.0, 3.0, 3.0])["per_seed"]]}}}
+    out = claims_mod.comparisons(res)
+    lm = out["ppo_ptx-ppo_rm"]["lm"]["corpus_nll"]
+    want = seed_level_ci_from_means([-0.30, -0.10, -0.30])
+    assert math.isclose(lm["mean"], want["mean"]) and math.isclose(lm["hi"], want["hi"]) and lm["n_seeds"] == 3
+    assert math.isclose(out["ppo_ptx-ppo_rm"]["sampled"]["benign_helpfulness"]["mean"], -0.01)
+    # ppo_rm_long has no corpus NLL: its comparison carries the policy columns but no "lm" entry
+    assert "lm" not in out["ppo_rm_long-ppo_rm"] and "sampled" in out["ppo_rm_long-ppo_rm"]
+
+
+def test_sl_cai_recipe_records_harm_by_revision_round_and_its_critic(claims_mod, nano, tmp_path):
+    res = _main(claims_mod, nano, tmp_path, "sl_cai", f"constitutional:critic={nano['path']}", "constitutional:rounds=2",
+                "constitutional:red_team_prompts=3", "constitutional:helpful_prompts=2",
+                "constitutional:max_new_tokens=4", "constitutional:sl_optim.batch_size=2")
+    seed0 = res["runs"]["sl_cai"]["per_seed"][0]
+    assert (tmp_path / "work" / "sl_cai" / "seed0" / "sl" / "model").exists()
+    # the first answer, then one unsafe rate per revision round; the critic scored against ground truth
+    assert len(seed0["unsafe_by_round"]) == 3 and all(0.0 <= u <= 1.0 for u in seed0["unsafe_by_round"])
+    assert 0.0 <= seed0["critic_accuracy"]["mean"] <= 1.0
+    assert "SL-CAI's revisions" in (tmp_path / "out" / "v3_claims.md").read_text()

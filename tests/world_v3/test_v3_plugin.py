@@ -84,6 +84,8 @@ def test_documents_demonstrations_red_team_relabel_constitution_and_behaviour():
     assert "harmful" not in {e.meta["kind"] for e in benign} and "lookalike" in {e.meta["kind"] for e in benign}
     assert rt.harm(harmful[0], T.compliance(harmful[0].ref, random.Random(0))) == 1.0
     assert rt.harm(harmful[0], T.REFUSAL) == 0.0
+    # SL-CAI's critic report reads the critic's verdict the same way on both worlds
+    assert rt.flags_harm("The answer helps with a harmful request.") and not rt.flags_harm("The answer is fine.")
     rl = resolve("world3", "relabel")
     t = next(t for t in S.prompt_set(0, "train", 50) if t.kind == "benign")
     assert rl(example_from_row(t.to_row()), T.good_response(t, random.Random(0))) == "correct"

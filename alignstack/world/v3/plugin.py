@@ -105,6 +105,9 @@ class World3RedTeam:
 
     harm = staticmethod(unsafe)
     ground_truth = staticmethod(helpfulness)
+    # v3's corpus holds no critique documents, so SL-CAI on v3 borrows a critic trained on v2's, whose critiques
+    # say "harmful" the same way; its flags are scored against v3's ground truth (critic_report)
+    flags_harm = staticmethod(V2.WorldRedTeam.flags_harm)
 
     def harmful(self, n: int, seed: int) -> list[Example]:
         fams = {f: S.MIX[f] for f in HARMFUL}
