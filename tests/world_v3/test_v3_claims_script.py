@@ -84,13 +84,13 @@ def test_recipe_comparisons_subtract_per_seed_and_take_the_seed_as_unit(claims_m
     assert math.isclose(m["mean"], (0.10 + 0.0 + 0.10) / 3) and m["n_seeds"] == 3
 
 
-def _main(mod, nano, tmp_path, only, *sets):
+def _main(mod, nano, tmp_path, only, *sets, argv=()):
     base = tmp_path / "base"
     if not (base / "sft" / "model").exists():
         shutil.copytree(nano["path"], base / "sft" / "model")
     mod.main(["--base", str(base), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--seeds", "0",
               "--only", only, "--n-eval", "12", "--samples", "1", "--kl-prompts", "4", "--max-new-tokens", "6",
-              "--set", *sets])
+              *argv, "--set", *sets])
     return json.loads((tmp_path / "out" / "v3_claims.json").read_text())
 
 
@@ -143,12 +143,19 @@ def test_held_out_corpus_nll_is_compared_per_seed_only_when_both_sides_have_it(c
     assert "lm" not in out["ppo_rm_long-ppo_rm"] and "sampled" in out["ppo_rm_long-ppo_rm"]
 
 
-def test_sl_cai_recipe_records_harm_by_revision_round_and_its_critic(claims_mod, nano, tmp_path):
-    res = _main(claims_mod, nano, tmp_path, "sl_cai", f"constitutional:critic={nano['path']}", "constitutional:rounds=2",
-                "constitutional:red_team_prompts=3", "constitutional:helpful_prompts=2",
-                "constitutional:max_new_tokens=4", "constitutional:sl_optim.batch_size=2")
+def test_cai_recipes_record_harm_by_revision_round_the_critic_and_rl_cai_on_top(claims_mod, nano, tmp_path):
+    res = _main(claims_mod, nano, tmp_path, "sl_cai,rl_cai", "constitutional:rounds=2",
+                "constitutional:red_team_prompts=3", "constitutional:helpful_prompts=2", "constitutional:n_pairs=4",
+                "constitutional:max_new_tokens=4", "constitutional:sl_optim.batch_size=2", "constitutional:rl.steps=1",
+                "constitutional:rl.prompts_per_step=2", "constitutional:rl.num_generations=2",
+                "constitutional:rl.max_new_tokens=4", "constitutional:rm_optim.batch_size=2",
+                argv=["--critic", str(nano["path"])])
     seed0 = res["runs"]["sl_cai"]["per_seed"][0]
-    assert (tmp_path / "work" / "sl_cai" / "seed0" / "sl" / "model").exists()
+    assert res["critic"] == str(nano["path"]) and (tmp_path / "work" / "sl_cai" / "seed0" / "sl" / "model").exists()
+    # RL-CAI starts from that seed's SL-CAI model and is compared with it per seed
+    rl_cfg = (tmp_path / "work" / "rl_cai" / "seed0" / "rl" / "model" / "alignstack_config.yaml").read_text()
+    assert str(tmp_path / "work" / "sl_cai" / "seed0" / "sl" / "model") in rl_cfg
+    assert "judge_agreement" in res["runs"]["rl_cai"]["per_seed"][0] and "rl_cai-sl_cai" in res["comparisons"]
     # the first answer, then one unsafe rate per revision round; the critic scored against ground truth
     assert len(seed0["unsafe_by_round"]) == 3 and all(0.0 <= u <= 1.0 for u in seed0["unsafe_by_round"])
     assert 0.0 <= seed0["critic_accuracy"]["mean"] <= 1.0
