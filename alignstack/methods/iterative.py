@@ -3,7 +3,8 @@
 Each round k (folder ``out/round_k``), in this order, with the stages its YAML entry lists:
 
 1. ``feedback``: sample K responses per prompt from the **newest policy** and label them
-   (``feedback.source``): ``simulated`` — the world's simulated annotators (feedback/collect.py);
+   (``feedback.source``): ``simulated`` — the world's simulated annotators (feedback/collect.py;
+   ``feedback.world: 3`` asks world v3's annotator pool on its train split);
    ``rows`` — a ranking/preference rows file exported from the labeling app or written by an AI
    labeler (same rows); with ``feedback.wait_s`` the round **waits** (polling) until the file holds
    ``feedback.min_rows`` labelled rows. Written: ``feedback.jsonl``; ``feedback_all.jsonl`` = every
@@ -56,6 +57,8 @@ class FeedbackSource:
     safety_frac: float | None = None
     annotator_noise: float = 0.1
     annotator_error_rate: float = 0.05
+    world: int = 2                    # simulated: the built-in world asked: 2, or 3 (v3's train split labelled by its
+    #                                   annotator pool; set rejection_sampling/ppo prompts: world3:train to match)
 
 
 @dataclass
@@ -127,6 +130,11 @@ def check_config(cfg: IterativeConfig) -> None:
     fb = cfg.feedback
     if fb.source not in SOURCES:
         raise ConfigError(f"feedback.source: expected one of {SOURCES}, got {fb.source!r}")
+    from alignstack.feedback.collect import check_world
+    try:
+        check_world(fb.world)
+    except ValueError as e:
+        raise ConfigError(f"feedback.world: {e}") from None
     if fb.source == "rows" and not fb.path:
         raise ConfigError("feedback.path: feedback.source=rows needs the rows file (exported from the labeling "
                           "app or written by an AI labeler)")
@@ -197,7 +205,7 @@ def collect_feedback(cfg: IterativeConfig, k: int, policy: str) -> list[dict]:
     cc = CollectConfig(n_prompts=fb.n_prompts, split="train", seed=cfg.seed * 1000 + k, mode=fb.mode, k=fb.k,
                        temperatures=list(fb.temperatures), max_new_tokens=fb.max_new_tokens,
                        safety_frac=fb.safety_frac, annotator_id=f"sim-round{k}", annotator_noise=fb.annotator_noise,
-                       annotator_error_rate=fb.annotator_error_rate)
+                       annotator_error_rate=fb.annotator_error_rate, world=fb.world)
     return collect(load_model(policy), load_tokenizer(cfg.model.tokenizer or policy), cc, model_name=policy)
 
 

@@ -30,6 +30,7 @@ def _load(*over):
     (["rounds=[{stages: [feedback, reward_model, rejection_sampling], rejection_sampling: {kk: 3}}]"],
      r"rounds\[0\].rejection_sampling.*unknown config key 'kk'.*did you mean 'k'"),
     (["reward_model={margin: huge}"], r"margin: expected one of"),
+    (["feedback.world=4"], r"feedback.world: world must be one of 2, 3"),
 ])
 def test_malformed_configs_are_clear(over, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -97,3 +98,18 @@ def test_two_rounds_on_nano_keep_folders_pool_and_resume(nano, tmp_path, monkeyp
     assert res2["rounds"][1]["rm_helpfulness"].get("resumed") is True
     assert (tmp_path / "round_2" / "rm_helpfulness.json").stat().st_mtime == mtime_rm
     assert (tmp_path / "round_2" / "done.json").exists() and (tmp_path / "summary.json").exists()
+
+
+def test_simulated_feedback_asks_the_configured_world(monkeypatch):
+    """feedback.world=3: each round's simulated feedback is v3's train split labelled by its annotator pool."""
+    import alignstack.feedback.collect as collect_mod
+    import alignstack.models.load as load_mod
+    seen = []
+    monkeypatch.setattr(collect_mod, "collect", lambda model, tok, cc, model_name: seen.append(cc) or [])
+    monkeypatch.setattr(load_mod, "load_model", lambda path: None)
+    monkeypatch.setattr(load_mod, "load_tokenizer", lambda path: None)
+    for world in ("2", "3"):
+        cfg = _load(f"feedback.world={world}")
+        it.check_config(cfg)
+        it.collect_feedback(cfg, 2, "/some/policy")
+    assert [cc.world for cc in seen] == ["2", "3"] and seen[1].split == "train" and seen[1].annotator_id == "sim-round2"
