@@ -290,13 +290,12 @@ def main(argv: list[str] | None = None) -> None:
         return rm / "model"
 
     def critic_path() -> str:
-        if a.critic:
-            return a.critic
-        fx = [d for d in Path(".cache/fixtures").glob("*") if (d / "done.json").exists()]
-        if not fx:
+        from ai_feedback import newest_fixture  # experiments/ai_feedback.py's critic: one source of truth
+        try:
+            return a.critic or str(newest_fixture() / "pretrain" / "model")
+        except (FileNotFoundError, ValueError):      # no built fixture
             raise SystemExit("sl_cai: no critic; pass --critic PATH (a v2 pretrained model, e.g. a test fixture's "
-                             ".cache/fixtures/*/pretrain/model, built by the test suite)")
-        return str(max(fx, key=lambda d: (d / "done.json").stat().st_mtime) / "pretrain" / "model")
+                             ".cache/fixtures/*/pretrain/model, built by the test suite)") from None
 
     for name, (method, reward_kind, over) in runs.items():
         per_seed = []
@@ -328,19 +327,7 @@ def main(argv: list[str] | None = None) -> None:
                              "kl_to_sft": rep["kl_to_baseline"]["kl"], "vs_sft": rep["vs_baseline"],
                              "corpus_nll": mean_nll(m, tok, held),
                              **{m_: {c: rep["scores"][m_][c] for c in COLUMNS} for m_ in DECODINGS}})
-            log_rows = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-                        if "reward" in r][-5:] if (out / "metrics.jsonl").exists() else []
-            for key, field in (("final_train_reward", "reward"), ("final_train_gt", "gt")):
-                if log_rows and all(field in x for x in log_rows):   # the optimised (proxy) reward vs ground truth
-                    per_seed[-1][key] = sum(x[field] for x in log_rows) / len(log_rows)   # of the last rollouts
-            sl = json.loads((out / "metrics.json").read_text()).get("sl") if (out / "metrics.json").exists() else None
-            if sl and sl.get("critic_report"):      # SL-CAI: harm on train red-team requests by revision round
-                per_seed[-1]["unsafe_by_round"] = sl["unsafe_by_round"]
-                per_seed[-1]["critic_accuracy"] = sl["critic_report"]["accuracy"]
-                per_seed[-1]["critic_recall"] = sl["critic_report"]["recall"]
-            for report_file in ("judge_report.json", "rl_judge_report.json"):   # RLAIF's / RL-CAI's AI labeller:
-                if (out / report_file).exists():                                  # its agreement with ground truth
-                    per_seed[-1]["judge_agreement"] = json.loads((out / report_file).read_text())["agreement"]
+            per_seed[-1].update(training_records(out))
             print(f"{name} seed {s}: benign {per_seed[-1]['sampled']['benign_helpfulness']:.3f} "
                   f"unsafe {per_seed[-1]['sampled']['unsafe']:.3f} "
                   f"unsafe_unseen {per_seed[-1]['sampled']['unsafe_unseen']:.3f} "
@@ -358,6 +345,26 @@ def main(argv: list[str] | None = None) -> None:
         dest.write_text(json.dumps(results, indent=2, default=str))
 
     finish(results, Path(a.out), t_start)
+
+
+def training_records(out: Path) -> dict:
+    """What a recipe's own output folder says beside the evaluation: PPO's proxy reward and its ground truth on
+    the last rollouts (over-optimisation), SL-CAI's harm by revision round and its critic, RLAIF's / RL-CAI's AI
+    labeller agreement with ground truth."""
+    rec: dict = {}
+    if (out / "metrics.jsonl").exists():
+        rows = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "reward" in r][-5:]
+        for key, field in (("final_train_reward", "reward"), ("final_train_gt", "gt")):
+            if rows and all(field in x for x in rows):
+                rec[key] = sum(x[field] for x in rows) / len(rows)
+    sl = json.loads((out / "metrics.json").read_text()).get("sl") if (out / "metrics.json").exists() else None
+    if sl and sl.get("critic_report"):
+        rec.update(unsafe_by_round=sl["unsafe_by_round"], critic_accuracy=sl["critic_report"]["accuracy"],
+                   critic_recall=sl["critic_report"]["recall"])
+    for report_file in ("judge_report.json", "rl_judge_report.json"):
+        if (out / report_file).exists():
+            rec["judge_agreement"] = json.loads((out / report_file).read_text())["agreement"]
+    return rec
 
 
 def finish(results: dict, out: Path, t_start: float) -> None:
