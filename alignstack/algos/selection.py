@@ -117,6 +117,24 @@ class PooledBest:
             if cur is None or stale or rew > cur[1] or (rew == cur[1] and round > cur[2]):
                 self._best[pid] = (comp, rew, round)
 
+    def earlier(self, prompt_ids: list, round: int) -> list:
+        """The distinct prompt ids among ``prompt_ids`` that hold a selection from a round before ``round``."""
+        return [p for p in dict.fromkeys(prompt_ids) if p in self._best and self._best[p][2] < round]
+
+    def rescore(self, prompt_ids: list, rewards) -> None:
+        """Replace the stored reward of these prompts' selections (completion and round kept): the reward of an
+        earlier round's sample under this round's reward model, so that it competes on the same scale."""
+        if isinstance(rewards, torch.Tensor):
+            rewards = rewards.detach().reshape(-1).tolist()
+        if len(prompt_ids) != len(rewards):
+            raise ValueError("prompt_ids and rewards must have the same length")
+        for pid, rew in zip(prompt_ids, rewards):
+            comp, _, rnd = self._best[pid]
+            self._best[pid] = (comp, float(rew), rnd)
+
+    def completion(self, prompt_id) -> Any:
+        return self._best[prompt_id][0]
+
     def best(self) -> dict[Any, tuple[Any, float, int]]:
         """prompt_id -> (completion, reward, round)."""
         if self.last_round_only:

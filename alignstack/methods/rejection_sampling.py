@@ -4,7 +4,11 @@
 2. score every response once through the one reward interface (``rm:PATH``, ``llama2:HELP,SAFETY``,
    ``world:helpfulness`` for oracle ablations, ``import:mod:fn``);
 3. keep the highest-reward response per prompt (best-of-K); with ``pool`` the best of **all** rounds
-   so far is kept (``PooledBest``: Llama 2's fix for forgetting from RLHF-V4 on);
+   so far is kept (``PooledBest``: Llama 2's fix for forgetting from RLHF-V4 on). An earlier round's
+   selection for a prompt sampled again is re-scored by this round's reward first (``rescore_pool``): in
+   the iterated loop every round has a new reward model, whose scores are on another scale, so stored
+   rewards of different rounds cannot be compared (a user reward function sees the re-tokenised text as
+   ``completion_ids``);
 4. fine-tune ``model.path`` on the kept (prompt, response) pairs with the SFT loss.
 
 Also written: ``selected.jsonl`` (the kept rows, with reward and round), ``pool.json`` (the pool state
@@ -51,6 +55,8 @@ class RejectionSamplingConfig(RunConfig):
     round: int = 1
     pool: str | None = None                  # pool.json of an earlier round: keep the best of all rounds
     last_round_only: bool = False            # ablation: forget earlier rounds' selections
+    rescore_pool: bool = True                # score earlier rounds' selections with this round's reward (false: their
+    #                                          stored rewards, comparable only when every round used the same reward)
     curve_temperatures: list[float] = field(default_factory=list)   # extra reward-over-K curves (PNG)
     curve_prompts: int = 200
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, batch_size=32, epochs=2.0,
@@ -129,6 +135,13 @@ def train(cfg: RejectionSamplingConfig) -> dict:
     masked = rewards.masked_fill(~finished.bool(), float("-inf"))
     keys = [json.dumps(p, sort_keys=True) for p in prompts]
     sel = [i for i in range(len(prompts)) if ok[i]]
+    rescored = pool.earlier([keys[i] for i in sel], cfg.round) if cfg.rescore_pool else []
+    if rescored:                                                # one reward scale for every round's candidates
+        at = {k_: i for i, k_ in enumerate(keys)}
+        comps = [pool.completion(k_) for k_ in rescored]
+        pool.rescore(rescored, scorer([prompts[at[k_]] for k_ in rescored], comps,
+                                      examples=[tasks[at[k_]] for k_ in rescored],
+                                      completion_ids=[tok(c, add_special_tokens=False)["input_ids"] for c in comps]))
     pool.update(cfg.round, [keys[i] for i in sel], [texts[i][int(best[i])] for i in sel],
                 [float(rewards[i, best[i]]) for i in sel])
     (out / "pool.json").write_text(json.dumps(pool.to_dict()))
@@ -168,6 +181,7 @@ def train(cfg: RejectionSamplingConfig) -> dict:
               "reward_best_mean": float(masked.gather(1, best[:, None])[ok].mean()) if ok.any() else None,
               "reward_std": float(rewards.std()), "pool_rows": len(rows),
               "pool_from_earlier_rounds": sum(1 for _, _, rnd in chosen.values() if rnd != cfg.round),
+              "pool_rescored": len(rescored),
               "pool_reward_mean": sum(r for _, r, _ in chosen.values()) / max(1, len(chosen)),
               "steps": res.steps, "train_loss": res.final_loss, "wall_s": time.perf_counter() - t0}
     if gt is not None:

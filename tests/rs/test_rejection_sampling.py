@@ -15,6 +15,12 @@ def digit_reward(prompts, completions, **meta):
     return [sum(c.isdigit() for c in x) / max(1, len(x)) for x in completions]
 
 
+def big_digit_reward(prompts, completions, **meta):
+    """The same ranking as ``digit_reward`` on another scale (a later round's reward model would have its own)."""
+    assert len(meta["completion_ids"]) == len(completions)
+    return [50.0 + 100.0 * r for r in digit_reward(prompts, completions)]
+
+
 def _cfg(tmp_path, nano, *extra):
     return load(rs.RejectionSamplingConfig, overrides=[
         f"out={tmp_path}", f"model.path={nano['path']}", "reward=import:test_rejection_sampling:digit_reward",
@@ -49,6 +55,29 @@ def test_selects_best_of_k_and_pools_rounds(nano, tmp_path, monkeypatch):
     pool2 = {e["prompt_id"]: e["reward"] for e in json.loads((tmp_path / "r2" / "pool.json").read_text())["entries"]}
     assert set(pool1) <= set(pool2) and all(pool2[k] >= v for k, v in pool1.items())
     assert r2["kept"] == len(pool2)
+
+
+@pytest.mark.parametrize("rescore", [True, False])
+def test_an_earlier_rounds_selection_is_rescored_by_this_rounds_reward(nano, tmp_path, monkeypatch, rescore):
+    """Round 1 scored on a larger scale than round 2 (a retrained RM): re-scored, every pooled selection carries
+    round 2's reward of its own text; without re-scoring (the ablation) round 1's inflated rewards win every prompt."""
+    monkeypatch.syspath_prepend(str(tmp_path.parent))
+    orig = rs.sample_and_score
+
+    def all_finished(*a, **k):
+        texts, r, fin, gt = orig(*a, **k)
+        return texts, r, torch.ones_like(fin), gt
+    monkeypatch.setattr(rs, "sample_and_score", all_finished)
+    rs.train(_cfg(tmp_path / "r1", nano, "reward=import:test_rejection_sampling:big_digit_reward"))
+    r2 = rs.train(_cfg(tmp_path / "r2", nano, f"pool={tmp_path / 'r1' / 'pool.json'}", "round=2",
+                       f"rescore_pool={str(rescore).lower()}"))
+    pool2 = json.loads((tmp_path / "r2" / "pool.json").read_text())["entries"]
+    if rescore:
+        assert r2["pool_rescored"] == len(pool2) > 0
+        assert all(e["reward"] == pytest.approx(digit_reward(None, [e["completion"]])[0]) for e in pool2)
+    else:
+        assert r2["pool_rescored"] == 0 and r2["pool_from_earlier_rounds"] == len(pool2)
+        assert all(e["round"] == 1 and e["reward"] >= 50.0 for e in pool2)
 
 
 def test_bad_configs_are_clear(tmp_path, nano):

@@ -53,3 +53,16 @@ def test_reward_over_k_hand_values_and_gap_grows(tmp_path):
     assert gaps == sorted(gaps) and gaps[0] == 0
     _plot_curves({"1.0": c}, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_rescored_selections_compete_on_the_new_scale():
+    pool = PooledBest()
+    pool.update(1, ["a", "b"], ["a1", "b1"], [10.0, 10.0])          # round 1's RM: a large scale
+    # round 2 samples "a" only: its earlier selection is re-scored by round 2's RM before the comparison
+    assert pool.earlier(["a", "c"], 2) == ["a"] and pool.earlier(["a"], 1) == []
+    pool.rescore(["a"], torch.tensor([0.3]))
+    pool.update(2, ["a"], ["a2"], [0.5])
+    best = pool.best()
+    assert best["a"] == ("a2", 0.5, 2) and best["b"] == ("b1", 10.0, 1)   # "b" was not sampled again: untouched
+    with pytest.raises(ValueError, match="same length"):
+        pool.rescore(["a", "b"], [1.0])
