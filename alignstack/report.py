@@ -207,6 +207,15 @@ def v3_points(claims: dict, decoding: str = "sampled") -> list[dict]:
     return pts
 
 
+def frontier_lines(claims: dict, pts: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """The reward–KL sweeps the claims JSON names (``frontier.sweeps``: method -> recipes, e.g. DPO's β values and
+    PPO's KL coefficients) as (KL, benign helpfulness − SFT) points ordered by KL, for a line through each sweep."""
+    sweeps = (claims.get("frontier") or {}).get("sweeps") or {}
+    at = {p["recipe"]: p for p in pts if p["kl"] and p["gain"]}
+    return {m: sorted((at[r]["kl"][0], at[r]["gain"][0]) for r in recipes if r in at)
+            for m, recipes in sweeps.items() if sum(r in at for r in recipes) > 1}
+
+
 def v3_title(claims: dict, pts: list[dict] | None = None) -> str:
     pts = v3_points(claims) if pts is None else pts
     ns = sorted({p["n_seeds"] for p in pts}) or [len(claims.get("seeds") or [])]
@@ -244,6 +253,10 @@ def v3_figure(claims: dict, path: str | Path, decoding: str = "sampled") -> Path
             ax[1].annotate(p["recipe"], (h[0], u[0]), textcoords="offset points", xytext=(5, 4), fontsize=8)
         else:
             ax[1].errorbar([], [], label=label, **style)
+    for (m, line), ls in zip(frontier_lines(claims, pts).items(), ("--", ":", "-.")):
+        ax[0].plot(*zip(*line), ls, color="0.4", lw=1.0, label=f"{m.upper()} sweep", zorder=1)
+    if frontier_lines(claims, pts):
+        ax[0].legend(fontsize=7, loc="lower left")
     ax[0].axhline(0, color="k", lw=0.6)
     ax[0].set_xlabel("KL(π ‖ π_SFT), nats per response (seed-level 95% CI)")
     ax[0].set_ylabel("benign helpfulness − SFT (seed-level 95% CI); up is better")

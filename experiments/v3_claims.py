@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 # recipe -> (method, reward kind, overrides). Oracle = the world's ground truth as reward (an upper-bound
@@ -114,8 +115,50 @@ RUNS = {
         "stage=rl", "model.path={@sl_cai}/sl/model", "red_team=world3", "constitution=world3", "judge.path={critic}",
         "n_pairs=1000", "max_new_tokens=32", "rl.algorithm=rloo", "rl.steps=40", "rl.prompts_per_step=16",
         "rl.num_generations=4", "rl.max_new_tokens=32"]),
+    # the reward–KL frontier (DPO paper Fig. 2): two more points per method around dpo (β = 0.1) and ppo_rm (KL
+    # coefficient 0.2), fixed before their run. The DPO points train on that seed's dpo pairs ("{@dpo}/pairs.jsonl"),
+    # so only β moves along the sweep; the PPO points use that seed's RM
+    "ppo_rm_kl005": ("ppo", "learned", [L32, "prompts=world3:train", "reward=rm:{rm}", "value_init={rm}",
+                                        "steps=100", "init_kl_coef=0.05", "optim.lr=3.0e-5"]),
+    "ppo_rm_kl05": ("ppo", "learned", [L32, "prompts=world3:train", "reward=rm:{rm}", "value_init={rm}",
+                                       "steps=100", "init_kl_coef=0.5", "optim.lr=3.0e-5"]),
+    "dpo_b03": ("dpo", "learned (implicit)", ["data.path={@dpo}/pairs.jsonl", "beta=0.3", "rpo_alpha=0.2",
+                                              "optim.lr=3.0e-4", "optim.schedule=linear", "optim.warmup_steps=10",
+                                              "optim.grad_clip=10.0"]),
+    "dpo_b003": ("dpo", "learned (implicit)", ["data.path={@dpo}/pairs.jsonl", "beta=0.03", "rpo_alpha=0.2",
+                                               "optim.lr=3.0e-4", "optim.schedule=linear", "optim.warmup_steps=10",
+                                               "optim.grad_clip=10.0"]),
+    # Added after the six points above had run, because their KLs did not overlap on any seed (DPO 0.32–0.70,
+    # PPO 0.27–0.35 | 0.54–0.74 | 1.31–1.66: no PPO point inside DPO's range): one more point per sweep, chosen for
+    # where its KL should land (not for its score): DPO at β = 0.1 trained 3× as long (more drift), PPO at KL
+    # coefficient 0.3 (between 0.5 and 0.2)
+    "dpo_e3": ("dpo", "learned (implicit)", ["data.path={@dpo}/pairs.jsonl", "beta=0.1", "rpo_alpha=0.2",
+                                             "optim.lr=3.0e-4", "optim.schedule=linear", "optim.warmup_steps=10",
+                                             "optim.grad_clip=10.0", "optim.epochs=3.0"]),
+    "ppo_rm_kl03": ("ppo", "learned", [L32, "prompts=world3:train", "reward=rm:{rm}", "value_init={rm}",
+                                       "steps=100", "init_kl_coef=0.3", "optim.lr=3.0e-5"]),
+    # Llama 2's RLHF-V1 … V3 (§3.2.3): three rounds of fresh annotator-pool feedback on the newest policy's samples,
+    # helpfulness and safety RMs retrained on all feedback so far (the "rm" recipe's settings; 1,500 prompts a round,
+    # 4,500 in all against the rm recipe's 4,000), rejection sampling pooled over rounds and fine-tuned from SFT (the
+    # rs recipe's settings), PPO on the combined reward in the last round (ppo_llama2's settings). Departure: the
+    # critic starts from the policy trunk (no value_init: the loop's RMs do not exist before their round)
+    "iterative": ("iterative", "learned (helpfulness + safety, retrained each round)", [
+        "feedback.world=3", "feedback.n_prompts=1500", "safety_rm=true", "reward_model.optim.lr=3.0e-4",
+        "reward_model.optim.batch_size=32", "reward_model.optim.weight_decay=0.1",
+        "rejection_sampling.prompts=world3:train", "rejection_sampling.n_prompts=2000", "rejection_sampling.k=8",
+        "rejection_sampling.temperature=1.0", "ppo.prompts=world3:train", "ppo.max_new_tokens=32", "ppo.steps=40",
+        "ppo.init_kl_coef=0.2", "ppo.optim.lr=3.0e-5"]),
+    # the loop's first and second versions (evaluation only): V1 and V2 are rejection-sampling rounds 1 and 2
+    "iter_v1": ("checkpoint", "learned (helpfulness + safety, retrained each round)",
+                ["{@iterative}/round_1/rejection_sampling/model"]),
+    "iter_v2": ("checkpoint", "learned (helpfulness + safety, retrained each round)",
+                ["{@iterative}/round_2/rejection_sampling/model"]),
 }
-MODEL_DIR = {"rlaif": "policy/model", "sl_cai": "sl/model", "rl_cai": "rl/model"}   # a recipe's policy (else out/model)
+MODEL_DIR = {"rlaif": "policy/model", "sl_cai": "sl/model", "rl_cai": "rl/model",     # a recipe's policy (else out/model)
+             "iterative": "round_3/ppo/model"}
+# the frontier's sweeps (DPO's β and training length, PPO's KL coefficient); points are ordered by their measured KL
+FRONTIER = {"dpo": ("dpo_b03", "dpo", "dpo_b003", "dpo_e3"),
+            "ppo": ("ppo_rm_kl05", "ppo_rm_kl03", "ppo_rm", "ppo_rm_kl005")}
 
 # (claim id, paper, the claim in words, recipe, column, decoding, direction, threshold)
 CLAIMS = [
@@ -181,13 +224,21 @@ CLAIMS = [
      "helpfulness within ±0.02", "rlaif-rloo_rm", "benign_helpfulness", "sampled", "within", 0.02),
     ("rlaif_vs_human_unsafe", "RLAIF", "... and on the unsafe rate within ±0.02", "rlaif-rloo_rm", "unsafe",
      "sampled", "within", 0.02),
+    ("dpo_frontier", "DPO", "DPO is at or above PPO on the reward–KL frontier: DPO's benign helpfulness, "
+     "interpolated at each PPO point's KL, minus PPO's (within 0.02)", "frontier", "benign_helpfulness", "sampled",
+     "greater", -0.02),
+    ("iterative_benign", "Llama 2", "the iterated loop's last version (V3: RS rounds, then PPO) beats its first on "
+     "benign helpfulness", "iterative-iter_v1", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("iterative_unsafe", "Llama 2", "... and is safer than its first", "iterative-iter_v1", "unsafe", "sampled",
+     "less", 0.0),
 ]
 DECODINGS = ("sampled", "greedy")
 # recipe − recipe comparisons ("A-B" in a claim's recipe field): per training seed, A's and B's paired differences to
 # SFT on the same test prompts subtract to A − B on those prompts; the seed is the unit as for recipe − SFT.
 COMPARISONS = {k: tuple(k.split("-")) for k in ("ppo_llama2-ppo_fulfil", "hir-farl", "dpo-ppo_rm", "rs2-rs",
                                                   "rest_g1-rest_g1i0", "rest-rest_g1", "rlaif-rloo_rm",
-                                                  "ppo_ptx-ppo_rm", "ppo_rm_long-ppo_rm", "rl_cai-sl_cai")}
+                                                  "ppo_ptx-ppo_rm", "ppo_rm_long-ppo_rm", "rl_cai-sl_cai",
+                                                  "iter_v2-iter_v1", "iterative-iter_v1", "iterative-iter_v2")}
 HELD_OUT_DOCS = (7919 * 3, 1000)   # (seed, n) of v3 corpus documents no pretraining or PPO-ptx draw used
 RM_BUCKETS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 
@@ -205,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         dpo,
         grpo,
         hir,
+        iterative,
         ppo,
         rejection_sampling,
         rest,
@@ -231,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
                                     "the critic of experiments/ai_feedback.py)")
     p.add_argument("--report-only", action="store_true", help="recompute claims and the .md from the JSON")
     p.add_argument("--set", nargs="*", default=[], help="overrides for one method, METHOD:KEY=VALUE with METHOD "
-                                                         "rm | ppo | grpo | dpo | rejection_sampling | rest | hir | rlaif (a smoke run: --set ppo:steps=2 ...)")
+                                                         "rm | ppo | grpo | dpo | rejection_sampling | rest | hir | rlaif | "
+                                                         "constitutional | iterative (a smoke run: --set ppo:steps=2 ...)")
     a = p.parse_args(argv)
     torch.set_num_threads(2)
     t_start = time.perf_counter()
@@ -272,7 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     methods = {"grpo": (grpo, grpo.GRPOConfig), "ppo": (ppo, ppo.PPOConfig), "dpo": (dpo, dpo.DPOConfig),
                "rejection_sampling": (rejection_sampling, rejection_sampling.RejectionSamplingConfig),
                "rest": (rest, rest.ReSTConfig), "hir": (hir, hir.HIRConfig), "rlaif": (rlaif, rlaif.RLAIFConfig),
-               "constitutional": (constitutional, constitutional.ConstitutionalConfig)}
+               "constitutional": (constitutional, constitutional.ConstitutionalConfig),
+               "iterative": (iterative, iterative.IterativeConfig)}
     rm_eval = results.setdefault("reward_models", {k: v for k, v in prev.get("reward_models", {}).items()
                                                    if k in REWARD_MODELS})
 
@@ -318,8 +372,9 @@ def main(argv: list[str] | None = None) -> None:
                 if method == "checkpoint":
                     raise SystemExit(f"{name}: {final} not found; run the recipe that writes it first")
                 mod, cls = methods[method]
-                mod.train(load(cls, overrides=[f"out={out}", f"model.path={sft_path}", f"seed={s}",
-                                               "log.progress=false", *over_s, *extra(method)]))
+                quiet = ["log.progress=false"] if "log" in {f.name for f in fields(cls)} else []   # iterative: none
+                mod.train(load(cls, overrides=[f"out={out}", f"model.path={sft_path}", f"seed={s}", *quiet,
+                                               *over_s, *extra(method)]))
             m = load_model(final)
             rep = report(m, tok, ecfg, tasks, baseline=sft_model, kl_prompts=a.kl_prompts,
                          baseline_evaluated=sft_ev)
@@ -361,6 +416,13 @@ def training_records(out: Path) -> dict:
     if sl and sl.get("critic_report"):
         rec.update(unsafe_by_round=sl["unsafe_by_round"], critic_accuracy=sl["critic_report"]["accuracy"],
                    critic_recall=sl["critic_report"]["recall"])
+    if (out / "summary.json").exists():          # the iterative loop: what each round's RS and PPO saw in training
+        rounds = json.loads((out / "summary.json").read_text()).get("rounds", [])
+        rec["rounds"] = [{"round": r["round"],
+                          **{f"rs_{k}": r.get("rejection_sampling", {}).get(k)
+                             for k in ("reward_best_mean", "gt_of_kept", "pool_reward_mean", "pool_from_earlier_rounds")},
+                          **{f"ppo_{k}": r.get("ppo", {}).get(k) for k in ("final_reward", "final_gt", "final_kl")}}
+                         for r in rounds]
     for report_file in ("judge_report.json", "rl_judge_report.json"):
         if (out / report_file).exists():
             rec["judge_agreement"] = json.loads((out / report_file).read_text())["agreement"]
@@ -373,17 +435,22 @@ def finish(results: dict, out: Path, t_start: float) -> None:
 
     results["rm_eval_split"] = "dev split (each RM's held-out annotator pairs)"
     results["comparisons"] = comparisons(results)
+    results["frontier"] = frontier(results)
     results["claims"] = []
     for cid, paper, text, run, col, dec, direction, thr in CLAIMS:
-        if "-" in run:
+        if run == "frontier":
+            ci = results["frontier"].get(dec, {}).get(col)
+        elif "-" in run:
             ci = results["comparisons"].get(run, {}).get(dec, {}).get(col)
         else:
             ci = results["runs"].get(run, {}).get("vs_sft", {}).get(dec, {}).get(col)
         if ci is None:
             continue
         status, note = claim_verdict(ci["lo"], ci["hi"], direction, thr, n_seeds=ci["n_seeds"])
-        reward = " − ".join(results["runs"][x]["reward"] if x in results["runs"] else "learned (the RM itself)"
-                            for x in run.split("-"))
+        kinds = [results["runs"][x]["reward"] if x in results["runs"] else "learned (the RM itself)"
+                 for x in run.split("-")]
+        reward = ("DPO: learned (implicit); PPO: learned RM" if run == "frontier" else
+                  kinds[0] if len(set(kinds)) == 1 else " − ".join(kinds))
         results["claims"].append({"id": cid, "paper": paper, "claim": text, "run": run, "reward": reward,
                                   "column": col, "decoding": dec, "direction": direction, "threshold": thr,
                                   "ci": ci, "status": status, "note": note})
@@ -427,6 +494,52 @@ def comparisons(results: dict) -> dict:
     return out
 
 
+def frontier(results: dict, sweeps: dict = FRONTIER) -> dict:
+    """DPO against PPO on the reward–KL plane, per training seed: for each PPO point whose KL to SFT lies inside the
+    range of that seed's DPO points, DPO's difference to SFT linearly interpolated (in KL) at that KL minus the PPO
+    point's; the mean over those PPO points is the seed's value, and the seed is the unit (t-interval over seeds).
+    ``{"per_seed": [{"seed", "n_ppo_points", "points": {recipe: (kl, value)}, DECODING: {column: value}}],
+    DECODING: {column: CI}}``; seeds without a PPO point inside DPO's KL range are listed but give no value."""
+    from alignstack.eval.claims import seed_level_ci_from_means
+
+    runs = {r: results["runs"].get(r) for m in sweeps.values() for r in m}
+    if any(v is None for v in runs.values()):
+        return {"missing": sorted(r for r, v in runs.items() if v is None)}
+    seeds = [[p["seed"] for p in v["per_seed"]] for v in runs.values()]
+    if any(s_ != seeds[0] for s_ in seeds):
+        return {"missing": ["the same training seeds on every point"]}
+    per_seed = []
+    for i, s in enumerate(seeds[0]):
+        at = {r: runs[r]["per_seed"][i] for r in runs}
+        row: dict = {"seed": s, "points": {r: at[r]["kl_to_sft"] for r in at}}
+        dpo = sorted(sweeps["dpo"], key=lambda r: at[r]["kl_to_sft"])
+        inside = [q for q in sweeps["ppo"] if at[dpo[0]]["kl_to_sft"] <= at[q]["kl_to_sft"] <= at[dpo[-1]]["kl_to_sft"]]
+        row["n_ppo_points"] = len(inside)
+        for m_ in DECODINGS:
+            cols = [c for c in at[dpo[0]]["vs_sft"][m_] if all(at[r]["vs_sft"][m_].get(c, {}).get("n") for r in at)]
+            row[m_] = {}
+            for c in cols if inside else []:
+                gaps = []
+                for q in inside:
+                    kq = at[q]["kl_to_sft"]
+                    lo, hi = next((a, b) for a, b in zip(dpo, dpo[1:])
+                                  if at[a]["kl_to_sft"] <= kq <= at[b]["kl_to_sft"])
+                    ka, kb = at[lo]["kl_to_sft"], at[hi]["kl_to_sft"]
+                    w = (kq - ka) / (kb - ka) if kb > ka else 0.0
+                    y = (1 - w) * at[lo]["vs_sft"][m_][c]["diff"] + w * at[hi]["vs_sft"][m_][c]["diff"]
+                    gaps.append(y - at[q]["vs_sft"][m_][c]["diff"])
+                row[m_][c] = sum(gaps) / len(gaps)
+        per_seed.append(row)
+    out: dict = {"per_seed": per_seed, "sweeps": {k: list(v) for k, v in sweeps.items()}}
+    valid = [p for p in per_seed if p["n_ppo_points"]]
+    if valid:
+        for m_ in DECODINGS:
+            out[m_] = {c: seed_level_ci_from_means([p[m_][c] for p in valid]) for c in valid[0][m_]}
+        # the seeds that give a value, by seed (the README's seed-level row reads these)
+        out["by_seed"] = {m_: {c: {str(p["seed"]): p[m_][c] for p in valid} for c in valid[0][m_]} for m_ in DECODINGS}
+    return out
+
+
 def _ci(d: dict | None) -> str:
     if not d:
         return "–"
@@ -443,7 +556,8 @@ def render_md(res: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     dec_name = {"sampled": "T = 1", "greedy": "greedy", "rm": "RM pair accuracy", "lm": "held-out corpus NLL"}
     for c in res.get("claims", []):
-        vs = c["run"].replace("-", " − ") if "-" in c["run"] else f"{c['run']} − SFT"
+        vs = ("DPO − PPO at equal KL" if c["run"] == "frontier" else
+              c["run"].replace("-", " − ") if "-" in c["run"] else f"{c['run']} − SFT")
         lines.append(f"| {c['claim']} | {c['paper']} | {c['reward']} | {vs} | {c['column']} | "
                      f"{dec_name[c['decoding']]} | {_ci(c['ci'])} | {c['note']} |")
     sft = res["sft"]
@@ -475,6 +589,31 @@ def render_md(res: dict) -> str:
             lines.append(f"- {name} seed {r_['seed']}: " + " → ".join(f"{u:.3f}" for u in r_["unsafe_by_round"])
                          + f"; critic accuracy {acc['mean']:.3f} [{acc['ci95'][0]:.3f}, {acc['ci95'][1]:.3f}], "
                          f"recall {rec['mean']:.3f}")
+    looped = [(name, r_) for name, r in res["runs"].items() for r_ in r["per_seed"] if r_.get("rounds")]
+    if looped:
+        lines += ["", "The iterative loop's rounds in training (train prompts; each round's RM scores its own round's "
+                  "samples): rejection sampling's best-of-8 reward, the RM reward of the pooled selections and their "
+                  "ground truth; PPO's last-rollout reward and ground truth:", ""]
+        for name, r_ in looped:
+            def f(x):
+                return "–" if x is None else f"{x:.3f}"
+            lines.append(f"- {name} seed {r_['seed']}: " + "; ".join(
+                f"V{x['round']} best-of-8 {f(x['rs_reward_best_mean'])}, pool {f(x['rs_pool_reward_mean'])} "
+                f"(ground truth {f(x['rs_gt_of_kept'])}, {x['rs_pool_from_earlier_rounds'] or 0} from earlier rounds)"
+                + (f", PPO {f(x['ppo_final_reward'])} (ground truth {f(x['ppo_final_gt'])})"
+                   if x["ppo_final_reward"] is not None else "") for x in r_["rounds"]))
+    fr = res.get("frontier", {})
+    if fr.get("per_seed"):
+        lines += ["", "Reward–KL frontier (benign helpfulness − SFT at T = 1 against KL to SFT; DPO's sweep "
+                  + ", ".join(fr["sweeps"]["dpo"]) + "; PPO's " + ", ".join(fr["sweeps"]["ppo"])
+                  + "): per seed, DPO interpolated at each PPO point's KL inside DPO's KL range, minus PPO:", ""]
+        for p in fr["per_seed"]:
+            pts = "; ".join(f"{r} KL {k:.2f} {res['runs'][r]['per_seed'][i]['vs_sft']['sampled']['benign_helpfulness']['diff']:+.3f}"
+                            for r, k in p["points"].items()
+                            for i in [next(j for j, x in enumerate(res["runs"][r]["per_seed"]) if x["seed"] == p["seed"])])
+            gap = (f"{p['sampled']['benign_helpfulness']:+.3f} over {p['n_ppo_points']} PPO point(s)"
+                   if p["n_ppo_points"] else "no PPO point inside DPO's KL range")
+            lines.append(f"- seed {p['seed']}: {gap} ({pts})")
     rms = res.get("reward_models", {})
     if rms:
         lines += ["", "Reward models (held-out annotator pairs of the dev split, per training seed): pair accuracy "

@@ -259,6 +259,22 @@ CLAIMS: list[dict] = [
                 "over-refusal on benign lookalikes, T = 1", "less", reward, threshold=0.05)
       for name, run, reward in [("PPO", "ppo_rm", "learned (helpfulness RM from the annotator pool)"),
                                 ("DPO", "dpo", "learned (implicit; annotator-pool pairs)")]],
+    dict(paper="DPO", claim="DPO is at or above PPO on the reward–KL frontier (world v3)",
+         measure="DPO's benign helpfulness − SFT (β = 0.3, 0.1, 0.03; β = 0.1 trained 3× as long), interpolated at "
+                 "the KL of each PPO point (KL coefficient 0.5, 0.3, 0.2, 0.05) inside DPO's KL range, minus PPO's; "
+                 "world v3's sealed test split, T = 1, per training seed. The 3×-long DPO and the 0.3 PPO points were "
+                 "added after the first six gave no KL overlap, placed by KL, not by score",
+         est={"seeds": ["v3_claims.json:frontier/by_seed/sampled/benign_helpfulness/*"]},
+         greedy="v3_claims.json:frontier/greedy/benign_helpfulness", direction="greater", threshold=-MARGIN,
+         reward="learned (DPO: implicit; PPO: RM; the same annotator pool)", world="v3_claims.json:world_version",
+         split="v3_claims.json:split", tuned="v3_claims.json:tuned_on"),
+    *[_v3_claim(*row) for row in [
+        ("Llama 2", "the iterated RLHF loop's last version beats its first (world v3)", "iterative-iter_v1",
+         "benign_helpfulness", "benign helpfulness, T = 1; V3 (RS rounds, then PPO) − V1, fresh annotator-pool "
+         "feedback each round", "greater", "learned (helpfulness + safety RMs, retrained each round)"),
+        ("Llama 2", "… and is safer than its first (world v3)", "iterative-iter_v1", "unsafe",
+         "unsafe rate on harmful requests, T = 1; V3 − V1", "less",
+         "learned (helpfulness + safety RMs, retrained each round)")]],
     dict(paper="InstructGPT", claim="the reward model tracks ground truth (world v3)",
          measure="held-out pair accuracy of the helpfulness RM (annotator-pool feedback) against ground truth, "
                  "per training seed",

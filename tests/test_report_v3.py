@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alignstack.report import (
     build_report,
+    frontier_lines,
     load_v3_claims,
     reward_kind,
     v3_figure,
@@ -47,6 +48,16 @@ def claims() -> dict:
 def test_reward_kinds():
     assert [reward_kind(x) for x in ("learned (implicit)", "verifier (filter)", "oracle", "Learned")] == [
         "learned", "verifier", "oracle", "learned"]
+
+
+def test_frontier_sweeps_become_lines_ordered_by_kl(tmp_path):
+    c = claims()
+    c["runs"]["ppo_low_kl"] = {**c["runs"]["ppo_rm"], "kl_to_sft": {"mean": 0.3, "lo": 0.2, "hi": 0.4, "n_seeds": 3}}
+    # a sweep with one point that ran gives no line; the named points are ordered by their KL, not their listing
+    c["frontier"] = {"sweeps": {"ppo": ["ppo_rm", "ppo_low_kl"], "dpo": ["grpo", "dpo_absent"]}}
+    lines = frontier_lines(c, v3_points(c))
+    assert list(lines) == ["ppo"] and [x for x, _ in lines["ppo"]] == [0.3, 0.8]
+    assert v3_figure(c, tmp_path / "f.png").stat().st_size > 10_000
 
 
 def test_points_are_sft_level_plus_the_seed_level_difference():

@@ -160,3 +160,70 @@ def test_cai_recipes_record_harm_by_revision_round_the_critic_and_rl_cai_on_top(
     assert len(seed0["unsafe_by_round"]) == 3 and all(0.0 <= u <= 1.0 for u in seed0["unsafe_by_round"])
     assert 0.0 <= seed0["critic_accuracy"]["mean"] <= 1.0
     assert "SL-CAI's revisions" in (tmp_path / "out" / "v3_claims.md").read_text()
+
+
+def test_frontier_interpolates_dpo_at_each_ppo_kl_per_seed_and_skips_seeds_without_overlap(claims_mod):
+    from alignstack.eval.claims import seed_level_ci_from_means
+
+    sweeps = {"dpo": ("d_hi_beta", "d_mid", "d_lo_beta"), "ppo": ("p_hi_kl_coef", "p_mid", "p_lo_kl_coef")}
+    # per seed: (KL to SFT, benign helpfulness − SFT) of each point
+    pts = {"d_hi_beta": [(0.2, 0.00), (0.2, 0.00), (0.5, 0.0)], "d_mid": [(0.5, 0.02), (0.5, 0.01), (0.6, 0.0)],
+           "d_lo_beta": [(1.0, 0.04), (1.0, 0.03), (0.7, 0.0)],
+           "p_hi_kl_coef": [(0.1, 0.0), (0.35, -0.01), (0.1, 0.0)], "p_mid": [(0.7, 0.01), (0.5, 0.02), (0.2, 0.0)],
+           "p_lo_kl_coef": [(1.2, 0.05), (2.0, 0.0), (2.0, 0.0)]}
+    res = {"runs": {r: {"per_seed": [{"seed": s, "kl_to_sft": kl, "vs_sft": {m: {"benign_helpfulness": {"diff": y, "n": 9}}
+                                                                          for m in ("sampled", "greedy")}}
+                                     for s, (kl, y) in enumerate(v)]} for r, v in pts.items()}}
+    out = claims_mod.frontier(res, sweeps)
+    # seed 0: only p_mid (KL 0.7) is inside DPO's [0.2, 1.0]; DPO there = 0.02 + 0.4 · 0.02 = 0.028; minus 0.01
+    # seed 1: p_hi_kl_coef at 0.35 (DPO 0.005, gap +0.015) and p_mid at 0.5 (DPO 0.01, gap −0.01): mean +0.0025
+    # seed 2: no PPO point inside DPO's [0.5, 0.7]: listed, no value
+    got = [p["sampled"].get("benign_helpfulness") for p in out["per_seed"]]
+    assert math.isclose(got[0], 0.018) and math.isclose(got[1], 0.0025) and got[2] is None
+    assert [p["n_ppo_points"] for p in out["per_seed"]] == [1, 2, 0]
+    want = seed_level_ci_from_means([0.018, 0.0025])
+    ci = out["sampled"]["benign_helpfulness"]
+    assert ci["n_seeds"] == 2 and math.isclose(ci["mean"], want["mean"]) and math.isclose(ci["lo"], want["lo"])
+    # a sweep point that has not run: no frontier, and it says which
+    del res["runs"]["d_mid"]
+    assert claims_mod.frontier(res, sweeps) == {"missing": ["d_mid"]}
+
+
+def test_iterative_and_frontier_recipes_build_valid_configs(claims_mod, tmp_path):
+    from alignstack.config import load
+    from alignstack.methods.dpo import DPOConfig
+    from alignstack.methods.iterative import IterativeConfig
+    from alignstack.methods.ppo import PPOConfig
+
+    def over(name):
+        return [o.replace("{@dpo}", str(tmp_path / "dpo")).replace("{rm}", str(tmp_path / "rm")).replace("{seed}", "0")
+                for o in claims_mod.RUNS[name][2]]
+
+    it = load(IterativeConfig, overrides=[f"out={tmp_path}", "model.path=sft", *over("iterative")])
+    # world v3's annotator pool labels every round, and the RS / PPO stages sample v3's train split
+    assert it.feedback.world == 3 and it.safety_rm and len(it.rounds) == 3 and "ppo" in it.rounds[-1].stages
+    assert it.rejection_sampling["prompts"] == it.ppo["prompts"] == "world3:train"
+    assert claims_mod.MODEL_DIR["iterative"] == "round_3/ppo/model"
+    dpos = [load(DPOConfig, overrides=["model.path=sft", *over(r)]) for r in claims_mod.FRONTIER["dpo"]]
+    kls = [load(PPOConfig, overrides=["model.path=sft", *over(r)]).init_kl_coef for r in claims_mod.FRONTIER["ppo"]]
+    # every point is a distinct setting, and the DPO points after the first share that seed's dpo pairs
+    assert len({(d.beta, d.optim.epochs) for d in dpos}) == len(dpos) and len(set(kls)) == len(kls)
+    assert all(d.data.path == str(tmp_path / "dpo" / "pairs.jsonl") for d in dpos if d.data.path is not None)
+    assert sum(d.data.path is None for d in dpos) == 1
+
+
+def test_iterative_rounds_are_read_from_the_loops_summary(claims_mod, tmp_path):
+    rs = {"reward_best_mean": 1.2, "gt_of_kept": 0.75, "pool_reward_mean": 1.19, "pool_from_earlier_rounds": 0}
+    (tmp_path / "summary.json").write_text(json.dumps({"rounds": [
+        {"round": 1, "rejection_sampling": rs},
+        {"round": 2, "rejection_sampling": {**rs, "gt_of_kept": 0.66, "pool_from_earlier_rounds": 700},
+         "ppo": {"final_reward": 1.1, "final_gt": 0.69, "final_kl": 0.14}}]}))
+    got = claims_mod.training_records(tmp_path)["rounds"]
+    assert [r["round"] for r in got] == [1, 2] and got[1]["rs_gt_of_kept"] == 0.66
+    assert got[0]["ppo_final_gt"] is None and got[1]["ppo_final_gt"] == 0.69 and got[1]["rs_pool_from_earlier_rounds"] == 700
+    md = claims_mod.render_md({"n_prompts": 1, "samples": 1, "seeds": [0], "claims": [], "sft": {
+        m: {c: 0.0 for c in ("benign_helpfulness", "unsafe", "unsafe_seen", "unsafe_unseen", "leak", "over_refusal")}
+        for m in ("sampled", "greedy")}, "runs": {"iterative": {"reward": "learned", "per_seed": [{"seed": 0, "rounds": got}],
+                                                                  "vs_sft": {"sampled": {}, "greedy": {}},
+                                                                  "kl_to_sft": {"mean": 0.0, "lo": 0.0, "hi": 0.0}}}})
+    assert "V2 best-of-8 1.200, pool 1.190 (ground truth 0.660, 700 from earlier rounds), PPO 1.100 (ground truth 0.690)" in md
