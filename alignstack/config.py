@@ -142,7 +142,7 @@ class OptimConfig:
 
 @dataclass
 class DistConfig:
-    mixed_precision: str = "no"       # no | bf16 | fp16 (fp32 on CPU)
+    mixed_precision: str = "no"       # no | bf16 | fp16; bf16 also on CPU (autocast: faster where the CPU has bf16 matmuls)
     cpu: bool = False                 # force CPU even where a GPU exists
     # shard parameters, gradients and optimizer state across processes with torch FSDP2 `fully_shard`
     # (not accelerate's FSDP plugin); works on CPU/gloo and GPU/nccl. Launch N processes with

@@ -5,7 +5,7 @@
 Each (implementation, reference mode) runs in its own subprocess (so peak RSS is its own) on the
 same saved model (Llama preset built from scratch), the same preference pairs (world SFT prompts;
 chosen = the demonstration, rejected = another prompt's demonstration), batch size, learning rate,
-β = 0.1, sigmoid loss, fp32, max length 256. Two reference modes, the same on both sides:
+β = 0.1, sigmoid loss, max length 256 (TRL runs as shipped: its configs default to bf16 mixed precision (CPU autocast here) and gradient checkpointing, while ours runs fp32 without checkpointing (benchmarks/grpo_bench.py also runs TRL at our arithmetic)). Two reference modes, the same on both sides:
 ``precomputed`` (ours: ``reference=precomputed``; TRL: ``precompute_ref_log_probs=True``) and
 ``live`` (a frozen copy of the model forwarded every step; TRL: ``ref_model=`` a copy). Only the
 training steps are timed (after ``WARM`` warm-up steps): the precomputation pass is excluded on both

@@ -182,7 +182,9 @@ def trl(task: str, work: Path, s: dict, gpu: bool, steps: int, warm: int) -> dic
     common = dict(output_dir=tempfile.mkdtemp(), max_steps=steps, report_to=[], logging_steps=10 ** 6,
                   save_strategy="no", learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0,
                   use_cpu=not gpu, bf16=gpu, dataloader_num_workers=0, disable_tqdm=True, seed=0, max_grad_norm=1.0,
-                  weight_decay=0.0)
+                  # TRL's configs turn gradient checkpointing on by default; ours does not recompute: the same
+                  # arithmetic on both sides
+                  gradient_checkpointing=False, weight_decay=0.0)
 
     def counting(tr):
         orig = tr.training_step

@@ -1,14 +1,20 @@
 """GRPO throughput: alignstack vs TRL's GRPOTrainer on the same model, prompts, reward and settings, one run.
 
-    python benchmarks/grpo_bench.py [--steps 10] [--prompts 4] [--k 8] [--max-new 24]
+    python benchmarks/grpo_bench.py [--preset tiny|small] [--steps 10] [--prompts 4] [--k 8] [--max-new 24]
 
 Each implementation runs in its own subprocess (so peak RSS is its own) on the same saved model (the
-``tiny`` Llama preset built from scratch with the world tokenizer — it never emits EOS, so both sides
+``tiny`` (0.6M parameters) or ``small`` (25.7M) Llama preset built from scratch with the world tokenizer; written
+to ``benchmarks/results/grpo.json`` and ``grpo_small.json``. A random model never emits EOS, so both sides
 generate exactly ``max-new`` tokens per completion and do identical work), the same world prompts
 (chat format), the same cheap reward function, and pinned settings: β = 0.04 (frozen reference
 model on both sides), GRPO loss with per-sequence aggregation (TRL ``loss_type="grpo"``), group-std
 advantage scaling, K completions per prompt, one optimizer step per generation batch (TRL
-``steps_per_generation=1``, ``num_iterations=1``), T = 1, top-p 1, lr 1e-5, fp32.
+``steps_per_generation=1``, ``num_iterations=1``), T = 1, top-p 1, lr 1e-5. TRL runs twice:
+as shipped (its GRPOConfig defaults to bf16 mixed precision — CPU autocast here — and gradient checkpointing),
+and at our arithmetic (``bf16=False``, ``gradient_checkpointing=False``: fp32, no recomputation); ours runs
+fp32 and with ``dist.mixed_precision=bf16`` (autocast over sampling, reference and update). Like-for-like ratios
+are printed and kept: ``ratio_fp32`` (both fp32), ``ratio_bf16`` (ours bf16 / TRL as shipped), and ``ratio``
+(ours fp32 / TRL as shipped).
 Prints completions/s after warm-up (wall clock, and per CPU-second of the process — with ``--threads 1`` the
 latter does not count time spent waiting for a core on a shared machine), the ratio ours/TRL, peak RSS and
 the roofline table of our step (benchmarks/roofline.py).
@@ -43,13 +49,13 @@ def reward(prompts, completions, **_) -> list[float]:
     return out
 
 
-def prepare(workdir: Path, n_prompts: int) -> None:
+def prepare(workdir: Path, n_prompts: int, preset: str = "tiny") -> None:
     from alignstack.data.sources import write_jsonl
     from alignstack.models.load import build_model, save_pretrained_atomic
     from alignstack.models.tokenizer import train_tokenizer
     from alignstack.world.corpus import corpus_documents, prompt_set
     tok = train_tokenizer(corpus_documents(0, 5000))
-    save_pretrained_atomic(build_model("tiny", tok), tok, workdir / "model")
+    save_pretrained_atomic(build_model(preset, tok), tok, workdir / "model")
     write_jsonl(workdir / "prompts.jsonl", [{"prompt": t.to_row()["prompt"]} for t in prompt_set(0, "train", n_prompts)])
 
 
@@ -61,7 +67,8 @@ def run_ours(work: Path, a) -> dict:
         f"out={out}", f"model.path={work / 'model'}", f"prompts={work / 'prompts.jsonl'}", "reward=import:grpo_bench:reward",
         f"steps={a.steps}", f"prompts_per_step={a.prompts}", f"num_generations={a.k}", f"max_new_tokens={a.max_new}",
         "beta=0.04", "aggregation=sequence", "scale=std", "temperature=1.0", "optim.lr=1e-5", "log.progress=false",
-        "log.every=1", "missing_eos_penalty=null"])
+        "log.every=1", "missing_eos_penalty=null",
+        *(["dist.mixed_precision=bf16"] if a.impl == "ours_bf16" else [])])
     from alignstack.train import loop
     cpu: list[float] = []
     real_step = loop.Trainer.step
@@ -80,7 +87,7 @@ def run_ours(work: Path, a) -> dict:
     res = {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
            "rate_completions_cpu": n * (len(cpu) - WARM) / (cpu[-1] - cpu[WARM - 1]),
            "mean_length": sum(r["length"] for r in rows) / len(rows)}
-    if not a.no_roofline:
+    if not a.no_roofline and a.impl == "ours":
         res["roofline"] = roofline_of(work, a)
     return res
 
@@ -127,12 +134,14 @@ def run_trl(work: Path, a) -> dict:
                       max_steps=a.steps, beta=0.04, loss_type="grpo", scale_rewards="group", temperature=1.0,
                       top_p=1.0, learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0, use_cpu=True,
                       report_to=[], logging_steps=10 ** 6, save_strategy="no", disable_tqdm=True, seed=0,
-                      dataloader_num_workers=0, max_grad_norm=1.0, weight_decay=0.0)
+                      dataloader_num_workers=0, max_grad_norm=1.0, weight_decay=0.0,
+                      **({"bf16": False, "gradient_checkpointing": False} if a.impl == "trl_fp32" else {}))
+    res_cfg = {"bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing}
     tr = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
                      processing_class=tok, callbacks=[Timer()])
     tr.train()
     return {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
-            "rate_completions_cpu": n * (len(cpu) - WARM) / (cpu[-1] - cpu[WARM - 1])}
+            "rate_completions_cpu": n * (len(cpu) - WARM) / (cpu[-1] - cpu[WARM - 1]), **res_cfg}
 
 
 def child(a) -> None:
@@ -140,7 +149,7 @@ def child(a) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    fn = run_ours if a.impl == "ours" else run_trl
+    fn = run_ours if a.impl.startswith("ours") else run_trl
     res = fn(Path(a.workdir), a)
     res.update(impl=a.impl, peak_rss_mb=round(peak_mb()), threads=torch.get_num_threads())
     print("RESULT " + json.dumps(res))
@@ -154,17 +163,20 @@ def main() -> None:
     p.add_argument("--max-new", type=int, default=24)
     p.add_argument("--impl")
     p.add_argument("--workdir")
-    p.add_argument("--out", default="benchmarks/results/grpo.json")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "small"))
+    p.add_argument("--out", help="default: benchmarks/results/grpo.json (tiny) or grpo_<preset>.json")
     p.add_argument("--no-roofline", action="store_true", help="skip the per-phase roofline table")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads on both sides (0: torch's default; 1 is far steadier on a shared machine)")
     a = p.parse_args()
     if a.impl:
         return child(a)
+    a.out = a.out or ("benchmarks/results/grpo.json" if a.preset == "tiny" else f"benchmarks/results/grpo_{a.preset}.json")
     work = Path(tempfile.mkdtemp(prefix="grpobench-"))
-    prepare(work, 512)
-    row = {"settings": {k: v for k, v in vars(a).items() if k in ("steps", "prompts", "k", "max_new", "threads")}}
-    for impl in ("ours", "trl"):
+    prepare(work, 512, a.preset)
+    row = {"settings": {k: v for k, v in vars(a).items()
+                        if k in ("preset", "steps", "prompts", "k", "max_new", "threads")}}
+    for impl in ("ours", "ours_bf16", "trl", "trl_fp32"):
         cmd = [sys.executable, __file__, "--impl", impl, "--workdir", str(work), "--steps", str(a.steps),
                "--prompts", str(a.prompts), "--k", str(a.k), "--max-new", str(a.max_new)] + \
               (["--no-roofline"] if a.no_roofline else []) + ["--threads", str(a.threads)]
@@ -173,14 +185,19 @@ def main() -> None:
         if out.returncode != 0 or not line:
             raise SystemExit(f"{impl} failed:\n{out.stderr[-3000:]}")
         row[impl] = json.loads(line[0][7:])
-    row["ratio"] = row["ours"]["rate_completions"] / row["trl"]["rate_completions"]
-    row["ratio_cpu"] = row["ours"]["rate_completions_cpu"] / row["trl"]["rate_completions_cpu"]
-    o, t = row["ours"], row["trl"]
-    print(f"{'impl':<6}{'completions/s':>15}{'per CPU-s':>11}{'peak MB':>9}")
-    for name, x in (("ours", o), ("TRL", t)):
-        print(f"{name:<6}{x['rate_completions']:>15.1f}{x['rate_completions_cpu']:>11.1f}{x['peak_rss_mb']:>9}")
-    print(f"ratio ours/TRL: {row['ratio']:.2f}x wall clock, {row['ratio_cpu']:.2f}x per CPU-second "
-          "(process time: steadier than wall time on a shared machine)")
+    o = row["ours"]
+    # like for like: ours fp32 / TRL fp32 without checkpointing, ours bf16 / TRL as shipped (bf16); and ours fp32
+    # against TRL as shipped ("ratio", the figure earlier runs recorded)
+    for sfx, mine, theirs in (("", "ours", "trl"), ("_fp32", "ours", "trl_fp32"), ("_bf16", "ours_bf16", "trl")):
+        row["ratio" + sfx] = row[mine]["rate_completions"] / row[theirs]["rate_completions"]
+        row["ratio_cpu" + sfx] = row[mine]["rate_completions_cpu"] / row[theirs]["rate_completions_cpu"]
+    print(f"{'impl':<28}{'completions/s':>15}{'per CPU-s':>11}{'peak MB':>9}")
+    for name, x in (("ours (fp32)", o), ("ours (bf16 mixed precision)", row["ours_bf16"]),
+                    ("TRL as shipped (bf16, GC)", row["trl"]), ("TRL fp32, no GC", row["trl_fp32"])):
+        print(f"{name:<28}{x['rate_completions']:>15.1f}{x['rate_completions_cpu']:>11.1f}{x['peak_rss_mb']:>9}")
+    print(f"ratio ours/TRL, both fp32: {row['ratio_fp32']:.2f}x wall clock ({row['ratio_cpu_fp32']:.2f}x per "
+          f"CPU-second); both bf16: {row['ratio_bf16']:.2f}x ({row['ratio_cpu_bf16']:.2f}x); ours fp32 / TRL as "
+          f"shipped: {row['ratio']:.2f}x (process time: steadier than wall time on a shared machine)")
     if "roofline" in o:
         sys.path.insert(0, str(Path(__file__).parent))
         import roofline

@@ -6,7 +6,7 @@ Each implementation runs in its own subprocess (so peak RSS is its own) on the s
 (Llama preset built from scratch; a fresh scalar head on its trunk on both sides), the same
 preference pairs (world SFT prompts; chosen = the demonstration, rejected = another prompt's
 demonstration), pairwise Bradley–Terry loss without margin, batch size (pairs), learning rate,
-fp32, max length 256. Ours: ``methods.reward_model.fit`` (objective=pairwise; both responses of
+max length 256 (TRL runs as shipped: its configs default to bf16 mixed precision (CPU autocast here) and gradient checkpointing, while ours runs fp32 without checkpointing (benchmarks/grpo_bench.py also runs TRL at our arithmetic)). Ours: ``methods.reward_model.fit`` (objective=pairwise; both responses of
 every pair in one padded forward). TRL: ``RewardTrainer``. Only training steps are timed, after
 ``WARM`` warm-up steps. Prints pairs/s, non-pad tokens/s, the ratio ours/TRL and peak RSS.
 """

@@ -4,7 +4,7 @@
 
 Each (implementation, preset) runs in its own subprocess (so peak RSS is its own) on the same
 saved model (Llama preset built from scratch), the same world SFT conversations (prompt →
-completion, loss on the completion only), batch size, learning rate, fp32, no packing.
+completion, loss on the completion only), batch size, learning rate, no packing. TRL runs as shipped: its configs default to bf16 mixed precision (CPU autocast here) and gradient checkpointing, while ours runs fp32 without checkpointing (benchmarks/grpo_bench.py also runs TRL at our arithmetic).
 Runs without and with length-grouped batches (ours: ``optim.group_by_length``; TRL:
 ``train_sampling_strategy="group_by_length"``), always the same setting on both sides.
 Prints tokens/s (non-pad tokens per second after warm-up), the ratio ours/TRL, peak RSS, and model

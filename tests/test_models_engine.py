@@ -114,6 +114,21 @@ def test_lean_llama_decode_matches_generic_forward(monkeypatch, kv_heads):
         assert x == pytest.approx(y, abs=1e-5)
 
 
+def test_lean_decode_attention_over_a_bf16_cache_matches_fp32():
+    """A prefill under bf16 autocast leaves a bf16 KV cache while the decode step's query is fp32: attention takes
+    the cache's dtype for its matmuls, a fp32 softmax, and returns the query's dtype, close to the fp32 result."""
+    from alignstack.rollout.llama_decode import attend
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, n, 8, generator=g) for n in (1, 6, 6))
+    k, v = k[:, :2], v[:, :2]                                     # grouped-query: 2 kv heads for 4 query heads
+    bias = torch.zeros(3, 1, 1, 6)
+    bias[0, ..., :2] = float("-inf")                              # a left-padded row
+    want = attend(q, k, v, bias, 8 ** -0.5)
+    got = attend(q, k.bfloat16(), v.bfloat16(), bias.bfloat16(), 8 ** -0.5)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert torch.allclose(got, want, atol=5e-2) and not torch.equal(got, want)
+
+
 @pytest.mark.parametrize("fast", ["0", "1"])
 def test_shared_prefix_groups_give_the_same_samples_as_expanded_prompts(monkeypatch, fast):
     """A group's K samples prefill their prompt once and expand the KV cache: same tokens and log-probs

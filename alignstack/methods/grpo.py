@@ -109,13 +109,17 @@ def train(cfg: GRPOConfig) -> dict:
             exs = source.batch(it, cfg.prompts_per_step)[rank::world]          # this process's prompts
             rep_t = [e for e in exs for _ in range(G)]
             rep_p = [e.prompt for e in rep_t]
-            ro = rollout(tr.unwrapped, tok, rep_p, rep_t, sampling, seed=cfg.seed * 100003 + it * world + rank,
-                         renderer=renderer)
+            # dist.mixed_precision reaches sampling and the reference pass too (as the update), not only the
+            # model's own forward (a no-op in fp32)
+            with tr.acc.autocast():
+                ro = rollout(tr.unwrapped, tok, rep_p, rep_t, sampling, seed=cfg.seed * 100003 + it * world + rank,
+                             renderer=renderer)
             scores = ro.score(scorer)
             if cfg.missing_eos_penalty is not None:
                 scores = apply_missing_eos_penalty(scores, ro.batch.has_eos, cfg.missing_eos_penalty)
             mask = ro.batch.mask
-            ref_logp = ref_lp(ro.batch) if (cfg.beta != 0 or cfg.algorithm == "rloo") else None
+            with tr.acc.autocast():
+                ref_logp = ref_lp(ro.batch) if (cfg.beta != 0 or cfg.algorithm == "rloo") else None
             R = scores.view(-1, G)
             if cfg.algorithm == "grpo":
                 adv = group_advantages(R, cfg.scale).flatten()

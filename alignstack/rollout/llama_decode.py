@@ -38,9 +38,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     query its CPU kernel (flash attention) pays tiling overhead for no reuse, and grouping the G query heads
     of a kv head into one (G × D)·(D × S) matmul uses the cache without expanding it."""
     B, H, _, D = q.shape
-    qg = q.reshape(B, k.shape[1], H // k.shape[1], D)                       # (B, H_kv, G, D)
-    s = torch.matmul(qg, k.transpose(-1, -2)).mul_(scale).add_(bias)        # (B, H_kv, G, S)
-    return torch.matmul(torch.softmax(s, -1), v)                            # (B, H_kv, G, D)
+    # the cache may be bf16 (a prefill under mixed-precision autocast) while this step runs in fp32: the matmuls
+    # take the cache's dtype, the softmax runs in fp32, and the output returns in the query's dtype (no-ops in fp32)
+    qg = q.reshape(B, k.shape[1], H // k.shape[1], D).to(k.dtype)           # (B, H_kv, G, D)
+    s = torch.matmul(qg, k.transpose(-1, -2)).float().mul_(scale).add_(bias)   # (B, H_kv, G, S)
+    return torch.matmul(torch.softmax(s, -1).to(v.dtype), v).to(q.dtype)   # (B, H_kv, G, D)
 
 
 class LlamaDecoder:

@@ -1,6 +1,7 @@
 """CPU smoke tests of the online RL methods on a random nano model: they run end to end, every
 trainable parameter of the policy changes, and the logs carry proxy reward and ground truth."""
 import json
+import math
 
 import pytest
 import torch
@@ -36,6 +37,26 @@ def test_group_rl_runs_and_updates_all_params(nano, tmp_path, algo):
     assert all(changed.values()), [k for k, v in changed.items() if not v]
     rows = [r for r in _rows(tmp_path) if "reward" in r]
     assert len(rows) == 3 and all("gt" in r and "zero_signal" in r for r in rows)
+
+
+def test_group_rl_in_bf16_mixed_precision_on_cpu(nano, tmp_path):
+    """dist.mixed_precision=bf16 on a CPU: the prefill runs under autocast (a bf16 KV cache) and the lean decode
+    must still work (it once failed with a dtype mismatch); sampling, reference and update all run, and train."""
+    torch.set_num_threads(1)
+    cfg = load(grpo.GRPOConfig, overrides=[f"out={tmp_path}", f"model.path={nano['path']}", "steps=2",
+                                           "prompts_per_step=2", "num_generations=4", "max_new_tokens=8",
+                                           "reward=import:test_rl_smoke:length_reward", "optim.lr=1e-2",
+                                           "dist.mixed_precision=bf16", "log.progress=false"])
+    from accelerate.state import AcceleratorState
+    # accelerate keeps one precision per process: this test's bf16 must neither meet nor leave behind fp32 state
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        assert grpo.train(cfg)["steps"] == 2
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    rows = [r for r in _rows(tmp_path) if "reward" in r]
+    assert len(rows) == 2 and all(math.isfinite(r["loss"]) for r in rows)
+    assert any(_changed(nano["path"], tmp_path / "model").values())
 
 
 @pytest.mark.parametrize("value_model", ["separate", "shared"])
