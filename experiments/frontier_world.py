@@ -144,13 +144,14 @@ def verdict(res: dict) -> str:
     interpolated at the same KL (within the DPO KL range), and the mean of the differences."""
     dpo = sorted((p for p in res["points"] if p["method"] == "dpo"), key=lambda p: p["kl"])
     ppo = [p for p in res["points"] if p["method"] == "ppo"]
+    from alignstack.eval.claims import interpolation_bracket
+
     diffs = []
     for p in ppo:
-        for lo, hi in zip(dpo, dpo[1:]):
-            if lo["kl"] <= p["kl"] <= hi["kl"]:
-                w = (p["kl"] - lo["kl"]) / max(hi["kl"] - lo["kl"], 1e-9)
-                d_at = lo["score_diff"]["mean"] + w * (hi["score_diff"]["mean"] - lo["score_diff"]["mean"])
-                diffs.append(d_at - p["score_diff"]["mean"])
+        if (b := interpolation_bracket([q["kl"] for q in dpo], p["kl"])) is not None:
+            i, j, w = b
+            d_at = (1 - w) * dpo[i]["score_diff"]["mean"] + w * dpo[j]["score_diff"]["mean"]
+            diffs.append(d_at - p["score_diff"]["mean"])
     best = {m: max((p for p in res["points"] if p["method"] == m), key=lambda p: p["score_diff"]["mean"])
             for m in ("dpo", "ppo")}
     text = (f"Best point: DPO β = {best['dpo']['knob']:g} {_ci(best['dpo']['score_diff'])} at KL "

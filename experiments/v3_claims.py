@@ -498,9 +498,10 @@ def frontier(results: dict, sweeps: dict = FRONTIER) -> dict:
     """DPO against PPO on the reward–KL plane, per training seed: for each PPO point whose KL to SFT lies inside the
     range of that seed's DPO points, DPO's difference to SFT linearly interpolated (in KL) at that KL minus the PPO
     point's; the mean over those PPO points is the seed's value, and the seed is the unit (t-interval over seeds).
-    ``{"per_seed": [{"seed", "n_ppo_points", "points": {recipe: (kl, value)}, DECODING: {column: value}}],
-    DECODING: {column: CI}}``; seeds without a PPO point inside DPO's KL range are listed but give no value."""
-    from alignstack.eval.claims import seed_level_ci_from_means
+    ``{"per_seed": [{"seed", "n_ppo_points", "points": {recipe: [KL, benign helpfulness − SFT at T = 1]},
+    DECODING: {column: value}}], DECODING: {column: CI}}``; seeds without a PPO point inside DPO's KL range are
+    listed but give no value."""
+    from alignstack.eval.claims import interpolation_bracket, seed_level_ci_from_means
 
     runs = {r: results["runs"].get(r) for m in sweeps.values() for r in m}
     if any(v is None for v in runs.values()):
@@ -511,23 +512,18 @@ def frontier(results: dict, sweeps: dict = FRONTIER) -> dict:
     per_seed = []
     for i, s in enumerate(seeds[0]):
         at = {r: runs[r]["per_seed"][i] for r in runs}
-        row: dict = {"seed": s, "points": {r: at[r]["kl_to_sft"] for r in at}}
+        row: dict = {"seed": s, "points": {r: [at[r]["kl_to_sft"], at[r]["vs_sft"]["sampled"]["benign_helpfulness"]["diff"]]
+                                           for r in at}}
         dpo = sorted(sweeps["dpo"], key=lambda r: at[r]["kl_to_sft"])
-        inside = [q for q in sweeps["ppo"] if at[dpo[0]]["kl_to_sft"] <= at[q]["kl_to_sft"] <= at[dpo[-1]]["kl_to_sft"]]
+        kls = [at[r]["kl_to_sft"] for r in dpo]
+        inside = {q: b for q in sweeps["ppo"] if (b := interpolation_bracket(kls, at[q]["kl_to_sft"])) is not None}
         row["n_ppo_points"] = len(inside)
         for m_ in DECODINGS:
             cols = [c for c in at[dpo[0]]["vs_sft"][m_] if all(at[r]["vs_sft"][m_].get(c, {}).get("n") for r in at)]
             row[m_] = {}
             for c in cols if inside else []:
-                gaps = []
-                for q in inside:
-                    kq = at[q]["kl_to_sft"]
-                    lo, hi = next((a, b) for a, b in zip(dpo, dpo[1:])
-                                  if at[a]["kl_to_sft"] <= kq <= at[b]["kl_to_sft"])
-                    ka, kb = at[lo]["kl_to_sft"], at[hi]["kl_to_sft"]
-                    w = (kq - ka) / (kb - ka) if kb > ka else 0.0
-                    y = (1 - w) * at[lo]["vs_sft"][m_][c]["diff"] + w * at[hi]["vs_sft"][m_][c]["diff"]
-                    gaps.append(y - at[q]["vs_sft"][m_][c]["diff"])
+                y = [at[r]["vs_sft"][m_][c]["diff"] for r in dpo]
+                gaps = [(1 - w) * y[i] + w * y[j] - at[q]["vs_sft"][m_][c]["diff"] for q, (i, j, w) in inside.items()]
                 row[m_][c] = sum(gaps) / len(gaps)
         per_seed.append(row)
     out: dict = {"per_seed": per_seed, "sweeps": {k: list(v) for k, v in sweeps.items()}}
@@ -608,9 +604,7 @@ def render_md(res: dict) -> str:
                   + ", ".join(fr["sweeps"]["dpo"]) + "; PPO's " + ", ".join(fr["sweeps"]["ppo"])
                   + "): per seed, DPO interpolated at each PPO point's KL inside DPO's KL range, minus PPO:", ""]
         for p in fr["per_seed"]:
-            pts = "; ".join(f"{r} KL {k:.2f} {res['runs'][r]['per_seed'][i]['vs_sft']['sampled']['benign_helpfulness']['diff']:+.3f}"
-                            for r, k in p["points"].items()
-                            for i in [next(j for j, x in enumerate(res["runs"][r]["per_seed"]) if x["seed"] == p["seed"])])
+            pts = "; ".join(f"{r} KL {k:.2f} {y:+.3f}" for r, (k, y) in p["points"].items())
             gap = (f"{p['sampled']['benign_helpfulness']:+.3f} over {p['n_ppo_points']} PPO point(s)"
                    if p["n_ppo_points"] else "no PPO point inside DPO's KL range")
             lines.append(f"- seed {p['seed']}: {gap} ({pts})")

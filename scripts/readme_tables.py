@@ -295,17 +295,16 @@ def _frontier_world() -> dict:
     averaged over those PPO points. Each arm's CI is vs SFT on the same prompts; combined as independent."""
     pts = get("frontier_world.json:points")
     dpo = sorted((p for p in pts if p["method"] == "dpo"), key=lambda p: p["kl"])
-    ppo = [p for p in pts if p["method"] == "ppo" and dpo[0]["kl"] <= p["kl"] <= dpo[-1]["kl"]]
-    if not ppo:
+    at = [(q, b) for q in pts if q["method"] == "ppo"
+          if (b := C.interpolation_bracket([p["kl"] for p in dpo], q["kl"])) is not None]
+    if not at:
         return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "note": "no PPO point inside DPO's KL range"}
-    terms = []
-    for q in ppo:
-        a, b = next((a, b) for a, b in zip(dpo, dpo[1:]) if a["kl"] <= q["kl"] <= b["kl"])
-        w = (q["kl"] - a["kl"]) / (b["kl"] - a["kl"]) if b["kl"] > a["kl"] else 0.0
-        terms += [((1 - w) / len(ppo), *ci_of(a["score_diff"])), (w / len(ppo), *ci_of(b["score_diff"])),
-                  (-1 / len(ppo), *ci_of(q["score_diff"]))]
+    terms, n = [], len(at)
+    for q, (i, j, w) in at:
+        terms += [((1 - w) / n, *ci_of(dpo[i]["score_diff"])), (w / n, *ci_of(dpo[j]["score_diff"])),
+                  (-1 / n, *ci_of(q["score_diff"]))]
     r = C.combine_independent(terms)
-    r["note"] = f"{len(ppo)} PPO point(s) inside DPO's KL range"
+    r["note"] = f"{n} PPO point(s) inside DPO's KL range"
     return r
 
 

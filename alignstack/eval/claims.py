@@ -121,6 +121,21 @@ def seed_level_ci(per_seed_diffs: Sequence[Sequence[float]], level: float = 0.95
     return seed_level_ci_from_means(means, level)
 
 
+# ---------------------------------------------------------------- reward–KL frontiers
+
+def interpolation_bracket(xs: Sequence[float], x: float) -> tuple[int, int, float] | None:
+    """Where ``x`` falls on a sweep whose points sit at ascending ``xs`` (e.g. DPO's KLs to SFT): the neighbours
+    ``i ≤ j`` and the weight ``w`` with ``x = (1 − w)·xs[i] + w·xs[j]``, so the sweep's value at ``x`` is
+    ``(1 − w)·y[i] + w·y[j]`` (linear interpolation); ``None`` when ``x`` lies outside ``[xs[0], xs[-1]]``."""
+    if not xs or not xs[0] <= x <= xs[-1]:
+        return None
+    for i in range(len(xs) - 1):
+        if xs[i] <= x <= xs[i + 1]:
+            span = xs[i + 1] - xs[i]
+            return i, i + 1, (x - xs[i]) / span if span > 0 else 0.0
+    return 0, 0, 0.0                                     # one point, at x itself
+
+
 def combine_independent(terms: Sequence[tuple[float, float, float, float]], z: float = Z95) -> dict:
     """A linear combination Σ cᵢ·Xᵢ of estimates given as (cᵢ, mean, lo, hi) with symmetric normal CIs,
     treating them as independent: SE = √Σ (cᵢ·halfwidthᵢ / z)².

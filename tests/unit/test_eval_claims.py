@@ -100,3 +100,12 @@ def test_conjunction():
     assert C.conjunction(["holds", "inconclusive"]) == "inconclusive"
     assert C.conjunction(["holds", "does not hold", "inconclusive"]) == "does not hold"
     assert C.conjunction([]) == "inconclusive"
+
+
+def test_interpolation_bracket_by_hand():
+    xs = [0.2, 0.5, 1.0]
+    i, j, w = C.interpolation_bracket(xs, 0.7)              # 0.7 = 0.6·0.5 + 0.4·1.0
+    assert (i, j) == (1, 2) and math.isclose(w, 0.4)
+    assert C.interpolation_bracket(xs, 0.2) == (0, 1, 0.0) and C.interpolation_bracket(xs, 1.0)[2] == 1.0
+    assert C.interpolation_bracket(xs, 0.1) is None and C.interpolation_bracket(xs, 1.2) is None
+    assert C.interpolation_bracket([0.3], 0.3) == (0, 0, 0.0) and C.interpolation_bracket([], 0.3) is None
