@@ -651,17 +651,14 @@ def benchmarks_block() -> str:
             s = g["settings"]
             what = (f"GRPO, {s.get('preset', 'tiny')}, {s['prompts']} prompts × {s['k']} completions × "
                     f"{s['max_new']} tokens (completions/s; {s['threads']} thread each)")
-            if "trl_fp32" in g:      # like for like: both fp32, both bf16 (TRL as shipped); ours fp32 vs TRL as shipped
-                for tag, mine, theirs, ratio in (
-                        ("both fp32 (TRL: bf16=False, no gradient checkpointing)", "ours", "trl_fp32", "ratio_fp32"),
-                        ("both bf16 mixed precision (TRL as shipped, with gradient checkpointing)", "ours_bf16", "trl",
-                         "ratio_bf16"),
-                        ("ours fp32 vs TRL as shipped", "ours", "trl", "ratio")):
-                    if mine in g and ratio in g:
-                        rows.append((f"{what}, {tag}", g[mine]["rate_completions"], g[theirs]["rate_completions"],
-                                     g[ratio], f"{g[mine]['peak_rss_mb']:,} / {g[theirs]['peak_rss_mb']:,} MB"))
-            else:
-                rows.append((what, g["ours"]["rate_completions"], g["trl"]["rate_completions"], g["ratio"], rss(g)))
+            # like for like: both fp32, both bf16 (TRL as shipped); and ours fp32 against TRL as shipped
+            for tag, mine, theirs, ratio in (
+                    ("both fp32 (TRL: bf16=False, no gradient checkpointing)", "ours", "trl_fp32", "ratio_fp32"),
+                    ("both bf16 mixed precision (TRL as shipped, with gradient checkpointing)", "ours_bf16", "trl",
+                     "ratio_bf16"),
+                    ("ours fp32 vs TRL as shipped", "ours", "trl", "ratio")):
+                rows.append((f"{what}, {tag}", g[mine]["rate_completions"], g[theirs]["rate_completions"], g[ratio],
+                             f"{g[mine]['peak_rss_mb']:,} / {g[theirs]['peak_rss_mb']:,} MB"))
         for r in get("benchmarks/rm.json:results"):
             rows.append((f"Reward model, {r['preset']}, batch {r['batch']} pairs (pairs/s; pairwise loss vs `RewardTrainer`)", r["ours"]["rate_pairs"],
                          r["trl"]["rate_pairs"], r["ratio_pairs"], rss(r)))
@@ -676,8 +673,7 @@ def benchmarks_block() -> str:
     g = get("benchmarks/grpo.json:")
     ph = g["ours"]["roofline"]["phases"]
     vs = (f"{g['ratio_fp32']:.2f}× TRL at the same arithmetic ({g['ratio_cpu_fp32']:.2f}× per CPU-second of each "
-          f"process), {g['ratio']:.2f}× TRL as shipped" if "ratio_fp32" in g
-          else f"{g['ratio']:.2f}× ({g['ratio_cpu']:.2f}× per CPU-second of each process)")
+          f"process), {g['ratio']:.2f}× TRL as shipped")
     lines += ["", f"SFT on the small preset: both implementations run at {100 * min(small):.0f}–{100 * max(small):.0f}% of "
               f"this machine's measured fp32 matmul peak. GRPO on the tiny preset: {vs}. Where our GRPO step's time goes (achieved GFLOP/s over a matmul peak "
               "measured for that phase's shapes): " + ", ".join(
@@ -687,11 +683,10 @@ def benchmarks_block() -> str:
     t_min = sum(v["gflop"] / v["peak_gflops_same_shapes"] for v in ph.values())
     rows_per_step = g["ours"]["roofline"]["rows"]
     ceiling = rows_per_step / t_min
-    trl = g.get("trl_fp32", g["trl"])
     lines[-1] += (f" With every phase at 100% of that peak, a step of {rows_per_step} completions would take "
-                  f"{1000 * t_min:.0f} ms: at most {ceiling:.0f} completions/s, {ceiling / trl['rate_completions']:.2f}× "
-                  f"TRL's measured rate{' at the same arithmetic' if 'trl_fp32' in g else ''} — the ≥ 3× target "
-                  "sits at or beyond this machine's roofline for the same arithmetic.")
+                  f"{1000 * t_min:.0f} ms: at most {ceiling:.0f} completions/s, "
+                  f"{ceiling / g['trl_fp32']['rate_completions']:.2f}× TRL's measured rate at the same arithmetic — "
+                  "the ≥ 3× target sits at or beyond this machine's roofline for the same arithmetic.")
     try:
         gs = get("benchmarks/grpo_small.json:")
         sh = [v["share_of_peak"] for v in gs["ours"]["roofline"]["phases"].values()]
