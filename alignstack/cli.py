@@ -287,15 +287,19 @@ def _eval_reward(a, examples=None, model=None, tok=None) -> dict:
 def _demo(argv: list[str]) -> int:
     from alignstack.pipeline import DemoConfig, run_demo
     p = argparse.ArgumentParser(prog="alignstack demo", description=COMMANDS["demo"])
-    p.add_argument("--out", default="runs/demo", help="run folder (every stage's artifacts and summary.json)")
+    p.add_argument("--out", default=None, help="run folder (every stage's artifacts and summary.json; default "
+                                                 "runs/demo, with --world 3 runs/demo_v3)")
     p.add_argument("--all", action="store_true", help="the longer pipeline with every method")
+    p.add_argument("--world", type=int, choices=(2, 3), default=2,
+                   help="the built-in world: 2 (default) or 3, judged once on its sealed test split (demo_v3.yaml)")
     p.add_argument("--resume", action="store_true", help="skip stages that already finished")
     p.add_argument("--fast", action="store_true", help="shortened stages (smoke test)")
     p.add_argument("--eval-prompts", type=int, default=None, help="held-out prompts (default: the pipeline's, 2000)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    a.out = a.out or ("runs/demo_v3" if a.world == 3 else "runs/demo")
     run_demo(DemoConfig(out=a.out, resume=a.resume, fast=a.fast, all=a.all, eval_prompts=a.eval_prompts,
-                        progress=not a.no_progress))
+                        progress=not a.no_progress, world=a.world))
     print(f"\nsummary: {os.path.join(a.out, 'summary.json')}")
     return 0
 

@@ -200,8 +200,11 @@ def train(cfg: PPOConfig) -> dict:
             prompts = [e.prompt for e in tasks]
             model = tr.unwrapped
             t_it = clock()
-            ro = rollout(model.policy, tok, prompts, tasks, sampling, seed=cfg.seed * 7919 + it * world + rank,
-                         renderer=renderer)
+            # dist.mixed_precision reaches sampling, the reference and the old values too, as in GRPO (a no-op
+            # in fp32); the reward model scores in its own precision
+            with tr.acc.autocast():
+                ro = rollout(model.policy, tok, prompts, tasks, sampling, seed=cfg.seed * 7919 + it * world + rank,
+                             renderer=renderer)
             t_gen = clock()
             raw = ro.score(scorer)
             score = whiten(raw, all_reduce=reduce) if cfg.whiten_scores else raw
@@ -209,10 +212,11 @@ def train(cfg: PPOConfig) -> dict:
                 score = apply_missing_eos_penalty(score, ro.batch.has_eos, cfg.missing_eos_penalty)
             b, mask = ro.batch, ro.batch.mask
             t_score = clock()
-            ref_lp = frozen_logprobs(ref, b, cfg.temperature)
-            with torch.no_grad():                   # in micro-batches too: the logits are (B, T, V)
+            with tr.acc.autocast():
+                ref_lp = frozen_logprobs(ref, b, cfg.temperature)
+            with torch.no_grad(), tr.acc.autocast():     # in micro-batches too: the logits are (B, T, V)
                 model.eval()
-                old_v = torch.cat([model.values(b.input_ids[c].to(dev), b.attention_mask[c].to(dev)).cpu()
+                old_v = torch.cat([model.values(b.input_ids[c].to(dev), b.attention_mask[c].to(dev)).float().cpu()
                                    for c in micro_split(list(range(len(mask))), cfg.optim)])
             beta = ctl.value
             rewards, kl = kl_shaped_rewards(score, b.old_logprobs, ref_lp, mask, beta)

@@ -59,6 +59,25 @@ def test_group_rl_in_bf16_mixed_precision_on_cpu(nano, tmp_path):
     assert any(_changed(nano["path"], tmp_path / "model").values())
 
 
+def test_ppo_in_bf16_mixed_precision_on_cpu(nano, tmp_path):
+    """PPO under dist.mixed_precision=bf16: sampling, reference, old values and update under one autocast; the
+    GAE inputs stay fp32 and the run trains with finite losses."""
+    torch.set_num_threads(1)
+    cfg = load(ppo.PPOConfig, overrides=[f"out={tmp_path}", f"model.path={nano['path']}", "steps=2", "batch_size=4",
+                                         "minibatches=2", "max_new_tokens=8", "optim.lr=1e-2",
+                                         "reward=import:test_rl_smoke:length_reward", "dist.mixed_precision=bf16",
+                                         "log.progress=false"])
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(reset_partial_state=True)     # one precision per process (see the GRPO test)
+    try:
+        assert ppo.train(cfg)["iterations"] == 2
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    rows = [r for r in _rows(tmp_path) if "iteration" in r]
+    assert len(rows) == 2 and all(math.isfinite(r["value_loss"]) and math.isfinite(r["kl"]) for r in rows)
+    assert any(_changed(nano["path"], tmp_path / "model").values())
+
+
 @pytest.mark.parametrize("value_model", ["separate", "shared"])
 def test_ppo_runs_and_logs(nano, tmp_path, value_model):
     torch.set_num_threads(1)

@@ -130,6 +130,41 @@ stages:
         load_pipeline(y, ["world=5"])
 
 
+def test_pipeline_with_eval_split_test_reports_the_sealed_split_and_the_demo_bar(nano, tmp_path, capsys):
+    from alignstack.pipeline import load_pipeline, run_pipeline
+    y = tmp_path / "p.yaml"
+    y.write_text(f"""out: {tmp_path}/run
+world: 3
+eval_split: test
+eval_prompts: 12
+eval_max_new_tokens: 4
+kl_prompts: 4
+stages:
+  - {{name: sft, method: checkpoint, overrides: [path={nano['path']}], eval: true}}
+  - {{name: ppo, method: checkpoint, overrides: [path={nano['path']}], eval: true}}
+""")
+    summary = run_pipeline(load_pipeline(y), tmp_path)
+    rep = json.loads((tmp_path / "run" / "ppo" / "eval_v3_report.json").read_text())
+    assert rep["split"] == "test" and rep["sealed"] and len(rep["prompt_ids"]) == 12
+    assert summary["eval_split"] == "test" and summary["stages"]["ppo"]["split"] == "test"
+    # the same model twice: every difference is 0, so it cannot beat SFT and the bar is not met
+    bar = summary["demo_bar"]
+    assert not bar["met"] and bar["stages"]["ppo"]["parts"]["benign_helpfulness"]["verdict"] != "holds"
+    out = capsys.readouterr().out
+    assert "sealed test split" in out and "bar NOT MET: no RLHF and no DPO stage" in out
+
+
+def test_demo_world_3_fast_end_to_end(tmp_path):
+    from alignstack.pipeline import DemoConfig, run_demo
+    s = run_demo(DemoConfig(out=str(tmp_path / "d"), fast=True, eval_prompts=8, progress=False, world=3))
+    assert s["eval_split"] == "test" and s["config"]["world"] == 3
+    for stage in ("sft", "ppo", "rejection_sampling", "dpo"):
+        assert s["stages"][stage]["split"] == "test" and "benign_helpfulness" in s["stages"][stage]
+    assert set(s["demo_bar"]["stages"]) == {"ppo", "rejection_sampling", "dpo"}
+    with pytest.raises(Exception, match="demo --all runs on world 2 only"):
+        run_demo(DemoConfig(out=str(tmp_path / "x"), all=True, world=3))
+
+
 def test_grpo_few_steps_on_world3_prompts_and_reward(nano, tmp_path):
     import torch
 
