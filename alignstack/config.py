@@ -233,7 +233,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str):
         except ValueError:
             pass
     if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        # YAML 1.1 reads no / yes / off / on as booleans: say so, since `dist.mixed_precision=no` is the natural spelling
+        hint = " (YAML reads no/yes/on/off as booleans: quote the word, e.g. 'no')" \
+            if tp is str and isinstance(value, bool) else ""
+        raise ConfigError(f"{where}{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}{hint}")
     if tp is dict and not isinstance(value, dict):
         raise ConfigError(f"{where}{key}: expected a mapping, got {type(value).__name__}")
     return value

@@ -5,7 +5,11 @@
 Each (implementation, reference mode) runs in its own subprocess (so peak RSS is its own) on the
 same saved model (Llama preset built from scratch), the same preference pairs (world SFT prompts;
 chosen = the demonstration, rejected = another prompt's demonstration), batch size, learning rate,
-β = 0.1, sigmoid loss, max length 256 (TRL runs as shipped: its configs default to bf16 mixed precision (CPU autocast here) and gradient checkpointing, while ours runs fp32 without checkpointing (benchmarks/grpo_bench.py also runs TRL at our arithmetic)). Two reference modes, the same on both sides:
+β = 0.1, sigmoid loss, max length 256 (ours: fp32, no
+gradient checkpointing). TRL runs twice: as shipped (its configs default to bf16 mixed precision — CPU
+autocast here — and gradient checkpointing) and at our arithmetic (``bf16=False``,
+``gradient_checkpointing=False``): ``ratio_pairs`` is ours / TRL as shipped, ``ratio_pairs_fp32`` ours / TRL
+at the same arithmetic. Two reference modes, the same on both sides:
 ``precomputed`` (ours: ``reference=precomputed``; TRL: ``precompute_ref_log_probs=True``) and
 ``live`` (a frozen copy of the model forwarded every step; TRL: ``ref_model=`` a copy). Only the
 training steps are timed (after ``WARM`` warm-up steps): the precomputation pass is excluded on both
@@ -78,7 +82,7 @@ def run_ours(model_dir: Path, data: Path, steps: int, bs: int, reference: str) -
             "rate_tokens": sum(ntok[WARM:steps]) / (times[-1] - times[WARM - 1]), "steps": r["steps"]}
 
 
-def run_trl(model_dir: Path, data: Path, steps: int, bs: int, reference: str) -> dict:
+def run_trl(model_dir: Path, data: Path, steps: int, bs: int, reference: str, fp32: bool = False) -> dict:
     warnings.filterwarnings("ignore")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -99,7 +103,8 @@ def run_trl(model_dir: Path, data: Path, steps: int, bs: int, reference: str) ->
                      logging_steps=10 ** 6, save_strategy="no", learning_rate=1e-4, lr_scheduler_type="constant",
                      warmup_steps=0, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0,
                      max_length=MAX_LEN, beta=0.1, loss_type=["sigmoid"], max_grad_norm=1.0, weight_decay=0.0,
-                     precompute_ref_log_probs=reference == "precomputed", precompute_ref_batch_size=64)
+                     precompute_ref_log_probs=reference == "precomputed", precompute_ref_batch_size=64,
+                     **({"bf16": False, "gradient_checkpointing": False} if fp32 else {}))
     tr = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
                     processing_class=tok, callbacks=[Timer()])
     orig = tr.training_step
@@ -111,7 +116,8 @@ def run_trl(model_dir: Path, data: Path, steps: int, bs: int, reference: str) ->
     tr.training_step = counting_step
     tr.train()
     return {"rate_pairs": (steps - WARM) * bs / (times[-1] - times[WARM - 1]),
-            "rate_tokens": sum(ntok[WARM:steps]) / (times[-1] - times[WARM - 1]), "steps": len(times)}
+            "rate_tokens": sum(ntok[WARM:steps]) / (times[-1] - times[WARM - 1]), "steps": len(times),
+            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing}
 
 
 def child(args) -> None:
@@ -119,8 +125,9 @@ def child(args) -> None:
 
     torch.manual_seed(0)
     work = Path(args.workdir)
+    extra = {} if args.impl == "ours" else {"fp32": args.impl == "trl_fp32"}
     fn = run_ours if args.impl == "ours" else run_trl
-    res = fn(work / args.preset, work / "pairs.jsonl", args.steps, args.batch, args.reference)
+    res = fn(work / args.preset, work / "pairs.jsonl", args.steps, args.batch, args.reference, **extra)
     res.update(impl=args.impl, preset=args.preset, reference=args.reference, peak_rss_mb=round(peak_mb()),
                threads=torch.get_num_threads())
     print("RESULT " + json.dumps(res))
@@ -154,16 +161,19 @@ def main() -> None:
     results = []
     for reference in args.references.split(","):
         row = {"preset": args.preset, "reference": reference, "batch": args.batch, "steps": args.steps}
-        for impl in ("ours", "trl"):
+        for impl in ("ours", "trl", "trl_fp32"):
             row[impl] = run_child(impl, reference, work, args)
         row["ratio_pairs"] = row["ours"]["rate_pairs"] / row["trl"]["rate_pairs"]
+        row["ratio_pairs_fp32"] = row["ours"]["rate_pairs"] / row["trl_fp32"]["rate_pairs"]
         results.append(row)
-    print(f"{'reference':<12}{'ours pairs/s':>13}{'TRL pairs/s':>12}{'ratio':>7}{'ours tok/s':>11}{'TRL tok/s':>10}"
-          f"{'ours MB':>9}{'TRL MB':>8}")
+    print("TRL: as shipped (bf16 autocast + gradient checkpointing) | fp32 without checkpointing (our arithmetic)")
+    print(f"{'reference':<12}{'ours pairs/s':>13}{'TRL pairs/s':>12}{'ratio':>7}{'TRL fp32':>10}{'ratio':>7}"
+          f"{'ours MB':>9}{'TRL MB':>8}{'fp32 MB':>9}")
     for r in results:
-        o, t = r["ours"], r["trl"]
+        o, t, f = r["ours"], r["trl"], r["trl_fp32"]
         print(f"{r['reference']:<12}{o['rate_pairs']:>13.1f}{t['rate_pairs']:>12.1f}{r['ratio_pairs']:>7.2f}"
-              f"{o['rate_tokens']:>11.0f}{t['rate_tokens']:>10.0f}{o['peak_rss_mb']:>9}{t['peak_rss_mb']:>8}")
+              f"{f['rate_pairs']:>10.1f}{r['ratio_pairs_fp32']:>7.2f}{o['peak_rss_mb']:>9}{t['peak_rss_mb']:>8}"
+              f"{f['peak_rss_mb']:>9}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"results": results}, indent=2))
 

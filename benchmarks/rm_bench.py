@@ -6,7 +6,11 @@ Each implementation runs in its own subprocess (so peak RSS is its own) on the s
 (Llama preset built from scratch; a fresh scalar head on its trunk on both sides), the same
 preference pairs (world SFT prompts; chosen = the demonstration, rejected = another prompt's
 demonstration), pairwise Bradley–Terry loss without margin, batch size (pairs), learning rate,
-max length 256 (TRL runs as shipped: its configs default to bf16 mixed precision (CPU autocast here) and gradient checkpointing, while ours runs fp32 without checkpointing (benchmarks/grpo_bench.py also runs TRL at our arithmetic)). Ours: ``methods.reward_model.fit`` (objective=pairwise; both responses of
+max length 256 (ours: fp32, no
+gradient checkpointing). TRL runs twice: as shipped (its configs default to bf16 mixed precision — CPU
+autocast here — and gradient checkpointing) and at our arithmetic (``bf16=False``,
+``gradient_checkpointing=False``): ``ratio_pairs`` is ours / TRL as shipped, ``ratio_pairs_fp32`` ours / TRL
+at the same arithmetic. Ours: ``methods.reward_model.fit`` (objective=pairwise; both responses of
 every pair in one padded forward). TRL: ``RewardTrainer``. Only training steps are timed, after
 ``WARM`` warm-up steps. Prints pairs/s, non-pad tokens/s, the ratio ours/TRL and peak RSS.
 """
@@ -73,7 +77,7 @@ def run_ours(model_dir: Path, data: Path, steps: int, bs: int) -> dict:
             "rate_tokens": sum(ntok[WARM:]) / (times[-1] - times[WARM - 1]), "steps": len(times)}
 
 
-def run_trl(model_dir: Path, data: Path, steps: int, bs: int) -> dict:
+def run_trl(model_dir: Path, data: Path, steps: int, bs: int, fp32: bool = False) -> dict:
     warnings.filterwarnings("ignore")
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
@@ -94,7 +98,7 @@ def run_trl(model_dir: Path, data: Path, steps: int, bs: int) -> dict:
     args = RewardConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=bs, max_steps=steps, report_to=[],
                         logging_steps=10 ** 6, save_strategy="no", learning_rate=1e-4, lr_scheduler_type="constant",
                         warmup_steps=0, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0,
-                        max_length=MAX_LEN, max_grad_norm=1.0, weight_decay=0.0)
+                        max_length=MAX_LEN, max_grad_norm=1.0, weight_decay=0.0, **({"bf16": False, "gradient_checkpointing": False} if fp32 else {}))
     tr = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                        callbacks=[Timer()])
     orig = tr.training_step
@@ -105,7 +109,8 @@ def run_trl(model_dir: Path, data: Path, steps: int, bs: int) -> dict:
     tr.training_step = counting_step
     tr.train()
     return {"rate_pairs": (steps - WARM) * bs / (times[-1] - times[WARM - 1]),
-            "rate_tokens": sum(ntok[WARM:steps]) / (times[-1] - times[WARM - 1]), "steps": len(times)}
+            "rate_tokens": sum(ntok[WARM:steps]) / (times[-1] - times[WARM - 1]), "steps": len(times),
+            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing}
 
 
 def child(args) -> None:
@@ -113,8 +118,9 @@ def child(args) -> None:
 
     torch.manual_seed(0)
     work = Path(args.workdir)
+    extra = {} if args.impl == "ours" else {"fp32": args.impl == "trl_fp32"}
     fn = run_ours if args.impl == "ours" else run_trl
-    res = fn(work / args.preset, work / "pairs.jsonl", args.steps, args.batch)
+    res = fn(work / args.preset, work / "pairs.jsonl", args.steps, args.batch, **extra)
     res.update(impl=args.impl, preset=args.preset, peak_rss_mb=round(peak_mb()),
                threads=torch.get_num_threads())
     print("RESULT " + json.dumps(res))
@@ -144,15 +150,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rmbench-"))
     prepare(work, args.preset, args.steps * args.batch + 16)
     row = {"preset": args.preset, "batch": args.batch, "steps": args.steps}
-    for impl in ("ours", "trl"):
+    for impl in ("ours", "trl", "trl_fp32"):
         row[impl] = run_child(impl, work, args)
     row["ratio_pairs"] = row["ours"]["rate_pairs"] / row["trl"]["rate_pairs"]
     row["ratio_tokens"] = row["ours"]["rate_tokens"] / row["trl"]["rate_tokens"]
+    row["ratio_pairs_fp32"] = row["ours"]["rate_pairs"] / row["trl_fp32"]["rate_pairs"]
     results = [row]
-    o, t = row["ours"], row["trl"]
-    print(f"pairs/s ours {o['rate_pairs']:.1f} TRL {t['rate_pairs']:.1f} ratio {row['ratio_pairs']:.2f}; "
-          f"tokens/s ours {o['rate_tokens']:.0f} TRL {t['rate_tokens']:.0f} ratio {row['ratio_tokens']:.2f}; "
-          f"peak RSS ours {o['peak_rss_mb']} MB TRL {t['peak_rss_mb']} MB")
+    o, t, f = row["ours"], row["trl"], row["trl_fp32"]
+    print(f"pairs/s ours {o['rate_pairs']:.1f}, TRL as shipped (bf16 autocast + gradient checkpointing) "
+          f"{t['rate_pairs']:.1f} (ratio {row['ratio_pairs']:.2f}), TRL fp32 without checkpointing "
+          f"{f['rate_pairs']:.1f} (ratio {row['ratio_pairs_fp32']:.2f}); tokens/s ours {o['rate_tokens']:.0f} TRL "
+          f"{t['rate_tokens']:.0f}; peak RSS ours {o['peak_rss_mb']} MB, TRL {t['peak_rss_mb']} / {f['peak_rss_mb']} MB")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"results": results}, indent=2))
 

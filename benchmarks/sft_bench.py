@@ -4,7 +4,10 @@
 
 Each (implementation, preset) runs in its own subprocess (so peak RSS is its own) on the same
 saved model (Llama preset built from scratch), the same world SFT conversations (prompt →
-completion, loss on the completion only), batch size, learning rate, no packing. TRL runs as shipped: its configs default to bf16 mixed precision (CPU autocast here) and gradient checkpointing, while ours runs fp32 without checkpointing (benchmarks/grpo_bench.py also runs TRL at our arithmetic).
+completion, loss on the completion only), batch size, learning rate, no packing. TRL runs twice: as shipped
+(its configs default to bf16 mixed precision — CPU autocast here — and gradient checkpointing) and at our
+arithmetic (``bf16=False``, ``gradient_checkpointing=False``); ours runs fp32 without checkpointing. ``ratio``
+is ours / TRL as shipped, ``ratio_fp32`` ours / TRL at the same arithmetic.
 Runs without and with length-grouped batches (ours: ``optim.group_by_length``; TRL:
 ``train_sampling_strategy="group_by_length"``), always the same setting on both sides.
 Prints tokens/s (non-pad tokens per second after warm-up), the ratio ours/TRL, peak RSS, and model
@@ -74,7 +77,7 @@ def run_ours(model_dir: Path, rows: list, steps: int, bs: int, grouped: bool) ->
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def run_trl(model_dir: Path, rows: list, steps: int, bs: int, grouped: bool) -> dict:
+def run_trl(model_dir: Path, rows: list, steps: int, bs: int, grouped: bool, fp32: bool = False) -> dict:
     warnings.filterwarnings("ignore")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -93,7 +96,8 @@ def run_trl(model_dir: Path, rows: list, steps: int, bs: int, grouped: bool) -> 
                      logging_steps=10 ** 6, save_strategy="no", learning_rate=1e-4, lr_scheduler_type="constant",
                      warmup_steps=0, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0,
                      max_length=256, packing=False, max_grad_norm=1.0, weight_decay=0.0,
-                     train_sampling_strategy="group_by_length" if grouped else "random")
+                     train_sampling_strategy="group_by_length" if grouped else "random",
+                     **({"bf16": False, "gradient_checkpointing": False} if fp32 else {}))
     tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()])
     orig = tr.training_step
 
@@ -103,15 +107,17 @@ def run_trl(model_dir: Path, rows: list, steps: int, bs: int, grouped: bool) -> 
     tr.training_step = counting_step
     tr.train()
     return {"rate_tokens": sum(ntok[WARM:]) / (times[-1] - times[WARM - 1]),
-            "params": sum(p.numel() for p in model.parameters())}
+            "params": sum(p.numel() for p in model.parameters()), "bf16": args.bf16,
+            "gradient_checkpointing": args.gradient_checkpointing}
 
 
 def child(args) -> None:
     import torch
     torch.manual_seed(0)
     rows = json.loads((Path(args.workdir) / "data.json").read_text())
+    extra = {} if args.impl == "ours" else {"fp32": args.impl == "trl_fp32"}
     fn = run_ours if args.impl == "ours" else run_trl
-    res = fn(Path(args.workdir) / args.preset, rows, args.steps, args.batch, args.grouped)
+    res = fn(Path(args.workdir) / args.preset, rows, args.steps, args.batch, args.grouped, **extra)
     res.update(impl=args.impl, preset=args.preset, grouped=args.grouped, peak_rss_mb=round(peak_mb()), threads=torch.get_num_threads())
     print("RESULT " + json.dumps(res))
 
@@ -149,17 +155,20 @@ def main() -> None:
         prepare(work, preset, args.steps * args.batch * 2)
         for grouping in args.grouping.split(","):
             row = {"preset": preset, "grouped": grouping == "on"}
-            for impl in ("ours", "trl"):
+            for impl in ("ours", "trl", "trl_fp32"):
                 row[impl] = run_child(impl, preset, work, args, grouping == "on", peak)
             row["ratio"] = row["ours"]["rate_tokens"] / row["trl"]["rate_tokens"]
+            row["ratio_fp32"] = row["ours"]["rate_tokens"] / row["trl_fp32"]["rate_tokens"]
             results.append(row)
     print(f"\nmeasured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'preset':<8}{'grouped':>8}{'params':>9}{'ours tok/s':>12}{'TRL tok/s':>11}{'ratio':>7}{'ours MB':>9}{'TRL MB':>8}"
-          f"{'ours MFU':>10}{'TRL MFU':>9}")
+    print("TRL: as shipped (bf16 autocast + gradient checkpointing) | fp32 without checkpointing (our arithmetic)")
+    print(f"{'preset':<8}{'grouped':>8}{'params':>9}{'ours tok/s':>12}{'TRL tok/s':>11}{'ratio':>7}{'TRL fp32':>10}"
+          f"{'ratio':>7}{'ours MB':>9}{'TRL MB':>8}{'fp32 MB':>9}{'ours MFU':>10}{'TRL fp32 MFU':>14}")
     for r in results:
-        o, t = r["ours"], r["trl"]
-        print(f"{r['preset']:<8}{str(r['grouped']):>8}{o['params'] / 1e6:>8.2f}M{o['rate_tokens']:>12.0f}{t['rate_tokens']:>11.0f}"
-              f"{r['ratio']:>7.2f}{o['peak_rss_mb']:>9}{t['peak_rss_mb']:>8}{o['mfu']:>10.2%}{t['mfu']:>9.2%}")
+        o, t, f = r["ours"], r["trl"], r["trl_fp32"]
+        print(f"{r['preset']:<8}{str(r['grouped']):>8}{o['params'] / 1e6:>8.2f}M{o['rate_tokens']:>12.0f}"
+              f"{t['rate_tokens']:>11.0f}{r['ratio']:>7.2f}{f['rate_tokens']:>10.0f}{r['ratio_fp32']:>7.2f}"
+              f"{o['peak_rss_mb']:>9}{t['peak_rss_mb']:>8}{f['peak_rss_mb']:>9}{o['mfu']:>10.2%}{f['mfu']:>14.2%}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"matmul_peak_flops": peak, "results": results}, indent=2))
 

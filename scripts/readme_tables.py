@@ -575,7 +575,7 @@ RESULTS: list[tuple[str, str]] = [
      + _demo_v3_trio("over_refusal") + "; KL {f2:demo_v3.json:stages/ppo/kl_to_sft} / "
      "{f2:demo_v3.json:stages/rejection_sampling/kl_to_sft} / {f2:demo_v3.json:stages/dpo/kl_to_sft}. Issue 21's bar "
      "(an RLHF stage and DPO each beat SFT on benign helpfulness, lower unseen-style harm and keep over-refusal within "
-     "+0.05) met: {raw:demo_v3.json:demo_bar/met}"),
+     "+0.05) met: {yn:demo_v3.json:demo_bar/met}"),
     ("Distilled AI judge (the SFT model fine-tuned on ground-truth-graded chain-of-thought pairs of its own samples, "
      "`experiments/judge.py`): agreement with ground truth on held-out pairs, orders averaged (target ≥ 0.70)",
      "{ciu:judge_pairs.json:report/agreement} on {raw:judge_pairs.json:report/decided_pairs} decided pairs with sequence "
@@ -605,7 +605,7 @@ RESULTS: list[tuple[str, str]] = [
 # Rows the README used to show that no committed JSON backs yet: named, never typed in.
 NOT_IN_JSON = ["pretraining held-out NLL", "SFT vs the pretrained model"]
 
-FIELD = re.compile(r"\{(ci|ciu|f0|f2|f3|pct|raw|seeds):([^{}]+)\}")
+FIELD = re.compile(r"\{(ci|ciu|f0|f2|f3|pct|raw|yn|seeds):([^{}]+)\}")
 
 
 def _field(m: re.Match) -> str:
@@ -623,6 +623,8 @@ def _field(m: re.Match) -> str:
             return f"{_sgn(m_)} [{_sgn(lo)}, {_sgn(hi)}]"
         if fmt == "pct":
             return f"{100 * v:.0f}%"
+        if fmt == "yn":
+            return "yes" if v else "**no**"
         if fmt == "raw":
             return f"{v:g}" if isinstance(v, float) else str(v)
         return f"{v:.{fmt[1]}f}"
@@ -645,8 +647,12 @@ def results_block() -> str:
 # ------------------------------------------------------------------------------------------------ benchmarks
 
 def benchmarks_block() -> str:
-    def rss(r):
-        return f"{r['ours']['peak_rss_mb']:,} / {r['trl']['peak_rss_mb']:,} MB"
+    # one row per benchmark: ours, TRL as shipped (bf16 autocast + gradient checkpointing, its configs' defaults)
+    # and TRL at our arithmetic (fp32, no checkpointing), each ratio, and peak RSS of the three
+    def row(name, mine, ours_rate, shipped, fp32, key):
+        t, f = shipped[key], (fp32 or {}).get(key)
+        mb = " / ".join(f"{x['peak_rss_mb']:,}" if x else "–" for x in (mine, shipped, fp32)) + " MB"
+        return (name, ours_rate, t, ours_rate / t, f, ours_rate / f if f else None, mb)
 
     rows = []
     try:
@@ -654,36 +660,34 @@ def benchmarks_block() -> str:
             grouped = ", length-grouped batches on both sides" if r["grouped"] else ", batch 8"
             params = r["ours"].get("params")
             size = f" ({params / 1e6:.1f}M params)" if params else ""
-            rows.append((f"SFT, {r['preset']} preset{size}{grouped} (tokens/s)", r["ours"]["rate_tokens"],
-                         r["trl"]["rate_tokens"], r["ratio"], rss(r)))
+            rows.append(row(f"SFT, {r['preset']} preset{size}{grouped} (tokens/s)", r["ours"],
+                            r["ours"]["rate_tokens"], r["trl"], r.get("trl_fp32"), "rate_tokens"))
         for name in ("grpo", "grpo_small"):
-            try:
-                g = get(f"benchmarks/{name}.json:")
-            except Missing:
-                if name == "grpo_small":          # optional: the small-preset run
-                    continue
-                raise
+            g = get(f"benchmarks/{name}.json:")
             s = g["settings"]
             what = (f"GRPO, {s.get('preset', 'tiny')}, {s['prompts']} prompts × {s['k']} completions × "
                     f"{s['max_new']} tokens (completions/s; {s['threads']} thread each)")
-            # like for like: both fp32, both bf16 (TRL as shipped); and ours fp32 against TRL as shipped
-            for tag, mine, theirs, ratio in (
-                    ("both fp32 (TRL: bf16=False, no gradient checkpointing)", "ours", "trl_fp32", "ratio_fp32"),
-                    ("both bf16 mixed precision (TRL as shipped, with gradient checkpointing)", "ours_bf16", "trl",
-                     "ratio_bf16"),
-                    ("ours fp32 vs TRL as shipped", "ours", "trl", "ratio")):
-                rows.append((f"{what}, {tag}", g[mine]["rate_completions"], g[theirs]["rate_completions"], g[ratio],
-                             f"{g[mine]['peak_rss_mb']:,} / {g[theirs]['peak_rss_mb']:,} MB"))
+            rows.append(row(f"{what}, ours fp32", g["ours"], g["ours"]["rate_completions"], g["trl"], g["trl_fp32"],
+                            "rate_completions"))
+            rows.append(row(f"{what}, ours with `dist.mixed_precision=bf16` (against TRL as shipped, also bf16)",
+                            g["ours_bf16"], g["ours_bf16"]["rate_completions"], g["trl"], None, "rate_completions"))
         for r in get("benchmarks/rm.json:results"):
-            rows.append((f"Reward model, {r['preset']}, batch {r['batch']} pairs (pairs/s; pairwise loss vs `RewardTrainer`)", r["ours"]["rate_pairs"],
-                         r["trl"]["rate_pairs"], r["ratio_pairs"], rss(r)))
+            rows.append(row(f"Reward model, {r['preset']}, batch {r['batch']} pairs (pairs/s; pairwise loss vs "
+                            "`RewardTrainer`)", r["ours"], r["ours"]["rate_pairs"], r["trl"], r.get("trl_fp32"),
+                            "rate_pairs"))
         for r in get("benchmarks/dpo.json:results"):
-            rows.append((f"DPO, {r['preset']}, batch {r['batch']}, {r['reference']} reference (pairs/s)",
-                         r["ours"]["rate_pairs"], r["trl"]["rate_pairs"], r["ratio_pairs"], rss(r)))
+            rows.append(row(f"DPO, {r['preset']}, batch {r['batch']}, {r['reference']} reference (pairs/s)", r["ours"],
+                            r["ours"]["rate_pairs"], r["trl"], r.get("trl_fp32"), "rate_pairs"))
     except Missing as e:
-        rows.append((f"missing {_name(e.args[0])}", math.nan, math.nan, math.nan, ""))
-    lines = ["| benchmark | ours | TRL | ratio | peak RSS ours / TRL |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {a:,.0f} | {b:,.0f} | {r:.2f}× | {m} |" for n, a, b, r, m in rows]
+        rows.append((f"missing {_name(e.args[0])}", math.nan, math.nan, math.nan, None, None, ""))
+
+    def num(x, fmt):
+        return "–" if x is None else format(x, fmt)
+    lines = ["| benchmark | ours | TRL as shipped (bf16 autocast, gradient checkpointing) | ratio | TRL at our arithmetic "
+             "(fp32, no checkpointing) | ratio | peak RSS ours / TRL shipped / TRL fp32 |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {a:,.0f} | {b:,.0f} | {r:.2f}× | {num(f, ',.0f')} | {num(rf, '.2f') + ('×' if rf else '')} "
+              f"| {m} |" for n, a, b, r, f, rf, m in rows]
     small = [x[k]["mfu"] for x in get("benchmarks/sft.json:results") if x["preset"] == "small" for k in ("ours", "trl")]
     g = get("benchmarks/grpo.json:")
     ph = g["ours"]["roofline"]["phases"]

@@ -83,6 +83,21 @@ def test_non_finite_loss_stops_naming_the_step(nano, tmp_path):
         tr.step(lambda mb: (torch.tensor(float("nan"), requires_grad=True), 1.0, {}), [None], [1.0])
 
 
+def test_runs_in_different_precisions_share_one_process(nano, tmp_path):
+    """accelerate keeps one precision per process; a pipeline with an fp32 stage and then a bf16 one (or back)
+    used to stop at the second with "AcceleratorState has already been initialized"."""
+    from accelerate.state import AcceleratorState
+    torch.set_num_threads(1)
+    try:
+        for i, mp in enumerate(["no", "bf16", "no"]):
+            res = sft.train(_cfg(nano, tmp_path / f"r{i}", "optim.max_steps=2", f"dist.mixed_precision='{mp}'"))
+            assert res["steps"] == 2 and AcceleratorState().mixed_precision == mp
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(Exception, match="quote the word"):
+        _cfg(nano, tmp_path / "x", "dist.mixed_precision=no")
+
+
 def test_lora_trains_only_adapters(nano, tmp_path):
     pytest.importorskip("peft")
     from peft import PeftModel

@@ -51,6 +51,18 @@ def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
     return f
 
 
+def _reopen_for_precision(mixed_precision: str) -> None:
+    """accelerate's state is one per process and refuses a second precision ("AcceleratorState has already been
+    initialized"), so a pipeline, notebook or test that runs an fp32 stage and then a bf16 one would fail at the
+    second. Each of our runs builds its own Accelerator, so the old precision is dropped when the next run asks for
+    another; the process group (accelerate's PartialState) is kept. DeepSpeed owns its precision: left alone."""
+    from accelerate.state import AcceleratorState
+    st = AcceleratorState._shared_state
+    if st and st.get("_mixed_precision") not in (None, mixed_precision) and \
+            str(st.get("distributed_type")) != "DistributedType.DEEPSPEED":
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def make_accelerator(dist: DistConfig):
     import os
 
@@ -61,6 +73,7 @@ def make_accelerator(dist: DistConfig):
     # torchrun on a machine without GPUs: accelerate sets up gloo processes only when told to use the CPU,
     # so say it for the user (an accelerate FSDP/DeepSpeed config is left alone and refused below)
     cpu = dist.cpu or (launched > 1 and not plugin and not torch.cuda.is_available())
+    _reopen_for_precision(dist.mixed_precision)
     acc = Accelerator(mixed_precision=dist.mixed_precision, cpu=cpu)
     if launched > 1 and acc.num_processes == 1:
         # e.g. an FSDP accelerate config on a machine without GPUs: accelerate then silently runs every
