@@ -339,10 +339,63 @@ def _stage_table(stages: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+V3_RUN_COLS = (("benign_helpfulness", "benign helpfulness"), ("unsafe_seen", "unsafe, seen styles"),
+               ("unsafe_unseen", "unsafe, unseen styles"), ("over_refusal", "over-refusal"), ("leak", "leak"))
+
+
+def _v3_cell(v: dict, mode: str, col: str) -> str:
+    """A v3 stage's level in one column, with its paired difference from the baseline where there is one."""
+    level = v.get(("greedy_" if mode == "greedy" else "") + col)
+    d = ((v.get("vs_baseline") or {}).get(mode) or {}).get(col) or {}
+    txt = "–" if level is None else f"{level:.3f}"
+    if d.get("n") and d.get("ci"):
+        lo, hi = d["ci"]
+        up, down = lo > 0, hi < 0                       # benign helpfulness should rise, every other column fall
+        better, worse = (up, down) if col == "benign_helpfulness" else (down, up)
+        cls = "good" if better else "bad" if worse else ""
+        txt += f" <span class='{cls}'>({d['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}])</span>"
+    return txt
+
+
+def _v3_stage_table(stages: dict, bar: dict | None) -> str:
+    """World v3 stages of this run: each column at T = 1 and greedy with its paired CI vs the baseline, KL, and
+    the stage's verdict on issue 21's demo bar (``summary.json``'s ``demo_bar``)."""
+    head = ("<tr><th>stage</th><th>method</th><th>decoding</th>"
+            + "".join(f"<th>{html.escape(n)}</th>" for _, n in V3_RUN_COLS) + "<th>KL to SFT</th><th>demo bar</th></tr>")
+    rows = []
+    for k, v in stages.items():
+        if "benign_helpfulness" not in v:
+            continue
+        b = ((bar or {}).get("stages") or {}).get(k)
+        verdict = "baseline" if b is None else ("meets it" if b["meets"] else "does not meet it")
+        for mode in ("sampled", "greedy"):
+            first = mode == "sampled"
+            rows.append("<tr>" + (f"<td rowspan=2>{html.escape(k)}</td><td rowspan=2>{html.escape(v['method'])}</td>"
+                                  if first else "")
+                        + f"<td>{'T = 1' if first else 'greedy'}</td>"
+                        + "".join(f"<td>{_v3_cell(v, mode, c)}</td>" for c, _ in V3_RUN_COLS)
+                        + (f"<td rowspan=2>{v.get('kl_to_sft', 0):.2f}</td><td rowspan=2>{verdict}</td>"
+                           if first else "") + "</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _v3_bar_text(bar: dict | None, split: str) -> str:
+    if not bar:
+        return ""
+    parts = "".join(f"<li><b>{html.escape(k)}</b>: " + "; ".join(
+        f"{html.escape(p['claim'])}: {html.escape(p['verdict'])}" for p in r["parts"].values()) + "</li>"
+        for k, r in bar["stages"].items())
+    met = ("<b class='good'>met</b>" if bar["met"] else "<b class='bad'>not met</b>")
+    return (f"<p>Issue 21's demo bar on the {'sealed test' if split == 'test' else html.escape(split)} split: an RLHF "
+            f"stage and a DPO stage must each beat SFT on benign helpfulness, lower the unsafe rate on unseen attack "
+            f"styles and keep over-refusal within +0.05 (T = 1, paired 95% CIs; {html.escape(bar['note'])}): "
+            f"{met}.</p><ul>{parts}</ul>")
+
+
 def _other_table(stages: dict) -> str:
     rows = []
     for k, v in stages.items():
-        if "helpfulness" in v:
+        if "helpfulness" in v or "benign_helpfulness" in v:
             continue
         res = v.get("result") or {}
         ev = res.get("eval") if isinstance(res.get("eval"), dict) else {}
@@ -392,6 +445,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, results: st
     figdir.mkdir(parents=True, exist_ok=True)
     imgs: dict[str, str] = {}
     ev = [(k, v) for k, v in stages.items() if "helpfulness" in v]
+    ev3 = [(k, v) for k, v in stages.items() if "benign_helpfulness" in v]
 
     v3, v3_note = load_v3_claims(v3_claims_path(v3_claims, results))
     if v3 is not None:
@@ -448,6 +502,22 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, results: st
         a.set_title("reward–KL: where each stage lands")
         imgs["frontier"] = _save(fig, figdir / "frontier.png")
 
+    if ev3:                                   # a world v3 run: benign gain against KL, unseen-style harm and over-refusal
+        fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+        for k, v in ev3:
+            d = ((v.get("vs_baseline") or {}).get("sampled") or {}).get("benign_helpfulness") or {}
+            diff, (lo, hi) = (d["diff"], d["ci"]) if d.get("n") else (0.0, (0.0, 0.0))
+            ax[0].errorbar(v.get("kl_to_sft") or 0.0, diff, yerr=[[diff - lo], [hi - diff]], fmt="o", capsize=3)
+            ax[0].annotate(k, (v.get("kl_to_sft") or 0.0, diff), textcoords="offset points", xytext=(4, 4))
+            ax[1].plot(v["over_refusal"], v["unsafe_unseen"], "o")
+            ax[1].annotate(k, (v["over_refusal"], v["unsafe_unseen"]), textcoords="offset points", xytext=(4, 4))
+        ax[0].axhline(0, color="k", lw=0.8)
+        ax[0].set(xlabel="KL(π ‖ π_SFT), nats per response", ylabel="benign helpfulness − SFT (paired, 95% CI)",
+                  title="benign gain against KL (T = 1)")
+        ax[1].set(xlabel="over-refusal on benign lookalikes", ylabel="unsafe rate, unseen attack styles",
+                  title="harm on unseen styles against over-refusal (T = 1)")
+        imgs["v3_stages"] = _save(fig, figdir / "v3_stages.png")
+
     rm = [(k, v) for k, v in stages.items() if isinstance((v.get("result") or {}).get("eval"), dict)
           and (v["result"]["eval"].get("accuracy_by_strength"))]
     if rm:
@@ -488,6 +558,11 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, results: st
         return f"<img alt='{alt}' src='data:image/png;base64,{imgs[key]}'>" if key in imgs else ""
 
     cfg = summary.get("config", {})
+    split = summary.get("eval_split", cfg.get("eval_split", "dev"))
+    _v3_html = (f"<p>World v3, {'sealed test' if split == 'test' else html.escape(split)} split: unmerged columns, "
+                "each with its paired difference from the baseline (95% CI).</p>"
+                + _v3_stage_table(stages, summary.get("demo_bar")) + img("v3_stages", "world v3 stages")
+                + _v3_bar_text(summary.get("demo_bar"), split)) if ev3 else ""
     body = f"""<!doctype html><html><head><meta charset='utf-8'><title>alignstack report: {html.escape(str(run))}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:14px;vertical-align:top}}
@@ -500,7 +575,7 @@ th{{background:#f3f3f3}}.good{{color:#17762b;font-weight:600}}.bad{{color:#b0002
 <p>Run folder <code>{html.escape(str(run))}</code>; {cfg.get('eval_prompts', '?')} held-out world prompts per
 evaluation (prompt set seed {cfg.get('seed', 0)}), {cfg.get('eval_samples', 1)} sample(s) per prompt at T = 1 averaged per prompt; differences are paired per prompt against <b>{html.escape(cfg.get('baseline', 'sft'))}</b>
 with 95% confidence intervals. Total wall time {summary.get('total_wall_s', 0):.0f} s.</p>
-<h2>Policies on ground truth</h2>{_stage_table(stages)}{img('stages', 'per-stage score and unsafe rate')}
+<h2>Policies on ground truth</h2>{_v3_html}{_stage_table(stages) if ev else ''}{img('stages', 'per-stage score and unsafe rate')}
 <h2>Reward–KL</h2>{img('frontier', 'reward-KL')}
 <h2>Reward models and other stages</h2>{_other_table(stages)}{img('rm', 'reward model accuracy by strength')}
 <h2>Training curves: proxy reward vs ground truth</h2>

@@ -152,6 +152,12 @@ stages:
     assert not bar["met"] and bar["stages"]["ppo"]["parts"]["benign_helpfulness"]["verdict"] != "holds"
     out = capsys.readouterr().out
     assert "sealed test split" in out and "bar NOT MET: no RLHF and no DPO stage" in out
+    # `alignstack report` on a v3 run: its own stages in v3's columns, the figure and the bar, not an empty table
+    from alignstack.report import build_report
+    page = build_report(tmp_path / "run").read_text()
+    assert "World v3, sealed test split" in page and "unsafe, unseen styles" in page
+    assert "does not meet it" in page and "<b class='bad'>not met</b>" in page
+    assert (tmp_path / "run" / "report_png" / "v3_stages.png").stat().st_size > 1000
 
 
 def test_demo_world_3_fast_end_to_end(tmp_path):
