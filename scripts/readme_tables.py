@@ -694,7 +694,7 @@ def benchmarks_block() -> str:
     ph = g["ours"]["roofline"]["phases"]
     vs = (f"{g['ratio_fp32']:.2f}× TRL at the same arithmetic ({g['ratio_cpu_fp32']:.2f}× per CPU-second of each "
           f"process), {g['ratio']:.2f}× TRL as shipped")
-    lines += ["", "SFT, reward-model and DPO rates are the fastest of two interleaved runs per implementation. SFT on the "
+    lines += ["", "Every rate is the fastest of two interleaved runs per implementation (each run's rate is in the JSON). SFT on the "
               f"small preset: ours and TRL at the same arithmetic run at {100 * min(small):.0f}–{100 * max(small):.0f}% "
               f"of this machine's measured fp32 matmul peak. GRPO on the tiny preset: {vs}. Where our GRPO step's time goes (achieved GFLOP/s over a matmul peak "
               "measured for that phase's shapes): " + ", ".join(
