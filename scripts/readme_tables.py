@@ -718,6 +718,15 @@ def benchmarks_block() -> str:
                       "shipped.")
     except Missing:
         pass
+    try:
+        dc = get("benchmarks/decode_compile.json:results")
+        lines[-1] += (" Compiling the decode step (`ALIGNSTACK_COMPILE_DECODE=1`, static KV cache, batch "
+                      f"{dc[0]['batch']}): " + "; ".join(
+                          f"{r['preset']} {r['speedup']:.2f}× per step after {r['compile_s']:.1f} s of compiling ("
+                          + (f"pays back after {r['break_even_steps']:,.0f} decode steps)" if r["break_even_steps"]
+                             else "never pays back)") for r in dc) + ", so it is off by default.")
+    except Missing:
+        pass
     return "\n".join(lines)
 
 

@@ -114,6 +114,89 @@ def test_lean_llama_decode_matches_generic_forward(monkeypatch, kv_heads):
         assert x == pytest.approx(y, abs=1e-5)
 
 
+def _decode_both(model):
+    """The lean step and the static-cache step fed the same tokens from the same prefill (rows dropped midway):
+    their logits per step."""
+    from transformers import DynamicCache
+
+    from alignstack.rollout import llama_decode
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 90, (5, 6), generator=g)
+    att = torch.ones(5, 6, dtype=torch.long)
+    att[0, :2] = 0                                                  # a left-padded row
+    pos = (att.cumsum(-1) - 1).clamp(min=0)
+    out = {}
+    for static in (False, True):
+        cache = DynamicCache()
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, past_key_values=cache)
+        dec = llama_decode.LlamaDecoder(model, cache, att, 8, static=static)
+        a, rows, logits = att.clone(), torch.arange(5), []
+        for s in range(8):
+            if s == 4:                                              # two rows finish: the batch shrinks
+                keep = torch.tensor([0, 2, 4])
+                dec.select(keep)
+                a, rows = a[keep], rows[keep]
+            a = torch.cat([a, a.new_ones((a.shape[0], 1))], dim=1)
+            tok = torch.randint(3, 90, (len(rows),), generator=torch.Generator().manual_seed(10 + s))
+            logits.append(dec.step(tok, a.sum(-1, keepdim=True) - 1))
+        out[static] = logits
+    return out
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_static_cache_decode_step_matches_the_lean_step(monkeypatch, kv_heads):
+    """ALIGNSTACK_COMPILE_DECODE's static cache (attention over the whole buffer, unwritten slots masked, writes at
+    a tensor index) is the lean step's maths: the same logits at every step, before and after rows are dropped.
+    torch.compile is replaced by the identity here (the maths); the next test compiles for real."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from alignstack.rollout import llama_decode
+    monkeypatch.setattr(llama_decode, "_compiled_layers", None)
+    monkeypatch.setattr(llama_decode, "_compile_failed", False)
+    monkeypatch.setattr(llama_decode.torch, "compile", lambda fn: fn)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=kv_heads,
+                                         max_position_embeddings=128, pad_token_id=0)).eval()
+    out = _decode_both(model)
+    for x, y in zip(out[False], out[True]):
+        assert x.shape == y.shape and torch.allclose(x, y, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_decode_runs_and_falls_back_cleanly(monkeypatch):
+    """ALIGNSTACK_COMPILE_DECODE=1 through inductor gives the lean step's logits (float tolerance); a compiler
+    that fails warns once and decodes the same static step eagerly."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from alignstack.rollout import llama_decode
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                         pad_token_id=0)).eval()
+    monkeypatch.setattr(llama_decode, "_compiled_layers", None)
+    monkeypatch.setattr(llama_decode, "_compile_failed", False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)              # no fallback: it really compiled
+        out = _decode_both(model)
+    for x, y in zip(out[False], out[True]):
+        assert torch.allclose(x, y, atol=1e-4)
+
+    def broken(fn):
+        def run(*a, **k):
+            raise RuntimeError("no C++ compiler\nsecond line")
+        return run
+    monkeypatch.setattr(llama_decode, "_compiled_layers", None)
+    monkeypatch.setattr(llama_decode.torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(RuntimeError: no C\+\+ compiler\); decoding"):
+        out = _decode_both(model)
+    assert llama_decode._compile_failed
+    for x, y in zip(out[False], out[True]):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
 def test_lean_decode_attention_over_a_bf16_cache_matches_fp32():
     """A prefill under bf16 autocast leaves a bf16 KV cache while the decode step's query is fp32: attention takes
     the cache's dtype for its matmuls, a fp32 softmax, and returns the query's dtype, close to the fp32 result."""

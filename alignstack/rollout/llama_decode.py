@@ -7,12 +7,27 @@ numerics are the model's — but keeps the KV cache in preallocated tensors, the
 bias, and computes single-query attention as two matmuls (:func:`attend`). The prompt (prefill) still goes through the model's regular forward; its cache is
 copied in. Used by :func:`alignstack.rollout.engine.sample` when :func:`supports` says so; any other
 architecture (or a PEFT-wrapped model) takes the generic path. ``ALIGNSTACK_FAST_DECODE=0`` turns it off.
+
+``ALIGNSTACK_COMPILE_DECODE=1`` runs the step through ``torch.compile`` with a **static cache**: every step
+attends over the whole preallocated buffer (slots not yet written masked by the bias) and writes its key and
+value at a tensor index, so one graph serves every step of every batch of the same size (a batch that shrinks as
+rows finish recompiles once, then with a symbolic batch size). If compiling fails (no C++ compiler, an
+unsupported op), it warns once and runs the same static step eagerly. Off by default because on the CPU
+measured it does not pay (``benchmarks/decode_compile_bench.py``, ``benchmarks/results/decode_compile.json``):
+the tiny preset's step is faster compiled but its compile time takes tens of thousands of decode steps to win
+back (a 120-step GRPO run of 24-token completions makes 2,880), and the small preset's step is no faster, its
+matmuls already near the BLAS rate. Where per-op launch overhead dominates (a GPU) it is the switch to try.
 """
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
+
+
+def compile_requested() -> bool:
+    return os.environ.get("ALIGNSTACK_COMPILE_DECODE", "0") == "1"
 
 
 def supports(model) -> bool:
@@ -45,25 +60,80 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     return torch.matmul(torch.softmax(s, -1).to(v.dtype), v).to(q.dtype)   # (B, H_kv, G, D)
 
 
+def decode_layers(model, tokens: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, K: list, V: list,
+                  t: int | None = None, idx: torch.Tensor | None = None) -> torch.Tensor:
+    """One decode step through the model's own modules: next-token logits (B, V). The key and value of the new
+    token go to slot ``t`` (a Python int: attention over slots ``0 … t``, ``bias`` (B, 1, 1, t+1)) or, for the
+    static cache, to the slot in the tensor ``idx`` (attention over the whole buffer, ``bias`` (B, 1, 1, cap)
+    masking the slots not yet written), so the compiled graph sees the same shapes at every step."""
+    inner = model.model
+    B = tokens.shape[0]
+    h = inner.embed_tokens(tokens[:, None])                             # (B, 1, H)
+    cos, sin = inner.rotary_emb(h, positions.view(B, 1))                # (B, 1, D)
+    cos, sin = cos[:, None], sin[:, None]                               # broadcast over heads
+    for i, layer in enumerate(inner.layers):
+        a = layer.self_attn
+        D = a.head_dim
+        x = layer.input_layernorm(h)
+        q = a.q_proj(x).view(B, 1, -1, D).transpose(1, 2)
+        k = a.k_proj(x).view(B, 1, -1, D).transpose(1, 2)
+        v = a.v_proj(x).view(B, 1, -1, D).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        if idx is None:
+            K[i][:, :, t: t + 1] = k
+            V[i][:, :, t: t + 1] = v
+            o = attend(q, K[i][:, :, : t + 1], V[i][:, :, : t + 1], bias, a.scaling)
+        else:
+            K[i].index_copy_(2, idx, k.to(K[i].dtype))
+            V[i].index_copy_(2, idx, v.to(V[i].dtype))
+            o = attend(q, K[i], V[i], bias, a.scaling)
+        h = h + a.o_proj(o.reshape(B, 1, -1))
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return model.lm_head(inner.norm(h))[:, -1]
+
+
+_compiled_layers = None          # torch.compile(decode_layers), made on first use (compiling is lazy anyway)
+_compile_failed = False
+
+
+def _static_step(*args, **kw) -> torch.Tensor:
+    """``decode_layers`` compiled, or eagerly (the same static-cache maths) once compiling has failed."""
+    global _compiled_layers, _compile_failed
+    if not _compile_failed:
+        try:
+            if _compiled_layers is None:
+                _compiled_layers = torch.compile(decode_layers)
+            return _compiled_layers(*args, **kw)
+        except Exception as e:  # noqa: BLE001 — any compiler failure falls back to the same maths eagerly
+            _compile_failed = True
+            warnings.warn(f"ALIGNSTACK_COMPILE_DECODE=1: torch.compile failed ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]}); decoding eagerly", RuntimeWarning, stacklevel=2)
+    return decode_layers(*args, **kw)
+
+
 class LlamaDecoder:
     """KV-cached decode state for one batch. ``step(tokens, positions)`` feeds one token per row and
-    returns next-token logits (B, V); ``select(keep)`` drops finished rows."""
+    returns next-token logits (B, V); ``select(keep)`` drops finished rows. ``static`` (default:
+    ``ALIGNSTACK_COMPILE_DECODE=1``): the compiled static-cache step (module docstring)."""
 
     def __init__(self, model, cache, attention_mask: torch.Tensor, max_new_tokens: int,
-                 rows: torch.Tensor | None = None):
+                 rows: torch.Tensor | None = None, static: bool | None = None):
         """``rows``: when given, row ``b`` of this batch starts from row ``rows[b]`` of ``cache`` (a prompt
         prefilled once for a group of samples is copied straight into each sample's buffer)."""
-        self.model, self.inner = model, model.model
-        self.layers = list(self.inner.layers)
+        self.model = model
+        self.static = compile_requested() if static is None else static
+        n_layers = len(model.model.layers)
         B, P = attention_mask.shape
         cap = P + max_new_tokens
         self.K, self.V = [], []
-        for i in range(len(self.layers)):
+        for i in range(n_layers):
             k, v = cache.layers[i].keys, cache.layers[i].values          # (B, H_kv, P, D), RoPE applied
             if rows is not None:
                 k, v = k[rows], v[rows]
-            Kb = k.new_empty(B, k.shape[1], cap, k.shape[3])
-            Vb = v.new_empty(B, v.shape[1], cap, v.shape[3])
+            # the static cache starts zeroed: its unwritten slots are read (then masked) at every step
+            Kb = (k.new_zeros if self.static else k.new_empty)(B, k.shape[1], cap, k.shape[3])
+            Vb = (v.new_zeros if self.static else v.new_empty)(B, v.shape[1], cap, v.shape[3])
             Kb[:, :, :P] = k
             Vb[:, :, :P] = v
             self.K.append(Kb)
@@ -73,9 +143,8 @@ class LlamaDecoder:
         self.bias = torch.zeros(B, cap, dtype=dtype, device=attention_mask.device)
         self.bias[:, :P].masked_fill_(~attention_mask.bool(), float("-inf"))
         self.t = P
-        a = self.layers[0].self_attn
-        self.head_dim, self.scaling = a.head_dim, a.scaling
-        self.groups = a.num_key_value_groups
+        if self.static:         # row t of this mask hides the slots after t (not yet written)
+            self.future = torch.full((cap, cap), float("-inf"), dtype=dtype, device=attention_mask.device).triu(1)
 
     def select(self, keep: torch.Tensor) -> None:
         self.K = [k.index_select(0, keep) for k in self.K]
@@ -84,23 +153,11 @@ class LlamaDecoder:
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        B, D, t = tokens.shape[0], self.head_dim, self.t
-        h = self.inner.embed_tokens(tokens[:, None])                       # (B, 1, H)
-        cos, sin = self.inner.rotary_emb(h, positions.view(B, 1))          # (B, 1, D)
-        cos, sin = cos[:, None], sin[:, None]                              # broadcast over heads
-        bias = self.bias[:, None, None, : t + 1]                          # (B, 1, 1, t+1); slot t is 0
-        for i, layer in enumerate(self.layers):
-            a = layer.self_attn
-            x = layer.input_layernorm(h)
-            q = a.q_proj(x).view(B, 1, -1, D).transpose(1, 2)
-            k = a.k_proj(x).view(B, 1, -1, D).transpose(1, 2)
-            v = a.v_proj(x).view(B, 1, -1, D).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            self.K[i][:, :, t: t + 1] = k
-            self.V[i][:, :, t: t + 1] = v
-            o = attend(q, self.K[i][:, :, : t + 1], self.V[i][:, :, : t + 1], bias, self.scaling)
-            h = h + a.o_proj(o.reshape(B, 1, -1))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+        t = self.t
         self.t = t + 1
-        return self.model.lm_head(self.inner.norm(h))[:, -1]
+        if self.static:
+            bias = (self.bias + self.future[t])[:, None, None, :]                        # (B, 1, 1, cap)
+            idx = torch.tensor([t], device=tokens.device)
+            return _static_step(self.model, tokens, positions, bias, self.K, self.V, idx=idx)
+        bias = self.bias[:, None, None, : t + 1]                          # (B, 1, 1, t+1); slot t is 0
+        return decode_layers(self.model, tokens, positions, bias, self.K, self.V, t=t)
