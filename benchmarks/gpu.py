@@ -14,7 +14,8 @@ batch, bf16 mixed precision on a GPU / fp32 on the CPU, reference model live for
 
 Every (size, task, implementation) runs in its own subprocess, so each peak memory is its own (``--cpu-tiny``
 runs them in one process: a smoke run, where start-up would dominate); one that fails is recorded with its
-error and the rest still run. Figures: tokens/s (SFT, DPO: non-pad tokens through
+error and the rest still run. On a GPU, GRPO also runs as ``ours_compiled`` (``ALIGNSTACK_COMPILE_DECODE=1``: the
+decode step through ``torch.compile`` with a static KV cache), which does not pay on the CPU. Figures: tokens/s (SFT, DPO: non-pad tokens through
 the policy per second; GRPO: completion tokens), completions/s (GRPO), MFU (model FLOPs per second over the
 card's dense bf16 peak — on the CPU over a measured fp32 matmul peak), peak memory (GPU: max allocated; CPU:
 peak RSS). The FLOPs per token: SFT 6N, DPO 8N (policy forward+backward, reference forward), GRPO 2N per
@@ -233,7 +234,9 @@ def run_one(impl: str, task: str, size: str, work: Path, steps: int, warm: int, 
     gpu = torch.cuda.is_available() and not cpu_tiny
     if gpu:
         torch.cuda.reset_peak_memory_stats()
-    fn = ours if impl == "ours" else trl
+    if impl == "ours_compiled":                 # GRPO with the compiled static-cache decode step (llama_decode)
+        os.environ["ALIGNSTACK_COMPILE_DECODE"] = "1"
+    fn = ours if impl.startswith("ours") else trl
     res = fn(task, work, SETTINGS[size], gpu, steps, warm)
     res["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20 if gpu else
                                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -326,7 +329,9 @@ def main() -> None:
         result["runs"][size] = {"params": n_params, "settings": SETTINGS[size]}
         for task in tasks:
             row = result["runs"][size][task] = {}
-            for impl in impls:
+            # GRPO also with the compiled decode step on a GPU, where launch overhead may make it pay (not on CPU:
+            # benchmarks/decode_compile_bench.py)
+            for impl in impls + (["ours_compiled"] if task == "grpo" and not a.cpu_tiny else []):
                 cmd = [sys.executable, __file__, "--impl", impl, "--task", task, "--size", size, "--workdir", str(work),
                        "--steps", str(steps), "--warm", str(warm)] + (["--cpu-tiny"] if a.cpu_tiny else [])
                 t0 = time.perf_counter()
@@ -371,16 +376,16 @@ def _model_stats(work: Path) -> tuple[float, float]:
 def print_table(r: dict) -> None:
     print(f"\n{r['device']} — {r['dtype']}; MFU vs {r['peak_tflops'] and round(r['peak_tflops'], 3)} TFLOP/s "
           f"({r['peak_source']})")
-    print(f"{'size':<6}{'task':<6}{'impl':<6}{'tokens/s':>11}{'compl/s':>9}{'MFU':>8}{'peak MB':>9}")
+    print(f"{'size':<6}{'task':<6}{'impl':<14}{'tokens/s':>11}{'compl/s':>9}{'MFU':>8}{'peak MB':>9}")
     for size, runs in r["runs"].items():
         for task in ("sft", "dpo", "grpo"):
             for impl, x in runs.get(task, {}).items():
                 if "error" in x or "skipped" in x:
-                    print(f"{size:<6}{task:<6}{impl:<6}  {x.get('error') or x.get('skipped')}")
+                    print(f"{size:<6}{task:<6}{impl:<14}  {x.get('error') or x.get('skipped')}")
                     continue
                 cps = f"{x['completions_per_s']:.1f}" if "completions_per_s" in x else "-"
                 mfu = f"{x['mfu']:.1%}" if x.get("mfu") is not None else "-"
-                print(f"{size:<6}{task:<6}{impl:<6}{x['tokens_per_s']:>11.0f}{cps:>9}{mfu:>8}{x['peak_mem_mb']:>9}")
+                print(f"{size:<6}{task:<6}{impl:<14}{x['tokens_per_s']:>11.0f}{cps:>9}{mfu:>8}{x['peak_mem_mb']:>9}")
 
 
 if __name__ == "__main__":
