@@ -1,6 +1,6 @@
 """PPO throughput and roofline: our PPO (separate critic) on the GRPO benchmark's model, prompts and reward.
 
-    python benchmarks/ppo_bench.py [--steps 6] [--batch 32] [--max-new 24] [--threads N]
+    python benchmarks/ppo_bench.py [--steps 20] [--batch 32] [--max-new 24] [--threads N]
 
 Prints completions/s after warm-up, the wall-time split of an iteration (generation, scoring, reference and
 old values, training) and the roofline table (benchmarks/roofline.py: per phase GFLOP/s next to the matmul
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=int, default=20)   # ≥ ~5 s timed: shorter runs moved up to 2× between runs
     p.add_argument("--batch", type=int, default=32, help="episodes per iteration")
     p.add_argument("--max-new", type=int, default=24)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

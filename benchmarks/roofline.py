@@ -118,7 +118,8 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
     real_step, real_pick = llama_decode.LlamaDecoder.step, engine.pick
     res = {}
     try:
-        llama_decode.LlamaDecoder.step = dec.wrap(real_step, lambda self, tok, pos: (tok.shape[0], self.t + 1))
+        # recorded after the call: the step has advanced self.t to the number of slots it attended over
+        llama_decode.LlamaDecoder.step = dec.wrap(real_step, lambda self, tok, pos: (tok.shape[0], self.t))
         engine.pick = draw.wrap(real_pick)
         total = 0.0
         for r in range(repeats + 1):                  # the first call warms up
