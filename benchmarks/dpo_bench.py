@@ -28,6 +28,8 @@ import time
 import warnings
 from pathlib import Path
 
+from interleave import fastest_of  # benchmarks/ is on sys.path: the benchmarks run as scripts
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WARM = 3
 MAX_LEN = 256
@@ -163,15 +165,8 @@ def main() -> None:
     results = []
     for reference in args.references.split(","):
         row = {"preset": args.preset, "reference": reference, "batch": args.batch, "steps": args.steps}
-        # every implementation runs --repeats times, interleaved (ours, TRL, TRL fp32, ours, ...), and keeps its fastest
-        # run: a child started right after the data preparation measured up to 1.7× slower than the same child alone
-        runs: dict[str, list] = {}
-        for _ in range(args.repeats):
-            for impl in ("ours", "trl", "trl_fp32"):
-                runs.setdefault(impl, []).append(run_child(impl, reference, work, args))
-        for impl, rs in runs.items():
-            row[impl] = max(rs, key=lambda r: r["rate_pairs"])
-            row[impl]["runs"] = [round(r["rate_pairs"], 1) for r in rs]
+        row.update(fastest_of(lambda impl, _: run_child(impl, reference, work, args), ("ours", "trl", "trl_fp32"),
+                              args.repeats, "rate_pairs"))
         row["ratio_pairs"] = row["ours"]["rate_pairs"] / row["trl"]["rate_pairs"]
         row["ratio_pairs_fp32"] = row["ours"]["rate_pairs"] / row["trl_fp32"]["rate_pairs"]
         results.append(row)

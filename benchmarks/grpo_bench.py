@@ -33,6 +33,8 @@ import time
 import warnings
 from pathlib import Path
 
+from interleave import fastest_of  # benchmarks/ is on sys.path: the benchmarks run as scripts
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WARM = 2
 STEPS = {"tiny": 60, "small": 10}     # timed steps per preset: ≥ ~5 s of the fastest implementation
@@ -180,22 +182,23 @@ def main() -> None:
     prepare(work, 512, a.preset)
     row = {"settings": {k: v for k, v in vars(a).items()
                         if k in ("preset", "steps", "prompts", "k", "max_new", "threads")}}
-    runs: dict[str, list] = {}
-    for rep in range(a.repeats):
-        for impl in ("ours", "ours_bf16", "trl", "trl_fp32"):
-            cmd = [sys.executable, __file__, "--impl", impl, "--workdir", str(work), "--steps", str(a.steps),
-                   "--prompts", str(a.prompts), "--k", str(a.k), "--max-new", str(a.max_new)] + \
-                  (["--no-roofline"] if a.no_roofline or rep else []) + ["--threads", str(a.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-            if out.returncode != 0 or not line:
-                raise SystemExit(f"{impl} failed:\n{out.stderr[-3000:]}")
-            runs.setdefault(impl, []).append(json.loads(line[0][7:]))
-    for impl, rs in runs.items():          # the fastest run of each; the roofline table is measured once
-        row[impl] = max(rs, key=lambda r: r["rate_completions"])
-        if "roofline" in rs[0]:
-            row[impl]["roofline"] = rs[0]["roofline"]
-        row[impl]["runs"] = [round(r["rate_completions"], 1) for r in rs]
+    roofline: dict = {}
+
+    def run(impl: str, rep: int) -> dict:
+        cmd = [sys.executable, __file__, "--impl", impl, "--workdir", str(work), "--steps", str(a.steps),
+               "--prompts", str(a.prompts), "--k", str(a.k), "--max-new", str(a.max_new)] + \
+              (["--no-roofline"] if a.no_roofline or rep else []) + ["--threads", str(a.threads)]   # roofline once
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+        if out.returncode != 0 or not line:
+            raise SystemExit(f"{impl} failed:\n{out.stderr[-3000:]}")
+        res = json.loads(line[0][7:])
+        roofline.update(res.pop("roofline", {}))
+        return res
+
+    row.update(fastest_of(run, ("ours", "ours_bf16", "trl", "trl_fp32"), a.repeats, "rate_completions"))
+    if roofline:                                     # measured in ours' first run only: kept on its fastest run
+        row["ours"]["roofline"] = roofline
     o = row["ours"]
     # like for like: ours fp32 / TRL fp32 without checkpointing, ours bf16 / TRL as shipped (bf16); and ours fp32
     # against TRL as shipped ("ratio", the figure earlier runs recorded)

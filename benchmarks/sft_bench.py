@@ -26,6 +26,8 @@ import time
 import warnings
 from pathlib import Path
 
+from interleave import fastest_of  # benchmarks/ is on sys.path: the benchmarks run as scripts
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WARM = 3
 # timed steps per preset: a tiny step takes ~20 ms, so 30 of them (the old default) left the rate to scheduler
@@ -161,15 +163,8 @@ def main() -> None:
         prepare(work, preset, args.steps * args.batch * 2)
         for grouping in args.grouping.split(","):
             row = {"preset": preset, "grouped": grouping == "on", "steps": args.steps}
-            # every implementation runs --repeats times, interleaved (ours, TRL, TRL fp32, ours, ...), and keeps its fastest
-            # run: a child started right after the data preparation measured up to 1.7× slower than the same child alone
-            runs: dict[str, list] = {}
-            for _ in range(args.repeats):
-                for impl in ("ours", "trl", "trl_fp32"):
-                    runs.setdefault(impl, []).append(run_child(impl, preset, work, args, grouping == "on", peak))
-            for impl, rs in runs.items():
-                row[impl] = max(rs, key=lambda r: r["rate_tokens"])
-                row[impl]["runs"] = [round(r["rate_tokens"]) for r in rs]
+            row.update(fastest_of(lambda impl, _: run_child(impl, preset, work, args, grouping == "on", peak),
+                                  ("ours", "trl", "trl_fp32"), args.repeats, "rate_tokens"))
             row["ratio"] = row["ours"]["rate_tokens"] / row["trl"]["rate_tokens"]
             row["ratio_fp32"] = row["ours"]["rate_tokens"] / row["trl_fp32"]["rate_tokens"]
             results.append(row)

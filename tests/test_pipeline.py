@@ -44,13 +44,13 @@ def test_demo_bar_needs_an_rlhf_stage_and_dpo_each_meeting_all_three_parts():
     assert bar["met"] and bar["rlhf_meeting"] == ["ppo"] and bar["dpo_meeting"] == ["dpo"]
     rs = bar["stages"]["rs"]["parts"]
     assert (rs["benign_helpfulness"]["verdict"], rs["over_refusal"]["verdict"]) == ("holds", "does not hold")
-    assert "bar MET: RLHF ppo and DPO dpo" in format_demo_bar(bar, "test", "sft")[-1]
+    assert "bar MET: RLHF ppo and DPO dpo" in format_demo_bar(bar, "test")[-1]
     # DPO's benign CI straddles 0: inconclusive, so the bar is not met, and the summary says which side is missing
     stages["dpo"] = _row((0.01, -0.01, 0.03), (-0.05, -0.09, -0.01), (0.0, -0.01, 0.01))
     bar = demo_bar(stages, methods, "sft")
     assert not bar["met"] and bar["dpo_meeting"] == []
     assert bar["stages"]["dpo"]["parts"]["benign_helpfulness"]["verdict"] == "inconclusive"
-    lines = format_demo_bar(bar, "test", "sft")
+    lines = format_demo_bar(bar, "test")
     assert lines[-1] == "  bar NOT MET: no DPO stage meets all three parts"
     assert "sealed test split" in lines[0] and "one training seed" in lines[0]
 

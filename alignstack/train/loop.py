@@ -57,9 +57,10 @@ def _reopen_for_precision(mixed_precision: str) -> None:
     second. Each of our runs builds its own Accelerator, so the old precision is dropped when the next run asks for
     another; the process group (accelerate's PartialState) is kept. DeepSpeed owns its precision: left alone."""
     from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedType
     st = AcceleratorState._shared_state
     if st and st.get("_mixed_precision") not in (None, mixed_precision) and \
-            str(st.get("distributed_type")) != "DistributedType.DEEPSPEED":
+            st.get("distributed_type") != DistributedType.DEEPSPEED:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
