@@ -446,7 +446,10 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path | None = None, resume: bool
     if v3_rows:
         summary["demo_bar"] = demo_bar({k: summary["stages"][k] for k in v3_rows},
                                        {s.name: s.method for s in cfg.stages}, cfg.baseline)
+        from alignstack.world.v3.files import fingerprint
+
         summary["eval_split"] = cfg.eval_split
+        summary["world_fingerprint"] = fingerprint()     # the world this run trained on (stale-result check)
     summary["total_wall_s"] = round(time.perf_counter() - t_all, 1)
     _write_json(out / "summary.json", summary)
     print_table(summary)

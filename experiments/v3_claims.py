@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     from alignstack.models.load import load_model, load_tokenizer
     from alignstack.train.supervised import mean_nll
     from alignstack.world.v3.corpus import corpus_documents
+    from alignstack.world.v3.files import fingerprint
 
     p = argparse.ArgumentParser()
     p.add_argument("--base", default="runs/v3_claims/base", help="folder with pretrain/ and sft/ (built if absent)")
@@ -312,14 +313,17 @@ def main(argv: list[str] | None = None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(dest.read_text()) if dest.exists() else {}
     # results of an earlier run are kept (a re-run of some recipes) only when they came from the same SFT model
+    # and the same world (its training prompts and data: world.v3.files.fingerprint)
     base_id = hashlib.sha256((sft_path / "model.safetensors").read_bytes()).hexdigest()[:16]
-    if prev.get("base_id") != base_id:
+    world_fp = fingerprint()
+    if prev.get("base_id") != base_id or prev.get("world_fingerprint") != world_fp:
         prev = {}
     results = {"world_version": "3", "split": "sealed test split", "n_prompts": a.n_eval,
                # rule 1: nothing here was tuned on v3 at all, test or dev
                "tuned_on": "none on v3 (settings carried over from world v2)", "samples": a.samples,
                "temperature": 1.0, "kl_prompts": a.kl_prompts, "seeds": seeds, "base": str(base),
-               "base_id": base_id, "sft": {m: {c: sft_ev[m][c] for c in COLUMNS} for m in DECODINGS},
+               "base_id": base_id, "world_fingerprint": world_fp,
+               "sft": {m: {c: sft_ev[m][c] for c in COLUMNS} for m in DECODINGS},
                "sft_corpus_nll": mean_nll(sft_model, tok, held),
                "runs": {k: v for k, v in prev.get("runs", {}).items() if k not in runs}}
     methods = {"grpo": (grpo, grpo.GRPOConfig), "ppo": (ppo, ppo.PPOConfig), "dpo": (dpo, dpo.DPOConfig),

@@ -132,6 +132,9 @@ def main() -> None:
                        "sft_unsafe_unseen_T1>=0.2": (t1["unsafe_unseen"] or 0) >= 0.2},
            "examples": [{"prompt": t.turns, "kind": t.kind, "style": t.style, "answer": t.answer, "greedy": gr,
                          "sample": s[0]} for t, gr, s in list(zip(tasks, greedy, per))[:40]]}
+    # the world these models were trained on (a later calibration attempt changes it: tests flag this JSON stale)
+    from alignstack.world.v3.files import fingerprint
+    res["world_fingerprint"] = fingerprint()
     res["preset"], res["vocab"], res["docs"], res["sft_rows"], res["sft_epochs"] = (a.preset, a.vocab, a.docs, a.sft,
                                                                                    a.sft_epochs)
     if a.reuse:

@@ -147,6 +147,8 @@ stages:
     rep = json.loads((tmp_path / "run" / "ppo" / "eval_v3_report.json").read_text())
     assert rep["split"] == "test" and rep["sealed"] and len(rep["prompt_ids"]) == 12
     assert summary["eval_split"] == "test" and summary["stages"]["ppo"]["split"] == "test"
+    from alignstack.world.v3.files import fingerprint  # which world it ran on, for the stale-result test
+    assert summary["world_fingerprint"] == fingerprint()
     # the same model twice: every difference is 0, so it cannot beat SFT and the bar is not met
     bar = summary["demo_bar"]
     assert not bar["met"] and bar["stages"]["ppo"]["parts"]["benign_helpfulness"]["verdict"] != "holds"
