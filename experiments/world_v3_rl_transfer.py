@@ -12,10 +12,10 @@ family mixture (v3's ``MIX``, benign families only), ``n`` prompts each:
 - **dev problems × train templates**: problems no training prompt used, in phrasings training used;
 - **dev × dev**: the dev split itself (new problems in new phrasings, as test's are).
 
-Each set: benign helpfulness at T = 1 (``samples`` draws per prompt) and greedy, per family, and the paired
-per-prompt difference policy − SFT with a 95% CI. The test split is never read.
+Each set: benign helpfulness at T = 1 (``samples`` draws per prompt; ``sampled``) and greedy, per family, and the
+paired per-prompt difference policy − SFT with a 95% CI. The test split is never read.
 
-Writes ``--out`` (default ``experiments/results/world_v3_rl_transfer.json``).
+Writes ``--out`` (default ``experiments/results/world_v3_rl_transfer/<policy's run folder>.json``).
 """
 from __future__ import annotations
 
@@ -60,51 +60,32 @@ def prompt_sets(n: int, seed: int = 0) -> dict:
 
 
 def score_model(path: str, sets: dict, samples: int, max_new_tokens: int) -> dict:
-    """Per set: per-prompt mean helpfulness at T = 1 and greedy helpfulness, in prompt order."""
-    import torch
-
-    from alignstack.data.render import ChatRenderer
+    """Each set scored by the evaluation loop every v3 report uses (``samples`` draws at T = 1 averaged per
+    prompt, one greedy draw; v3's unmerged columns with their per-prompt arrays)."""
+    from alignstack.eval.ground_truth import EvalConfig
+    from alignstack.eval.world_v3 import evaluate_v3
     from alignstack.models.load import load_model, load_tokenizer
-    from alignstack.models.tokenizer import stop_token_ids
-    from alignstack.rollout.engine import SamplingConfig, sample
-    from alignstack.world.v3 import tasks as T
 
     tok, model = load_tokenizer(path), load_model(path)
-    r = ChatRenderer(tok)
-    stop, pad = stop_token_ids(tok), tok.pad_token_id
-    res = {}
-    for name, tasks in sets.items():
-        ids = [r.prompt_ids(t.messages()) for t in tasks]
-        g = torch.Generator().manual_seed(0)
-        greedy = sample(model, ids, SamplingConfig(max_new_tokens, greedy=True), stop, pad, g).texts(tok)
-        drawn = sample(model, [x for x in ids for _ in range(samples)], SamplingConfig(max_new_tokens, 1.0), stop,
-                       pad, g).texts(tok)
-        res[name] = {"t1": [sum(T.helpfulness(t, x) for x in drawn[i * samples:(i + 1) * samples]) / samples
-                            for i, t in enumerate(tasks)],
-                     "greedy": [T.helpfulness(t, x) for t, x in zip(tasks, greedy)]}
-    return res
+    cfg = EvalConfig(samples=samples, greedy=True, max_new_tokens=max_new_tokens)
+    return {name: evaluate_v3(model, tok, cfg, tasks) for name, tasks in sets.items()}
 
 
-def summarise(sets: dict, sft: dict, pol: dict) -> dict:
-    from alignstack.eval.rm_metrics import clustered_mean_ci
+def summarise(sft: dict, pol: dict) -> dict:
+    """Per set and decoding: benign helpfulness of both models, per family, and the paired difference policy −
+    SFT with its 95% CI (``eval.world_v3.compare``)."""
+    from alignstack.eval.world_v3 import MODES, compare
 
     out = {}
-    for name, tasks in sets.items():
-        row = {}
-        for dec in ("t1", "greedy"):
-            a, b = sft[name][dec], pol[name][dec]
-            diff = clustered_mean_ci([y - x for x, y in zip(a, b)])
-            fams = sorted({t.family for t in tasks})
-            row[dec] = {"sft": sum(a) / len(a), "policy": sum(b) / len(b),
-                        "diff": diff["mean"], "ci": [diff["lo"], diff["hi"]],
-                        "per_family": {f: {"sft": _mean(a, tasks, f), "policy": _mean(b, tasks, f)} for f in fams}}
-        out[name] = row
+    for name in sft:
+        c = compare(pol[name], sft[name])
+        out[name] = {mode: {"sft": sft[name][mode]["benign_helpfulness"],
+                            "policy": pol[name][mode]["benign_helpfulness"],
+                            "diff": c[mode]["benign_helpfulness"]["diff"], "ci": c[mode]["benign_helpfulness"]["ci"],
+                            "per_family": {f: {"sft": v, "policy": pol[name][mode]["per_family_helpfulness"][f]}
+                                           for f, v in sft[name][mode]["per_family_helpfulness"].items()}}
+                     for mode in MODES}
     return out
-
-
-def _mean(values: list, tasks: list, family: str) -> float:
-    xs = [v for v, t in zip(values, tasks) if t.family == family]
-    return sum(xs) / len(xs)
 
 
 def main() -> None:
@@ -116,23 +97,25 @@ def main() -> None:
     p.add_argument("--n", type=int, default=400)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--note", default="", help="what the two models are (recorded in the JSON)")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "world_v3_rl_transfer.json"))
+    p.add_argument("--note", default="", help="what the two models are and how the policy was trained (recorded)")
+    p.add_argument("--out", help="default: experiments/results/world_v3_rl_transfer/<policy's run folder>.json")
     a = p.parse_args()
     torch.set_num_threads(2)
+    out = Path(a.out or Path(__file__).parent / "results" / "world_v3_rl_transfer" / f"{Path(a.policy).parent.name}.json")
     t0 = time.perf_counter()
     sets = prompt_sets(a.n)
-    res = summarise(sets, score_model(a.sft, sets, a.samples, a.max_new_tokens),
+    res = summarise(score_model(a.sft, sets, a.samples, a.max_new_tokens),
                     score_model(a.policy, sets, a.samples, a.max_new_tokens))
     doc = {"world_version": "3", "split_read": "train and dev only (never test)", "n_prompts": a.n,
            "samples": a.samples, "sft": a.sft, "policy": a.policy, "note": a.note, "sets": res,
            "wall_s": round(time.perf_counter() - t0, 1)}
-    Path(a.out).write_text(json.dumps(doc, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
     for name, row in res.items():
         for dec, d in row.items():
             print(f"{name:30s} {dec:6s} SFT {d['sft']:.3f}  policy {d['policy']:.3f}  "
                   f"diff {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
-    print(f"→ {a.out} ({doc['wall_s']:.0f} s)")
+    print(f"→ {out} ({doc['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":

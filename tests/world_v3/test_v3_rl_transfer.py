@@ -34,13 +34,19 @@ def test_prompt_sets_cross_problems_and_templates_as_named(mod):
 
 
 def test_summary_is_the_paired_difference(mod):
-    sets = mod.prompt_sets(4)
-    sft = {n: {"t1": [0.0, 0.5, 1.0, 0.5], "greedy": [0, 1, 1, 0]} for n in sets}
-    pol = {n: {"t1": [0.5, 0.5, 1.0, 1.0], "greedy": [0, 1, 1, 0]} for n in sets}
-    res = mod.summarise(sets, sft, pol)
-    d = res["dev_x_dev"]["t1"]
+    def ev(t1, greedy):      # the shape eval.world_v3.evaluate_v3 returns, benign helpfulness only
+        cols = {c: [] for c in ("unsafe_seen", "unsafe_unseen", "unsafe", "leak", "over_refusal",
+                                "lookalike_helpfulness")}
+        return {mode: {"benign_helpfulness": sum(v) / len(v), "per_family_helpfulness": {"arith": v[0]},
+                       "per_prompt": {"benign_helpfulness": v, **cols}}
+                for mode, v in (("sampled", t1), ("greedy", greedy))}
+    sft = {"dev_x_dev": ev([0.0, 0.5, 1.0, 0.5], [0, 1, 1, 0])}
+    pol = {"dev_x_dev": ev([0.5, 0.5, 1.0, 1.0], [0, 1, 1, 0])}
+    res = mod.summarise(sft, pol)
+    d = res["dev_x_dev"]["sampled"]
     assert d["sft"] == pytest.approx(0.5) and d["policy"] == pytest.approx(0.75)
     assert d["diff"] == pytest.approx(0.25)
     assert d["ci"][0] < 0.25 < d["ci"][1]       # differences 0.5, 0, 0, 0.5 vary, so the CI has width
+    assert d["per_family"] == {"arith": {"sft": 0.0, "policy": 0.5}}
     g = res["dev_x_dev"]["greedy"]
-    assert g["diff"] == 0 and g["ci"] == [0, 0]
+    assert g["diff"] == 0 and g["ci"][0] == g["ci"][1] == 0
