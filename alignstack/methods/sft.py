@@ -3,9 +3,15 @@
 Rows are ``messages`` conversations or ``prompt``/``completion`` pairs (JSONL, Parquet or a
 `datasets` folder); on the built-in world (``data.path`` unset) the world's noisy demonstrations.
 The renderer's loss mask puts the loss on assistant tokens (and their end-of-turn token).
+
+``replay_path`` / ``replay_frac`` mix pretraining documents into the demonstrations, with the loss on every
+token: SFT on a narrow set of demonstrations makes the model forget what they never show (on world v3, facts
+about entities no demonstration asks about: docs/world.md, "What caps best-of-64"). InstructGPT mixes
+pretraining gradients into PPO for the same reason (PPO-ptx); this is the same mix applied in SFT.
 """
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +21,8 @@ from alignstack.config import (
     ModelConfig,
     OptimConfig,
     RunConfig,
+    _num,
+    _require,
     to_yaml,
 )
 from alignstack.data.collate import pack
@@ -29,6 +37,15 @@ class SFTConfig(RunConfig):
     data: DataConfig = field(default_factory=lambda: DataConfig(n_rows=12000))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, batch_size=32, epochs=2.0,
                                                                    warmup_steps=10, schedule="cosine"))
+    replay_path: str | None = None    # pretraining documents ({"text"} rows) replayed during SFT ...
+    replay_frac: float = 0.0          # ... this many per demonstration (0.2: one document for every five rows)
+
+    def __post_init__(self):
+        super().__post_init__()
+        _require(_num(self.replay_frac) and self.replay_frac >= 0, "replay_frac", "a finite number ≥ 0",
+                 self.replay_frac)
+        _require(self.replay_frac == 0 or self.replay_path is not None, "replay_path",
+                 "a file of {\"text\"} rows when replay_frac > 0", self.replay_path)
 
 
 def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
@@ -73,6 +90,23 @@ def render_conversations(renderer: ChatRenderer, convs: list, source: str, packi
     return pack(items, max_length) if packing else items
 
 
+def replay_items(renderer: ChatRenderer, cfg: SFTConfig, n_rows: int) -> list:
+    """``round(replay_frac × n_rows)`` documents of ``replay_path`` rendered as plain text (loss on every token),
+    drawn without replacement while the file lasts, then again (seeded by ``cfg.seed``)."""
+    n = round(cfg.replay_frac * n_rows)
+    if n == 0:
+        return []
+    docs = [row["text"] for row in read_rows(cfg.replay_path, "text")]
+    rng = random.Random(f"replay|{cfg.seed}")
+    picked: list[int] = []
+    while len(picked) < n:
+        order = list(range(len(docs)))
+        rng.shuffle(order)
+        picked += order[:n - len(picked)]
+    items = (renderer.text(docs[i], {"file": cfg.replay_path, "row": i + 1}) for i in picked)
+    return [x for x in items if x is not None]
+
+
 def train(cfg: SFTConfig) -> dict:
     from alignstack.models.load import prepare_model, save_final
     from alignstack.train.supervised import fit
@@ -86,7 +120,9 @@ def train(cfg: SFTConfig) -> dict:
                                    cfg.seed)
     model, tokenizer = prepare_model(cfg.model, seed=cfg.seed)
     r = training_renderer(tokenizer, cfg.model, cfg.data)
-    items = render_conversations(r, convs, source, cfg.data.packing, cfg.model.max_length)
+    items = render_conversations(r, convs, source, False)
+    replayed = replay_items(r, cfg, len(items))
+    items = pack(items + replayed, cfg.model.max_length) if cfg.data.packing else items + replayed
     r.warn_dropped(source)
     eval_items = render_conversations(r, eval_convs, cfg.data.eval_path or source) if eval_convs else []
     trainer, res = fit(model, tokenizer, items, cfg.optim, Path(cfg.out), seed=cfg.seed, log=cfg.log,
@@ -95,7 +131,7 @@ def train(cfg: SFTConfig) -> dict:
         save_final(trainer.unwrapped, tokenizer, cfg.out, to_yaml(cfg))
     out = {"steps": res.steps, "train_loss": res.final_loss, "tokens": res.tokens,
            "tokens_per_s": res.tokens / max(res.seconds, 1e-9), "render": vars(r.stats),
-           "wall_s": time.perf_counter() - t0}
+           "replay_rows": len(replayed), "wall_s": time.perf_counter() - t0}
     if eval_items and trainer.is_main:             # held-out per-token NLL of the final model
         from alignstack.train.supervised import mean_nll
         out.update(eval_loss=mean_nll(trainer.unwrapped, tokenizer, eval_items), eval_rows=len(eval_items))
