@@ -22,14 +22,14 @@ def test_replay_items_count_mask_and_seed(nano, tmp_path):
     def cfg(frac, seed=0):
         return load(sft.SFTConfig, overrides=[f"replay_path={docs}", f"replay_frac={frac}", f"seed={seed}"])
 
-    assert sft.replay_items(r, cfg(0.0), 40) == []
-    items = sft.replay_items(r, cfg(0.25), 40)
+    assert sft.replay_documents(cfg(0.0), 40) == []
+    items = sft.replay_items(r, cfg(0.25), sft.replay_documents(cfg(0.25), 40))
     assert len(items) == 10                                   # more than the file holds: drawn again after 7
     assert all(x.loss_mask[1:] == [1] * (len(x.input_ids) - 1) for x in items)   # loss on every token
     texts = [nano["tokenizer"].decode(x.input_ids[1:]) for x in items]
     assert len(set(texts[:7])) == 7                           # the first pass draws without replacement
-    assert [x.input_ids for x in sft.replay_items(r, cfg(0.25), 40)] == [x.input_ids for x in items]
-    assert [x.input_ids for x in sft.replay_items(r, cfg(0.25, seed=1), 40)] != [x.input_ids for x in items]
+    assert sft.replay_documents(cfg(0.25), 40) == sft.replay_documents(cfg(0.25), 40)
+    assert sft.replay_documents(cfg(0.25, seed=1), 40) != sft.replay_documents(cfg(0.25), 40)
 
 
 def test_sft_trains_with_replay_and_reports_it(nano, tmp_path):
@@ -48,10 +48,14 @@ def test_replay_errors_are_one_line(tmp_path):
         load(sft.SFTConfig, overrides=["replay_frac=-0.1", "replay_path=x.jsonl"])
     with pytest.raises(ConfigError, match="replay_path"):
         load(sft.SFTConfig, overrides=["replay_frac=0.2"])
-    bad = _write(tmp_path / "bad.jsonl", [{"text": "fine"}, {"txt": "oops"}])
-    r = ChatRenderer.__new__(ChatRenderer)                   # never reached: the rows fail first
+    def docs(path):
+        return sft.replay_documents(load(sft.SFTConfig, overrides=[f"replay_path={path}", "replay_frac=1.0"]), 4)
+
     with pytest.raises(DataError, match=r"bad\.jsonl.*row 2"):
-        sft.replay_items(r, load(sft.SFTConfig, overrides=[f"replay_path={bad}", "replay_frac=1.0"]), 4)
+        docs(_write(tmp_path / "bad.jsonl", [{"text": "fine"}, {"txt": "oops"}]))
     with pytest.raises((DataError, FileNotFoundError, SystemExit), match="missing"):
-        sft.replay_items(r, load(sft.SFTConfig, overrides=[f"replay_path={tmp_path / 'missing.jsonl'}",
-                                                          "replay_frac=1.0"]), 4)
+        docs(tmp_path / "missing.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):          # never an endless draw from nothing
+        docs(empty)

@@ -90,20 +90,31 @@ def render_conversations(renderer: ChatRenderer, convs: list, source: str, packi
     return pack(items, max_length) if packing else items
 
 
-def replay_items(renderer: ChatRenderer, cfg: SFTConfig, n_rows: int) -> list:
-    """``round(replay_frac × n_rows)`` documents of ``replay_path`` rendered as plain text (loss on every token),
-    drawn without replacement while the file lasts, then again (seeded by ``cfg.seed``)."""
+def replay_documents(cfg: SFTConfig, n_rows: int) -> list[tuple[int, str]]:
+    """``round(replay_frac × n_rows)`` (row number, text) documents of ``replay_path``, drawn without replacement
+    while the file lasts, then again (seeded by ``cfg.seed``). Read before the model loads, so a bad file fails
+    fast."""
+    from alignstack.data.formats import DataError
+
     n = round(cfg.replay_frac * n_rows)
     if n == 0:
         return []
     docs = [row["text"] for row in read_rows(cfg.replay_path, "text")]
+    if not docs:
+        raise DataError(f"replay_frac={cfg.replay_frac} needs documents to replay, and the file has none",
+                        file=cfg.replay_path)
     rng = random.Random(f"replay|{cfg.seed}")
     picked: list[int] = []
     while len(picked) < n:
         order = list(range(len(docs)))
         rng.shuffle(order)
         picked += order[:n - len(picked)]
-    items = (renderer.text(docs[i], {"file": cfg.replay_path, "row": i + 1}) for i in picked)
+    return [(i + 1, docs[i]) for i in picked]
+
+
+def replay_items(renderer: ChatRenderer, cfg: SFTConfig, docs: list[tuple[int, str]]) -> list:
+    """The replayed documents rendered as plain text: the loss on every token, as in pretraining."""
+    items = (renderer.text(text, {"file": cfg.replay_path, "row": row}) for row, text in docs)
     return [x for x in items if x is not None]
 
 
@@ -118,10 +129,11 @@ def train(cfg: SFTConfig) -> dict:
     from alignstack.data.splits import eval_split
     convs, eval_convs = eval_split(convs, cfg.data, lambda p: load_conversations(replace(cfg.data, path=p))[0],
                                    cfg.seed)
+    replay = replay_documents(cfg, len(convs))
     model, tokenizer = prepare_model(cfg.model, seed=cfg.seed)
     r = training_renderer(tokenizer, cfg.model, cfg.data)
     items = render_conversations(r, convs, source, False)
-    replayed = replay_items(r, cfg, len(items))
+    replayed = replay_items(r, cfg, replay)
     items = pack(items + replayed, cfg.model.max_length) if cfg.data.packing else items + replayed
     r.warn_dropped(source)
     eval_items = render_conversations(r, eval_convs, cfg.data.eval_path or source) if eval_convs else []
