@@ -51,8 +51,11 @@ def recall_items(split: str, n: int) -> list[dict]:
 
 
 def recall_accuracy(model, tok, items: list[dict]) -> dict:
-    """Share of items whose true value has the highest summed log-probability, per slot."""
+    """Share of items whose true value has the highest summed log-probability, per slot (the continuation's tokens
+    scored by models.logprobs, as every loss here scores a response)."""
     import torch
+
+    from alignstack.models.logprobs import forward_logprobs, sequence_logprobs
 
     hits: dict[str, list[bool]] = {s: [] for s in SLOTS}
     for it in items:
@@ -61,14 +64,15 @@ def recall_accuracy(model, tok, items: list[dict]) -> dict:
         full = [tok(it["prefix"] + it["continuations"][v], add_special_tokens=False)["input_ids"] for v in vals]
         if any(f[:len(pre) - 1] != pre[1:] for f in full):     # the sentence must split where the prefix ends
             raise ValueError(f"{it['entity']} {it['slot']}: the tokenizer merges across the end of {it['prefix']!r}")
-        conts = [f[len(pre) - 1:] for f in full]
-        width = len(pre) + max(map(len, conts))
+        width = 1 + max(map(len, full))
         ids = torch.full((len(vals), width), tok.pad_token_id)
-        for i, c in enumerate(conts):
-            ids[i, :len(pre) + len(c)] = torch.tensor(pre + c)
+        attn, mask = torch.zeros_like(ids), torch.zeros_like(ids)
+        for i, f in enumerate(full):
+            ids[i, :1 + len(f)] = torch.tensor([tok.bos_token_id] + f)
+            attn[i, :1 + len(f)] = 1
+            mask[i, len(pre):1 + len(f)] = 1                  # the continuation's tokens only
         with torch.no_grad():
-            logp = model(ids).logits.log_softmax(-1)
-        scores = [sum(logp[i, len(pre) - 1 + j, t].item() for j, t in enumerate(c)) for i, c in enumerate(conts)]
+            scores = sequence_logprobs(forward_logprobs(model, ids, attn), mask).tolist()
         hits[it["slot"]].append(vals[max(range(len(vals)), key=scores.__getitem__)] == it["answer"])
     return {s: sum(h) / len(h) for s, h in hits.items() if h}
 
