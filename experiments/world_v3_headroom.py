@@ -1,6 +1,7 @@
 """Does world v3 leave headroom? (issue 21's "Headroom" must-show)
 
     python experiments/world_v3_headroom.py [--docs 120000] [--sft 20000] [--preset tiny4] [--split dev|test]
+        [--seed 0] [--replay-facts 0.5]
 
 Pretrains the tiny4 preset (tiny with four layers) on world v3's corpus, fine-tunes it on v3's SFT demonstrations (both train
 split only), then samples ``k`` completions at T = 1 and one greedy completion for ``n`` prompts of
@@ -23,25 +24,35 @@ from pathlib import Path
 
 
 def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab: int = 768,
-               sft_epochs: float = 4.0) -> tuple[dict, dict]:
+               sft_epochs: float = 4.0, seed: int = 0, replay_facts: float = 0.0) -> tuple[dict, dict]:
     """Pretrain the tiny preset on ``docs`` v3 corpus documents, then SFT on ``sft_rows`` v3 demonstrations
-    (train split only): ``out/pretrain/model``, ``out/sft/model``. Returns both methods' summaries."""
+    (train split only): ``out/pretrain/model``, ``out/sft/model``. Returns both methods' summaries.
+
+    ``seed`` is the training seed of both stages (the world's data stay those of world seed 0).
+    ``replay_facts`` > 0 replays the corpus's fact documents (its rows without a chat) during SFT, that many
+    per demonstration: SFT alone forgets the facts of entities its demonstrations never ask about
+    (docs/world.md, "What caps best-of-64")."""
     from alignstack.config import load
     from alignstack.data.sources import write_jsonl
     from alignstack.methods import pretrain, sft
     from alignstack.world.v3 import corpus as C
 
     out = Path(out)
-    write_jsonl(out / "corpus.jsonl", ({"text": d} for d in C.corpus_documents(0, docs)))
+    documents = C.corpus_documents(0, docs)
+    write_jsonl(out / "corpus.jsonl", ({"text": d} for d in documents))
     write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows))
-    common = ["log.progress=false", "model.max_length=128"]
+    common = ["log.progress=false", "model.max_length=128", f"seed={seed}"]
+    replay = []
+    if replay_facts > 0:     # documents with a chat marker are the corpus's chats (its refusals among them)
+        write_jsonl(out / "facts.jsonl", ({"text": d} for d in documents if "<|" not in d))
+        replay = [f"replay_path={out}/facts.jsonl", f"replay_frac={replay_facts}"]
     pre = pretrain.train(load(pretrain.PretrainConfig, None, [f"out={out}/pretrain", f"data.path={out}/corpus.jsonl",
                                                               f"data.n_rows={docs}", f"model.preset={preset}",
                                                               f"vocab_size={vocab}",
                                                               *common]))
     tuned = sft.train(load(sft.SFTConfig, None, [f"out={out}/sft", f"model.path={out}/pretrain/model",
                                                  f"data.path={out}/sft.jsonl", f"optim.epochs={sft_epochs}",
-                                                 *common]))
+                                                 *replay, *common]))
     return pre, tuned
 
 
@@ -66,6 +77,9 @@ def main() -> None:
     p.add_argument("--preset", default="tiny4")
     p.add_argument("--vocab", type=int, default=768)
     p.add_argument("--sft-epochs", type=float, default=4.0)
+    p.add_argument("--seed", type=int, default=0, help="training seed of pretraining and SFT")
+    p.add_argument("--replay-facts", type=float, default=0.0,
+                   help="replay the corpus's fact documents during SFT, this many per demonstration")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--reuse", action="store_true", help="evaluate the models already in --out (their training "
                                                          "summaries are read from the dev run's JSON, --reuse-from)")
@@ -81,7 +95,8 @@ def main() -> None:
         prev = json.loads(Path(a.reuse_from).read_text())
         pre, tuned = prev["pretrain"], prev["sft"]
     else:
-        pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs)
+        pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs, a.seed,
+                                 a.replay_facts)
     t_train = time.perf_counter() - t0
 
     # calibration reads dev; the sealed test split only for the final report (--split test)
@@ -137,6 +152,8 @@ def main() -> None:
     res["world_fingerprint"] = fingerprint()
     res["preset"], res["vocab"], res["docs"], res["sft_rows"], res["sft_epochs"] = (a.preset, a.vocab, a.docs, a.sft,
                                                                                    a.sft_epochs)
+    res["seed"], res["replay_facts"] = (prev.get("seed", 0), prev.get("replay_facts", 0.0)) if a.reuse else \
+        (a.seed, a.replay_facts)
     if a.reuse:
         res["models_from"], res["train_s"] = a.reuse_from, prev.get("train_s")
     dest = Path(a.results)
