@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_multiprocess import _port
+from test_multiprocess import _port, failure, torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -30,14 +30,11 @@ def _run(args: list[str], processes: int = 1, script: Path | None = None) -> sub
     """``alignstack.cli`` (or ``script``) in one process, or in ``processes`` torchrun CPU processes."""
     target = [str(script)] if script else ["-m", "alignstack.cli", *args]
     if processes == 1:
-        cmd = [sys.executable, *target]
+        r = subprocess.run([sys.executable, *target], capture_output=True, text=True, env=ENV, timeout=300)
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
-               str(_port()), *target, *([] if script else ["dist.cpu=true"])]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    # the C++ reason of a crash (gloo, c10d) sits between long Python logs: show it apart
-    why = [x for x in r.stderr.splitlines() if any(k in x for k in ("terminate", "what()", "Error", "Signal"))]
-    assert r.returncode == 0, (r.stdout[-2000:], why[-20:], r.stderr[-4000:])
+        r = torchrun([*target, *([] if script else ["dist.cpu=true"])], processes, ENV, 300)
+    if r.returncode != 0:
+        pytest.fail(failure(r), pytrace=False)
     return r
 
 
