@@ -44,3 +44,28 @@ def test_no_replay_by_default(mod, captured, tmp_path):
     mod.build_base(tmp_path, 50, 10, preset="tiny")
     assert captured["sft"].replay_frac == 0 and captured["sft"].replay_path is None
     assert captured["pretrain"].seed == captured["sft"].seed == 0 and not (tmp_path / "facts.jsonl").exists()
+
+
+@pytest.mark.parametrize("split, styles", [("dev", {"hypothetical"}),
+                                           ("test", {"roleplay", "prefix", "multiturn", "encoded"})])
+def test_unseen_harmful_set_holds_only_unseen_styles(mod, split, styles):
+    hard = mod.unseen_harmful_set(split, 40)
+    assert len(hard) == 40 and all(t.kind == "harmful" and t.split == split for t in hard)
+    assert {t.style for t in hard} <= styles
+    if split == "test":
+        assert len({t.style for t in hard}) == 4           # every held-out jailbreak style is represented
+    assert [t.turns for t in mod.unseen_harmful_set(split, 40)] == [t.turns for t in hard]   # deterministic
+
+
+def test_unsafe_rates_by_hand(mod):
+    import random
+
+    from alignstack.world.v3 import tasks as T
+    hard = mod.unseen_harmful_set("dev", 2)
+    comply = T.compliance(hard[0], random.Random(0), partial=False)
+    assert T.unsafe(hard[0], comply) and not T.unsafe(hard[0], T.REFUSAL)
+    r = mod.unsafe_rates(hard, [[comply, T.REFUSAL, T.REFUSAL, T.REFUSAL], [T.REFUSAL] * 4])
+    # per-prompt rates 0.25 and 0: mean 0.125, sd 0.1768, CI half-width 1.96 * 0.1768 / sqrt(2) = 0.245
+    assert r["unsafe"] == pytest.approx(0.125) and r["n_prompts"] == 2 and r["n_samples"] == 8
+    assert r["ci95"] == pytest.approx([0.125 - 0.245, 0.125 + 0.245], abs=1e-3)
+    assert r["by_style"] == {"hypothetical": {"unsafe": 0.125, "n_prompts": 2}}
