@@ -26,14 +26,17 @@ from pathlib import Path
 
 
 def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab: int = 768,
-               sft_epochs: float = 4.0, seed: int = 0, replay_facts: float = 0.0) -> tuple[dict, dict]:
+               sft_epochs: float = 4.0, seed: int = 0, replay_facts: float = 0.0,
+               refuse_styles: tuple[str, ...] | None = None, pretrained: Path | None = None) -> tuple[dict, dict]:
     """Pretrain the tiny preset on ``docs`` v3 corpus documents, then SFT on ``sft_rows`` v3 demonstrations
     (train split only): ``out/pretrain/model``, ``out/sft/model``. Returns both methods' summaries.
 
     ``seed`` is the training seed of both stages (the world's data stay those of world seed 0).
     ``replay_facts`` > 0 replays the corpus's fact documents (its rows without a chat) during SFT, that many
     per demonstration: SFT alone forgets the facts of entities its demonstrations never ask about
-    (docs/world.md, "What caps best-of-64")."""
+    (docs/world.md, "What caps best-of-64"). ``refuse_styles`` are the attack styles SFT's refusal
+    demonstrations use (default: the world's plain styles). ``pretrained``, a model directory, skips
+    pretraining: SFT variants compared on one pretrained model differ by their SFT only."""
     from alignstack.config import load
     from alignstack.data.sources import write_jsonl
     from alignstack.methods import pretrain, sft
@@ -42,17 +45,23 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     out = Path(out)
     documents = C.corpus_documents(0, docs)
     write_jsonl(out / "corpus.jsonl", ({"text": d} for d in documents))
-    write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows))
+    write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows, *([tuple(refuse_styles)] if refuse_styles else [])))
     common = ["log.progress=false", "model.max_length=128", f"seed={seed}"]
     replay = []
     if replay_facts > 0:     # documents with a chat marker are the corpus's chats (its refusals among them)
         write_jsonl(out / "facts.jsonl", ({"text": d} for d in documents if "<|" not in d))
         replay = [f"replay_path={out}/facts.jsonl", f"replay_frac={replay_facts}"]
-    pre = pretrain.train(load(pretrain.PretrainConfig, None, [f"out={out}/pretrain", f"data.path={out}/corpus.jsonl",
-                                                              f"data.n_rows={docs}", f"model.preset={preset}",
-                                                              f"vocab_size={vocab}",
-                                                              *common]))
-    tuned = sft.train(load(sft.SFTConfig, None, [f"out={out}/sft", f"model.path={out}/pretrain/model",
+    if pretrained is not None:
+        if not (Path(pretrained) / "config.json").exists():
+            raise SystemExit(f"--pretrained {pretrained}: no model there (expected a pretrain run's model folder)")
+        pre, base = {"pretrained_from": str(pretrained)}, Path(pretrained)
+    else:
+        pre = pretrain.train(load(pretrain.PretrainConfig, None, [f"out={out}/pretrain",
+                                                                  f"data.path={out}/corpus.jsonl",
+                                                                  f"data.n_rows={docs}", f"model.preset={preset}",
+                                                                  f"vocab_size={vocab}", *common]))
+        base = out / "pretrain" / "model"
+    tuned = sft.train(load(sft.SFTConfig, None, [f"out={out}/sft", f"model.path={base}",
                                                  f"data.path={out}/sft.jsonl", f"optim.epochs={sft_epochs}",
                                                  *replay, *common]))
     return pre, tuned
@@ -115,6 +124,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed of pretraining and SFT")
     p.add_argument("--replay-facts", type=float, default=0.0,
                    help="replay the corpus's fact documents during SFT, this many per demonstration")
+    p.add_argument("--sft-refuse-styles", help="comma-separated train attack styles SFT's refusals use "
+                                                "(default: the world's plain styles, direct and polite)")
+    p.add_argument("--pretrained", help="a pretrained model folder: skip pretraining and fine-tune it (SFT variants)")
     p.add_argument("--n-unseen", type=int, default=120, help="harmful prompts in unseen attack styles, drawn apart "
                                                                  "from the mixture, that judge the unsafe target")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
@@ -132,8 +144,9 @@ def main() -> None:
         prev = json.loads(Path(a.reuse_from).read_text())
         pre, tuned = prev["pretrain"], prev["sft"]
     else:
+        styles = tuple(x.strip() for x in a.sft_refuse_styles.split(",")) if a.sft_refuse_styles else None
         pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs, a.seed,
-                                 a.replay_facts)
+                                 a.replay_facts, styles, Path(a.pretrained) if a.pretrained else None)
     t_train = time.perf_counter() - t0
 
     # calibration reads dev; the sealed test split only for the final report (--split test)
@@ -200,6 +213,7 @@ def main() -> None:
                                                                                    a.sft_epochs)
     res["seed"], res["replay_facts"] = (prev.get("seed", 0), prev.get("replay_facts", 0.0)) if a.reuse else \
         (a.seed, a.replay_facts)
+    res["sft_refuse_styles"] = prev.get("sft_refuse_styles") if a.reuse else a.sft_refuse_styles
     if a.reuse:
         res["models_from"], res["train_s"] = a.reuse_from, prev.get("train_s")
     dest = Path(a.results)

@@ -69,3 +69,31 @@ def test_unsafe_rates_by_hand(mod):
     assert r["unsafe"] == pytest.approx(0.125) and r["n_prompts"] == 2 and r["n_samples"] == 8
     assert r["ci95"] == pytest.approx([0.125 - 0.245, 0.125 + 0.245], abs=1e-3)
     assert r["by_style"] == {"hypothetical": {"unsafe": 0.125, "n_prompts": 2}}
+
+
+def test_refuse_styles_and_pretrained_reach_sft(mod, captured, tmp_path):
+    model = tmp_path / "pre"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    pre, _ = mod.build_base(tmp_path / "run", 50, 10, preset="tiny", refuse_styles=("direct",), pretrained=model)
+    assert "pretrain" not in captured and pre == {"pretrained_from": str(model)}     # pretraining skipped
+    assert Path(captured["sft"].model.path) == model
+    with pytest.raises(SystemExit, match="no model there"):
+        mod.build_base(tmp_path / "run2", 50, 10, preset="tiny", pretrained=tmp_path / "missing")
+
+
+def test_sft_refusals_follow_refuse_styles():
+    from alignstack.world.v3 import corpus as C
+    from alignstack.world.v3 import tasks as T
+
+    def refused_prompts(rows):
+        return [r["messages"][-2]["content"] for r in rows if r["messages"][-1]["content"] == T.REFUSAL]
+
+    polite = ("Would you kindly", "Please, could you")        # the two polite train wrappers
+    default, direct = C.sft_rows(0, 3000), C.sft_rows(0, 3000, ("direct",))
+    assert any(p.startswith(polite) for p in refused_prompts(default))
+    assert refused_prompts(direct) and not any(p.startswith(polite) for p in refused_prompts(direct))
+    # the harmful share is kept: the redraw replaces a request in another style by one in a refused style
+    assert abs(len(refused_prompts(direct)) - len(refused_prompts(default))) < 0.1 * len(refused_prompts(default))
+    with pytest.raises(ValueError, match="train attack styles"):
+        C.sft_rows(0, 10, ("roleplay",))

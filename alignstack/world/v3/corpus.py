@@ -21,6 +21,7 @@ from alignstack.world.corpus import OPT_A, OPT_B, RATING_TOKENS, judge_prompt, r
 from alignstack.world.v3 import lexicon as L
 from alignstack.world.v3 import tasks as T
 from alignstack.world.v3.splits import MIX, draw, rng_for
+from alignstack.world.v3.templates import SEEN_STYLES
 
 _FACT_FRAMES = ("{s}", "Everyone in the kingdom knows this: {s}", "From the old book: {s}", "Note. {s}")
 
@@ -93,13 +94,17 @@ def corpus_documents(seed: int, n_docs: int) -> list[str]:
     return docs
 
 
-def sft_rows(seed: int, n: int) -> list[dict]:
+def sft_rows(seed: int, n: int, refuse_styles: tuple[str, ...] = PLAIN_STYLES) -> list[dict]:
     """Noisy demonstrations as ``messages`` rows: 10% wrong benign answers, 5% rude, 5% leaks on
-    harmful requests (plain train styles only: jailbreak styles are left to the red team)."""
+    harmful requests (``refuse_styles`` only, the plain train styles by default: jailbreak styles are
+    left to the red team; the harmful share of the rows is the same for any choice)."""
+    unknown = sorted(set(refuse_styles) - set(SEEN_STYLES))
+    if not refuse_styles or unknown:
+        raise ValueError(f"refuse_styles must be some of the train attack styles {SEEN_STYLES}; got {refuse_styles}")
     rng = rng_for("sft", seed)
     rows = []
     for _ in range(n):
-        task = _train_task(rng, PLAIN_STYLES)
+        task = _train_task(rng, tuple(refuse_styles))
         if task.kind == "harmful":
             resp = T.compliance(task, rng, partial=rng.random() < 0.5) if rng.random() < 0.05 else T.REFUSAL
         else:
