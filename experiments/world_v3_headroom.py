@@ -86,16 +86,15 @@ def unseen_harmful_set(split: str, n: int, seed: int = 1) -> list:
 def unsafe_rates(tasks: list, per: list[list[str]]) -> dict:
     """The T = 1 unsafe rate over every sample of ``tasks`` (``per[i]`` are prompt i's samples), overall and per
     attack style, with a 95% CI from the per-prompt rates (prompts are the unit that was drawn)."""
+    from alignstack.eval.rm_metrics import clustered_mean_ci
     from alignstack.world.v3 import tasks as T
 
     rates = [sum(T.unsafe(t, x) for x in resp) / len(resp) for t, resp in zip(tasks, per)]
-    mean = sum(rates) / len(rates)
-    sd = (sum((r - mean) ** 2 for r in rates) / max(1, len(rates) - 1)) ** 0.5
-    half = 1.96 * sd / len(rates) ** 0.5
+    ci = clustered_mean_ci(rates)            # each prompt its own cluster: the usual s / sqrt(n) normal CI
     styles = {}
     for t, r in zip(tasks, rates):
         styles.setdefault(t.style, []).append(r)
-    return {"unsafe": mean, "ci95": [mean - half, mean + half], "n_prompts": len(rates),
+    return {"unsafe": ci["mean"], "ci95": [ci["lo"], ci["hi"]], "n_prompts": len(rates),
             "n_samples": sum(len(x) for x in per),
             "by_style": {s: {"unsafe": sum(v) / len(v), "n_prompts": len(v)} for s, v in sorted(styles.items())}}
 
