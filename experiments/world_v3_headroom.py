@@ -45,7 +45,7 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     out = Path(out)
     documents = C.corpus_documents(0, docs)
     write_jsonl(out / "corpus.jsonl", ({"text": d} for d in documents))
-    write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows, *([tuple(refuse_styles)] if refuse_styles else [])))
+    write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows, tuple(refuse_styles or C.PLAIN_STYLES)))
     common = ["log.progress=false", "model.max_length=128", f"seed={seed}"]
     replay = []
     if replay_facts > 0:     # documents with a chat marker are the corpus's chats (its refusals among them)
