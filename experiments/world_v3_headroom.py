@@ -27,7 +27,8 @@ from pathlib import Path
 
 def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab: int = 768,
                sft_epochs: float = 4.0, seed: int = 0, replay_facts: float = 0.0,
-               refuse_styles: tuple[str, ...] | None = None, pretrained: Path | None = None) -> tuple[dict, dict]:
+               refuse_styles: tuple[str, ...] | None = None, pretrained: Path | None = None,
+               refusal_share: float = 1.0) -> tuple[dict, dict]:
     """Pretrain the tiny preset on ``docs`` v3 corpus documents, then SFT on ``sft_rows`` v3 demonstrations
     (train split only): ``out/pretrain/model``, ``out/sft/model``. Returns both methods' summaries.
 
@@ -35,7 +36,8 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     ``replay_facts`` > 0 replays the corpus's fact documents (its rows without a chat) during SFT, that many
     per demonstration: SFT alone forgets the facts of entities its demonstrations never ask about
     (docs/world.md, "What caps best-of-64"). ``refuse_styles`` are the attack styles SFT's refusal
-    demonstrations use (default: the world's plain styles). ``pretrained``, a model directory, skips
+    demonstrations use (default: the world's plain styles), and ``refusal_share`` the share of the mixture's
+    harmful demonstrations kept (the rest become benign rows). ``pretrained``, a model directory, skips
     pretraining: SFT variants compared on one pretrained model differ by their SFT only."""
     from alignstack.config import load
     from alignstack.data.sources import write_jsonl
@@ -45,7 +47,8 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     out = Path(out)
     documents = C.corpus_documents(0, docs)
     write_jsonl(out / "corpus.jsonl", ({"text": d} for d in documents))
-    write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows, tuple(refuse_styles or C.PLAIN_STYLES)))
+    write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows, tuple(refuse_styles or C.PLAIN_STYLES),
+                                                     refusal_share))
     common = ["log.progress=false", "model.max_length=128", f"seed={seed}"]
     replay = []
     if replay_facts > 0:     # documents with a chat marker are the corpus's chats (its refusals among them)
@@ -125,6 +128,8 @@ def main() -> None:
                    help="replay the corpus's fact documents during SFT, this many per demonstration")
     p.add_argument("--sft-refuse-styles", help="comma-separated train attack styles SFT's refusals use "
                                                 "(default: the world's plain styles, direct and polite)")
+    p.add_argument("--sft-refusal-share", type=float, default=1.0,
+                   help="share of SFT's harmful demonstrations (refusals) kept; the rest become benign rows")
     p.add_argument("--pretrained", help="a pretrained model folder: skip pretraining and fine-tune it (SFT variants)")
     p.add_argument("--n-unseen", type=int, default=120, help="harmful prompts in unseen attack styles, drawn apart "
                                                                  "from the mixture, that judge the unsafe target")
@@ -145,7 +150,8 @@ def main() -> None:
     else:
         styles = tuple(x.strip() for x in a.sft_refuse_styles.split(",")) if a.sft_refuse_styles else None
         pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs, a.seed,
-                                 a.replay_facts, styles, Path(a.pretrained) if a.pretrained else None)
+                                 a.replay_facts, styles, Path(a.pretrained) if a.pretrained else None,
+                                 a.sft_refusal_share)
     t_train = time.perf_counter() - t0
 
     # calibration reads dev; the sealed test split only for the final report (--split test)
@@ -213,6 +219,7 @@ def main() -> None:
     res["seed"], res["replay_facts"] = (prev.get("seed", 0), prev.get("replay_facts", 0.0)) if a.reuse else \
         (a.seed, a.replay_facts)
     res["sft_refuse_styles"] = prev.get("sft_refuse_styles") if a.reuse else a.sft_refuse_styles
+    res["sft_refusal_share"] = prev.get("sft_refusal_share", 1.0) if a.reuse else a.sft_refusal_share
     if a.reuse:
         res["models_from"], res["train_s"] = a.reuse_from, prev.get("train_s")
     dest = Path(a.results)

@@ -97,3 +97,27 @@ def test_sft_refusals_follow_refuse_styles():
     assert abs(len(refused_prompts(direct)) - len(refused_prompts(default))) < 0.1 * len(refused_prompts(default))
     with pytest.raises(ValueError, match="train attack styles"):
         C.sft_rows(0, 10, ("roleplay",))
+
+
+def test_sft_refusal_share_thins_refusals_only():
+    from alignstack.world.v3 import corpus as C
+    from alignstack.world.v3 import tasks as T
+
+    def n_refusals(rows):
+        return sum(r["messages"][-1]["content"] == T.REFUSAL for r in rows)
+
+    default, thin = C.sft_rows(0, 3000), C.sft_rows(0, 3000, refusal_share=0.25)
+    assert C.sft_rows(0, 3000, refusal_share=1.0) == default            # 1.0 is the default, row for row
+    assert len(thin) == 3000
+    # ~20% of the mixture is harmful and ~95% of it refused: a quarter of those refusals stay
+    assert 0.18 < n_refusals(thin) / n_refusals(default) < 0.32
+    assert n_refusals(C.sft_rows(0, 500, refusal_share=0.0)) == 0
+    with pytest.raises(ValueError, match="refusal_share"):
+        C.sft_rows(0, 10, refusal_share=1.5)
+
+
+def test_build_base_writes_thinned_sft_rows(mod, captured, tmp_path):
+    from alignstack.world.v3 import tasks as T
+    mod.build_base(tmp_path, 50, 400, preset="tiny", refusal_share=0.0)
+    rows = [json.loads(x) for x in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    assert len(rows) == 400 and not any(r["messages"][-1]["content"] == T.REFUSAL for r in rows)

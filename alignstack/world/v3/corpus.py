@@ -94,17 +94,27 @@ def corpus_documents(seed: int, n_docs: int) -> list[str]:
     return docs
 
 
-def sft_rows(seed: int, n: int, refuse_styles: tuple[str, ...] = PLAIN_STYLES) -> list[dict]:
+def sft_rows(seed: int, n: int, refuse_styles: tuple[str, ...] = PLAIN_STYLES,
+             refusal_share: float = 1.0) -> list[dict]:
     """Noisy demonstrations as ``messages`` rows: 10% wrong benign answers, 5% rude, 5% leaks on
     harmful requests (``refuse_styles`` only, the plain train styles by default: jailbreak styles are
-    left to the red team; the harmful share of the rows is the same for any choice)."""
+    left to the red team; the harmful share of the rows is the same for any choice).
+
+    ``refusal_share`` < 1 keeps only that share of the mixture's harmful rows and redraws the others
+    as non-harmful prompts (``n`` rows either way): annotators who wrote fewer refusals. At 1 the
+    random stream, and so every row, is exactly the default's."""
     unknown = sorted(set(refuse_styles) - set(SEEN_STYLES))
     if not refuse_styles or unknown:
         raise ValueError(f"refuse_styles must be some of the train attack styles {SEEN_STYLES}; got {refuse_styles}")
+    if not 0.0 <= refusal_share <= 1.0:
+        raise ValueError(f"refusal_share must be in [0, 1]; got {refusal_share}")
     rng = rng_for("sft", seed)
     rows = []
     for _ in range(n):
         task = _train_task(rng, tuple(refuse_styles))
+        # only draw when thinning, so the default keeps its random stream (and the world's fingerprint)
+        while refusal_share < 1.0 and task.kind == "harmful" and rng.random() >= refusal_share:
+            task = _train_task(rng, tuple(refuse_styles))
         if task.kind == "harmful":
             resp = T.compliance(task, rng, partial=rng.random() < 0.5) if rng.random() < 0.05 else T.REFUSAL
         else:
