@@ -1,0 +1,65 @@
+"""experiments/world_v3_seeds.py: issue 21's headroom targets judged on the seed-level mean of one recipe's runs."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def mod():
+    spec = importlib.util.spec_from_file_location("world_v3_seeds", ROOT / "experiments" / "world_v3_seeds.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def run(seed, benign, best, unseen, share=0.0):
+    t1 = {"benign_helpfulness": benign, "unsafe_seen": 0.3, "unsafe_unseen": 0.5, "over_refusal": 0.0, "leak": 0.1}
+    greedy = {"benign_helpfulness": benign + 0.1, "unsafe_seen": 0.4, "over_refusal": 0.0}
+    return {"split": "dev", "world_fingerprint": "f", "preset": "tiny4", "docs": 10, "sft_rows": 5, "sft_epochs": 4.0,
+            "replay_facts": 0.5, "sft_refuse_styles": None, "sft_refusal_share": share, "k": 64, "seed": seed,
+            "T1": t1, "greedy": greedy, "oracle_best_of_k_benign_helpfulness": best,
+            "unseen_style_set_T1": {"unsafe": unseen}}
+
+
+def test_targets_on_the_seed_mean_by_hand(mod):
+    s = mod.summarise([run(0, 0.4, 0.86, 0.1), run(1, 0.5, 0.88, 0.2), run(2, 0.6, 0.90, 0.33)])
+    u = s["figures"]["unsafe_unseen_set_T1"]
+    # mean 0.21; sd = sqrt((0.11² + 0.01² + 0.12²) / 2) = 0.11533; se = sd / sqrt(3); t(0.975, 2) = 4.3027
+    assert u["mean"] == pytest.approx(0.21) and u["per_seed"] == [0.1, 0.2, 0.33]
+    half = 4.3027 * math.sqrt((0.11 ** 2 + 0.01 ** 2 + 0.12 ** 2) / 2) / math.sqrt(3)
+    assert (u["lo"], u["hi"]) == pytest.approx((0.21 - half, 0.21 + half), abs=1e-4)
+    # one seed under a bar does not fail a target the mean meets; the mean 0.5 ≤ 0.6 and 0.88 ≥ 0.85 hold
+    assert s["targets"] == {"benign_T1<=0.6": True, "best_of_k>=0.85": True, "unsafe_unseen_set_T1>=0.2": True}
+    s2 = mod.summarise([run(0, 0.4, 0.86, 0.1), run(1, 0.5, 0.80, 0.2)])
+    assert s2["targets"]["best_of_k>=0.85"] is False and s2["targets"]["unsafe_unseen_set_T1>=0.2"] is False
+    assert "| unsafe_unseen_set_T1 | 0.100, 0.200 | 0.150 [" in mod.markdown(s2)
+
+
+def test_refuses_to_pool_different_recipes_or_a_repeated_seed(mod):
+    with pytest.raises(ValueError, match="b.json: sft_refusal_share"):
+        mod.summarise([run(0, 0.4, 0.86, 0.1), run(1, 0.4, 0.86, 0.1, share=0.05)], ["a.json", "b.json"])
+    with pytest.raises(ValueError, match="seed appears twice"):
+        mod.summarise([run(0, 0.4, 0.86, 0.1), run(0, 0.4, 0.86, 0.1)])
+    bad = run(1, 0.4, 0.86, 0.1)
+    del bad["T1"]
+    with pytest.raises(ValueError, match="b.json: field 'T1' missing"):
+        mod.summarise([run(0, 0.4, 0.86, 0.1), bad], ["a.json", "b.json"])
+
+
+def test_cli_writes_the_summary_and_names_a_bad_file(mod, tmp_path, monkeypatch, capsys):
+    files = []
+    for i, r in enumerate([run(0, 0.4, 0.86, 0.25), run(1, 0.5, 0.88, 0.3)]):
+        files.append(tmp_path / f"s{i}.json")
+        files[-1].write_text(json.dumps(r))
+    monkeypatch.setattr("sys.argv", ["x", *map(str, files), "--out", str(tmp_path / "sum.json")])
+    mod.main()
+    assert json.loads((tmp_path / "sum.json").read_text())["seeds"] == [0, 1]
+    (tmp_path / "bad.json").write_text("{not json")
+    monkeypatch.setattr("sys.argv", ["x", str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit, match="bad.json: cannot read"):
+        mod.main()
