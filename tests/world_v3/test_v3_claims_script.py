@@ -1,7 +1,6 @@
 """The claims protocol's runner (experiments/v3_claims.py), reduced to nano size: recipes × training seeds on world
 v3's sealed test split, per-seed paired CIs, a seed-level CI and a verdict that the protocol allows only with
 ≥ 3 seeds. The real run is experiments/results/v3_claims.json; this checks the machinery on cached sizes."""
-import importlib.util
 import json
 import math
 import shutil
@@ -14,13 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def claims_mod():
+def claims_mod(load_experiment):
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
-        spec = importlib.util.spec_from_file_location("v3_claims", ROOT / "experiments" / "v3_claims.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
+        yield load_experiment("v3_claims")
     finally:
         sys.path.remove(str(ROOT / "experiments"))
 

@@ -1,6 +1,5 @@
 """experiments/world_v3_headroom.build_base: the seed reaches both stages, and ``replay_facts`` replays the corpus's
 fact documents (none of its chats, whose harmful requests are mostly complied with) during SFT."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,12 +10,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def mod():
+def mod(load_experiment):
     sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location("world_v3_headroom", ROOT / "experiments" / "world_v3_headroom.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    yield m
+    yield load_experiment("world_v3_headroom")
     sys.path.remove(str(ROOT / "experiments"))
 
 

@@ -1,8 +1,6 @@
 """experiments/world_v3_recall_probe.py: its fact-completion items are the canonical fact sentences of train and
 dev creatures only (never test), one continuation per value with the true one among them; its extraction summary
 is best-of-k over ground-truth helpfulness."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -10,16 +8,10 @@ from alignstack.world.v3 import lexicon as L
 from alignstack.world.v3 import splits as S
 from alignstack.world.v3 import tasks as T
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def mod():
-    spec = importlib.util.spec_from_file_location("world_v3_recall_probe",
-                                                  ROOT / "experiments" / "world_v3_recall_probe.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+def mod(load_experiment):
+    return load_experiment("world_v3_recall_probe")
 
 
 def test_items_are_canonical_fact_sentences_of_the_split(mod):

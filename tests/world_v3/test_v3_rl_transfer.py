@@ -1,22 +1,15 @@
 """experiments/world_v3_rl_transfer.py: its three benign prompt sets separate new problems from new phrasings,
 and never read the sealed test split; its summary is the paired per-prompt difference policy − SFT."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from alignstack.world.v3 import splits as S
 from alignstack.world.v3.templates import BENIGN, TEMPLATE_BY_ID
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def mod():
-    spec = importlib.util.spec_from_file_location("world_v3_rl_transfer", ROOT / "experiments" / "world_v3_rl_transfer.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+def mod(load_experiment):
+    return load_experiment("world_v3_rl_transfer")
 
 
 def test_prompt_sets_cross_problems_and_templates_as_named(mod):

@@ -1,20 +1,13 @@
 """experiments/world_v3_seeds.py: issue 21's headroom targets judged on the seed-level mean of one recipe's runs."""
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def mod():
-    spec = importlib.util.spec_from_file_location("world_v3_seeds", ROOT / "experiments" / "world_v3_seeds.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+def mod(load_experiment):
+    return load_experiment("world_v3_seeds")
 
 
 def run(seed, benign, best, unseen, share=0.0):
