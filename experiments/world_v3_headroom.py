@@ -47,8 +47,8 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     out = Path(out)
     documents = C.corpus_documents(0, docs)
     write_jsonl(out / "corpus.jsonl", ({"text": d} for d in documents))
-    write_jsonl(out / "sft.jsonl", C.sft_rows(0, sft_rows, tuple(refuse_styles or C.PLAIN_STYLES),
-                                                     refusal_share))
+    demos = C.sft_rows(0, sft_rows, tuple(refuse_styles or C.PLAIN_STYLES), refusal_share)
+    write_jsonl(out / "sft.jsonl", demos)
     common = ["log.progress=false", "model.max_length=128", f"seed={seed}"]
     replay = []
     if replay_facts > 0:     # documents with a chat marker are the corpus's chats (its refusals among them)
@@ -68,6 +68,17 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
                                                  f"data.path={out}/sft.jsonl", f"optim.epochs={sft_epochs}",
                                                  *replay, *common]))
     return pre, tuned
+
+
+def _share(text: str) -> float:
+    """argparse type: a share in [0, 1] (a bad one is a one-line usage error, not a traceback minutes in)."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
+    return x
 
 
 def unseen_harmful_set(split: str, n: int, seed: int = 1) -> list:
@@ -128,7 +139,7 @@ def main() -> None:
                    help="replay the corpus's fact documents during SFT, this many per demonstration")
     p.add_argument("--sft-refuse-styles", help="comma-separated train attack styles SFT's refusals use "
                                                 "(default: the world's plain styles, direct and polite)")
-    p.add_argument("--sft-refusal-share", type=float, default=1.0,
+    p.add_argument("--sft-refusal-share", type=_share, default=1.0,
                    help="share of SFT's harmful demonstrations (refusals) kept; the rest become benign rows")
     p.add_argument("--pretrained", help="a pretrained model folder: skip pretraining and fine-tune it (SFT variants)")
     p.add_argument("--n-unseen", type=int, default=120, help="harmful prompts in unseen attack styles, drawn apart "
@@ -149,6 +160,10 @@ def main() -> None:
         pre, tuned = prev["pretrain"], prev["sft"]
     else:
         styles = tuple(x.strip() for x in a.sft_refuse_styles.split(",")) if a.sft_refuse_styles else None
+        from alignstack.world.v3.templates import SEEN_STYLES
+        if styles and not set(styles) <= set(SEEN_STYLES):
+            p.error(f"--sft-refuse-styles: {sorted(set(styles) - set(SEEN_STYLES))} are not train attack styles "
+                    f"{SEEN_STYLES}")
         pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs, a.seed,
                                  a.replay_facts, styles, Path(a.pretrained) if a.pretrained else None,
                                  a.sft_refusal_share)

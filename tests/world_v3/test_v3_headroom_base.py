@@ -117,3 +117,15 @@ def test_build_base_writes_thinned_sft_rows(mod, captured, tmp_path):
     mod.build_base(tmp_path, 50, 400, preset="tiny", refusal_share=0.0)
     rows = [json.loads(x) for x in (tmp_path / "sft.jsonl").read_text().splitlines()]
     assert len(rows) == 400 and not any(r["messages"][-1]["content"] == T.REFUSAL for r in rows)
+
+
+@pytest.mark.parametrize("args, msg", [(["--sft-refusal-share", "1.5"], "expected a share in \\[0, 1\\]"),
+                                       (["--sft-refusal-share", "half"], "expected a share in \\[0, 1\\]"),
+                                       (["--sft-refuse-styles", "direct,roleplay"], "'roleplay'\\] are not train")])
+def test_bad_sft_flags_are_one_line_usage_errors(mod, captured, tmp_path, monkeypatch, capsys, args, msg):
+    import re
+    monkeypatch.setattr("sys.argv", ["world_v3_headroom.py", "--out", str(tmp_path / "run"), *args])
+    with pytest.raises(SystemExit) as e:
+        mod.main()
+    assert e.value.code == 2 and re.search(msg, capsys.readouterr().err)
+    assert not captured and not (tmp_path / "run").exists()      # nothing trained or written

@@ -36,6 +36,9 @@ def test_targets_on_the_seed_mean_by_hand(mod):
 def test_refuses_to_pool_different_recipes_or_a_repeated_seed(mod):
     with pytest.raises(ValueError, match="b.json: sft_refusal_share"):
         mod.summarise([run(0, 0.4, 0.86, 0.1), run(1, 0.4, 0.86, 0.1, share=0.05)], ["a.json", "b.json"])
+    older = run(1, 0.4, 0.86, 0.1, share=1.0)
+    del older["sft_refusal_share"]          # JSON from before the flag: every refusal kept
+    assert mod.summarise([run(0, 0.4, 0.86, 0.1, share=1.0), older])["recipe"]["sft_refusal_share"] == 1.0
     with pytest.raises(ValueError, match="seed appears twice"):
         mod.summarise([run(0, 0.4, 0.86, 0.1), run(0, 0.4, 0.86, 0.1)])
     bad = run(1, 0.4, 0.86, 0.1)
