@@ -160,10 +160,12 @@ def main() -> None:
         pre, tuned = prev["pretrain"], prev["sft"]
     else:
         styles = tuple(x.strip() for x in a.sft_refuse_styles.split(",")) if a.sft_refuse_styles else None
-        from alignstack.world.v3.templates import SEEN_STYLES
-        if styles and not set(styles) <= set(SEEN_STYLES):
-            p.error(f"--sft-refuse-styles: {sorted(set(styles) - set(SEEN_STYLES))} are not train attack styles "
-                    f"{SEEN_STYLES}")
+        from alignstack.world.v3.corpus import check_refuse_styles
+        try:     # checked now, not when the corpus is written minutes into the run
+            if styles:
+                check_refuse_styles(styles)
+        except ValueError as e:
+            p.error(f"--sft-refuse-styles: {e}")
         pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs, a.seed,
                                  a.replay_facts, styles, Path(a.pretrained) if a.pretrained else None,
                                  a.sft_refusal_share)

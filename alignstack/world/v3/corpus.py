@@ -94,6 +94,15 @@ def corpus_documents(seed: int, n_docs: int) -> list[str]:
     return docs
 
 
+def check_refuse_styles(refuse_styles: tuple[str, ...]) -> None:
+    """``ValueError`` unless ``refuse_styles`` are some of the train attack styles (SFT sees no other)."""
+    unknown = sorted(set(refuse_styles) - set(SEEN_STYLES))
+    if unknown:
+        raise ValueError(f"{unknown} are not train attack styles; expected some of {SEEN_STYLES}")
+    if not refuse_styles:
+        raise ValueError(f"no refuse_styles: expected some of the train attack styles {SEEN_STYLES}")
+
+
 def sft_rows(seed: int, n: int, refuse_styles: tuple[str, ...] = PLAIN_STYLES,
              refusal_share: float = 1.0) -> list[dict]:
     """Noisy demonstrations as ``messages`` rows: 10% wrong benign answers, 5% rude, 5% leaks on
@@ -103,9 +112,7 @@ def sft_rows(seed: int, n: int, refuse_styles: tuple[str, ...] = PLAIN_STYLES,
     ``refusal_share`` < 1 keeps only that share of the mixture's harmful rows and redraws the others
     as non-harmful prompts (``n`` rows either way): annotators who wrote fewer refusals. At 1 the
     random stream, and so every row, is exactly the default's."""
-    unknown = sorted(set(refuse_styles) - set(SEEN_STYLES))
-    if not refuse_styles or unknown:
-        raise ValueError(f"refuse_styles must be some of the train attack styles {SEEN_STYLES}; got {refuse_styles}")
+    check_refuse_styles(refuse_styles)
     if not 0.0 <= refusal_share <= 1.0:
         raise ValueError(f"refusal_share must be in [0, 1]; got {refusal_share}")
     rng = rng_for("sft", seed)
