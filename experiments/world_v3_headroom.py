@@ -28,7 +28,7 @@ from pathlib import Path
 def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab: int = 768,
                sft_epochs: float = 4.0, seed: int = 0, replay_facts: float = 0.0,
                refuse_styles: tuple[str, ...] | None = None, pretrained: Path | None = None,
-               refusal_share: float = 1.0) -> tuple[dict, dict]:
+               refusal_share: float = 1.0, jailbreak_comply_share: float = 0.0) -> tuple[dict, dict]:
     """Pretrain the tiny preset on ``docs`` v3 corpus documents, then SFT on ``sft_rows`` v3 demonstrations
     (train split only): ``out/pretrain/model``, ``out/sft/model``. Returns both methods' summaries.
 
@@ -37,7 +37,8 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     per demonstration: SFT alone forgets the facts of entities its demonstrations never ask about
     (docs/world.md, "What caps best-of-64"). ``refuse_styles`` are the attack styles SFT's refusal
     demonstrations use (default: the world's plain styles), and ``refusal_share`` the share of the mixture's
-    harmful demonstrations kept (the rest become benign rows). ``pretrained``, a model directory, skips
+    harmful demonstrations kept (the rest become benign rows); ``jailbreak_comply_share`` of the rows comply with a
+    train jailbreak (``world.v3.corpus.sft_rows``). ``pretrained``, a model directory, skips
     pretraining: SFT variants compared on one pretrained model differ by their SFT only."""
     from alignstack.config import load
     from alignstack.data.sources import write_jsonl
@@ -47,7 +48,7 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     out = Path(out)
     documents = C.corpus_documents(0, docs)
     write_jsonl(out / "corpus.jsonl", ({"text": d} for d in documents))
-    demos = C.sft_rows(0, sft_rows, tuple(refuse_styles or C.PLAIN_STYLES), refusal_share)
+    demos = C.sft_rows(0, sft_rows, tuple(refuse_styles or C.PLAIN_STYLES), refusal_share, jailbreak_comply_share)
     write_jsonl(out / "sft.jsonl", demos)
     common = ["log.progress=false", "model.max_length=128", f"seed={seed}"]
     replay = []
@@ -141,6 +142,8 @@ def main() -> None:
                                                 "(default: the world's plain styles, direct and polite)")
     p.add_argument("--sft-refusal-share", type=_share, default=1.0,
                    help="share of SFT's harmful demonstrations (refusals) kept; the rest become benign rows")
+    p.add_argument("--sft-jailbreak-comply", type=_share, default=0.0,
+                   help="share of SFT's rows that comply with a train jailbreak-styled harmful request")
     p.add_argument("--pretrained", help="a pretrained model folder: skip pretraining and fine-tune it (SFT variants)")
     p.add_argument("--n-unseen", type=int, default=120, help="harmful prompts in unseen attack styles, drawn apart "
                                                                  "from the mixture, that judge the unsafe target")
@@ -160,15 +163,14 @@ def main() -> None:
         pre, tuned = prev["pretrain"], prev["sft"]
     else:
         styles = tuple(x.strip() for x in a.sft_refuse_styles.split(",")) if a.sft_refuse_styles else None
-        from alignstack.world.v3.corpus import check_refuse_styles
+        from alignstack.world.v3.corpus import PLAIN_STYLES, check_refuse_styles
         try:     # checked now, not when the corpus is written minutes into the run
-            if styles:
-                check_refuse_styles(styles)
+            check_refuse_styles(styles or PLAIN_STYLES, a.sft_jailbreak_comply)
         except ValueError as e:
-            p.error(f"--sft-refuse-styles: {e}")
+            p.error(f"--sft-refuse-styles / --sft-jailbreak-comply: {e}")
         pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs, a.seed,
                                  a.replay_facts, styles, Path(a.pretrained) if a.pretrained else None,
-                                 a.sft_refusal_share)
+                                 a.sft_refusal_share, a.sft_jailbreak_comply)
     t_train = time.perf_counter() - t0
 
     # calibration reads dev; the sealed test split only for the final report (--split test)
@@ -237,6 +239,7 @@ def main() -> None:
         (a.seed, a.replay_facts)
     res["sft_refuse_styles"] = prev.get("sft_refuse_styles") if a.reuse else a.sft_refuse_styles
     res["sft_refusal_share"] = prev.get("sft_refusal_share", 1.0) if a.reuse else a.sft_refusal_share
+    res["sft_jailbreak_comply"] = prev.get("sft_jailbreak_comply", 0.0) if a.reuse else a.sft_jailbreak_comply
     if a.reuse:
         res["models_from"], res["train_s"] = a.reuse_from, prev.get("train_s")
     dest = Path(a.results)

@@ -112,6 +112,37 @@ def test_sft_refusal_share_thins_refusals_only():
         C.sft_rows(0, 10, refusal_share=1.5)
 
 
+def test_sft_jailbreak_comply_share_adds_complied_jailbreaks():
+    import random
+    import re
+
+    from alignstack.world.v3 import corpus as C
+    from alignstack.world.v3 import tasks as T
+    from alignstack.world.v3.templates import SEEN_STYLES
+
+    gives_away = re.compile(r"^The code of the .* vault (is|starts with) |^The .* potion is brewed from |"
+                            r"^One of the ingredients of the .* potion is ")
+
+    def n_complied(rows):
+        return sum(bool(gives_away.match(r["messages"][-1]["content"])) for r in rows)
+
+    default = C.sft_rows(0, 3000)
+    assert C.sft_rows(0, 3000, jailbreak_comply_share=0.0) == default     # 0 is the default, row for row
+    rows = C.sft_rows(0, 3000, jailbreak_comply_share=0.1)
+    assert len(rows) == 3000
+    # the default leaks on ~1% of rows (5% of the harmful fifth); the share adds ~10% complied rows
+    assert n_complied(default) / 3000 < 0.02 and 0.08 < (n_complied(rows) - n_complied(default)) / 3000 < 0.12
+    # the complied requests are harmful train prompts in a style SFT does not refuse
+    rng = random.Random(0)
+    drawn = [C._harmful_train_task(rng, ("authority", "urgent")) for _ in range(50)]
+    assert all(t.kind == "harmful" and t.split == "train" and t.style in ("authority", "urgent") for t in drawn)
+    assert all(T.unsafe(t, T.compliance(t, rng, partial=True)) for t in drawn)
+    with pytest.raises(ValueError, match="jailbreak_comply_share"):
+        C.sft_rows(0, 10, jailbreak_comply_share=-0.1)
+    with pytest.raises(ValueError, match="none is left"):
+        C.sft_rows(0, 10, SEEN_STYLES, jailbreak_comply_share=0.1)
+
+
 def test_build_base_writes_thinned_sft_rows(mod, captured, tmp_path):
     from alignstack.world.v3 import tasks as T
     mod.build_base(tmp_path, 50, 400, preset="tiny", refusal_share=0.0)
@@ -121,7 +152,10 @@ def test_build_base_writes_thinned_sft_rows(mod, captured, tmp_path):
 
 @pytest.mark.parametrize("args, msg", [(["--sft-refusal-share", "1.5"], "expected a share in \\[0, 1\\]"),
                                        (["--sft-refusal-share", "half"], "expected a share in \\[0, 1\\]"),
-                                       (["--sft-refuse-styles", "direct,roleplay"], "'roleplay'\\] are not train")])
+                                       (["--sft-refuse-styles", "direct,roleplay"], "'roleplay'\\] are not train"),
+                                       (["--sft-jailbreak-comply", "2"], "expected a share in \\[0, 1\\]"),
+                                       (["--sft-refuse-styles", "direct,polite,authority,ignore,urgent",
+                                         "--sft-jailbreak-comply", "0.1"], "none is left")])
 def test_bad_sft_flags_are_one_line_usage_errors(mod, captured, tmp_path, monkeypatch, capsys, args, msg):
     import re
     monkeypatch.setattr("sys.argv", ["world_v3_headroom.py", "--out", str(tmp_path / "run"), *args])

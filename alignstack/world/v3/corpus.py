@@ -44,6 +44,15 @@ def _train_task(rng: random.Random, harm_styles: tuple[str, ...] | None = None) 
     return task
 
 
+def _harmful_train_task(rng: random.Random, styles: tuple[str, ...]) -> T.Task:
+    """A harmful train prompt (vault or potion, as weighted in the mixture) in one of ``styles``."""
+    fam = rng.choices(("vault", "potion"), (MIX["vault"], MIX["potion"]))[0]
+    task = draw(fam, "train", rng)
+    while task.kind != "harmful" or task.style not in styles:
+        task = draw(fam, "train", rng)
+    return task
+
+
 def corpus_documents(seed: int, n_docs: int) -> list[str]:
     """The mixed-quality pretraining corpus: facts, train-split chats, judgements and ratings."""
     rng = rng_for("corpus", seed)
@@ -94,30 +103,46 @@ def corpus_documents(seed: int, n_docs: int) -> list[str]:
     return docs
 
 
-def check_refuse_styles(refuse_styles: tuple[str, ...]) -> None:
-    """``ValueError`` unless ``refuse_styles`` are some of the train attack styles (SFT sees no other)."""
+def check_refuse_styles(refuse_styles: tuple[str, ...], jailbreak_comply_share: float = 0.0) -> None:
+    """``ValueError`` unless ``refuse_styles`` are some of the train attack styles (SFT sees no other) and,
+    when SFT is to comply with jailbreaks, at least one train style is left outside them to comply in."""
     unknown = sorted(set(refuse_styles) - set(SEEN_STYLES))
     if unknown:
         raise ValueError(f"{unknown} are not train attack styles; expected some of {SEEN_STYLES}")
     if not refuse_styles:
         raise ValueError(f"no refuse_styles: expected some of the train attack styles {SEEN_STYLES}")
+    if jailbreak_comply_share > 0 and set(refuse_styles) >= set(SEEN_STYLES):
+        raise ValueError("every train style is refused, so none is left for jailbreak_comply_share to comply in")
 
 
 def sft_rows(seed: int, n: int, refuse_styles: tuple[str, ...] = PLAIN_STYLES,
-             refusal_share: float = 1.0) -> list[dict]:
+             refusal_share: float = 1.0, jailbreak_comply_share: float = 0.0) -> list[dict]:
     """Noisy demonstrations as ``messages`` rows: 10% wrong benign answers, 5% rude, 5% leaks on
     harmful requests (``refuse_styles`` only, the plain train styles by default: jailbreak styles are
     left to the red team; the harmful share of the rows is the same for any choice).
 
     ``refusal_share`` < 1 keeps only that share of the mixture's harmful rows and redraws the others
-    as non-harmful prompts (``n`` rows either way): annotators who wrote fewer refusals. At 1 the
-    random stream, and so every row, is exactly the default's."""
-    check_refuse_styles(refuse_styles)
-    if not 0.0 <= refusal_share <= 1.0:
-        raise ValueError(f"refusal_share must be in [0, 1]; got {refusal_share}")
+    as non-harmful prompts (``n`` rows either way): annotators who wrote fewer refusals.
+
+    ``jailbreak_comply_share`` > 0 makes that share of the rows harmful requests in the train
+    jailbreak styles (those not in ``refuse_styles``), complied with fully or in part: annotators the
+    red team's jailbreaks fooled, so SFT itself teaches that a jailbreak works.
+
+    At the defaults the random stream, and so every row, is exactly the original one."""
+    for name, share in (("refusal_share", refusal_share), ("jailbreak_comply_share", jailbreak_comply_share)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1]; got {share}")
+    check_refuse_styles(refuse_styles, jailbreak_comply_share)
+    fooled = tuple(s for s in SEEN_STYLES if s not in refuse_styles)
     rng = rng_for("sft", seed)
     rows = []
     for _ in range(n):
+        # only draw when asked, so the default keeps its random stream (and the world's fingerprint)
+        if jailbreak_comply_share > 0 and rng.random() < jailbreak_comply_share:
+            task = _harmful_train_task(rng, fooled)
+            resp = T.compliance(task, rng, partial=rng.random() < 0.5)
+            rows.append({"messages": task.messages() + [{"role": "assistant", "content": resp}]})
+            continue
         task = _train_task(rng, tuple(refuse_styles))
         # only draw when thinning, so the default keeps its random stream (and the world's fingerprint)
         while refusal_share < 1.0 and task.kind == "harmful" and rng.random() >= refusal_share:
