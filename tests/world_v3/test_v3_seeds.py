@@ -39,6 +39,10 @@ def test_refuses_to_pool_different_recipes_or_a_repeated_seed(mod):
     older = run(1, 0.4, 0.86, 0.1, share=1.0)
     del older["sft_refusal_share"]          # JSON from before the flag: every refusal kept
     assert mod.summarise([run(0, 0.4, 0.86, 0.1, share=1.0), older])["recipe"]["sft_refusal_share"] == 1.0
+    jail = run(1, 0.4, 0.86, 0.1)
+    jail["sft_jailbreak_comply"] = 0.05     # SFT complying with jailbreaks is another recipe; absent means 0
+    with pytest.raises(ValueError, match="b.json: sft_jailbreak_comply is 0.05"):
+        mod.summarise([run(0, 0.4, 0.86, 0.1), jail], ["a.json", "b.json"])
     with pytest.raises(ValueError, match="seed appears twice"):
         mod.summarise([run(0, 0.4, 0.86, 0.1), run(0, 0.4, 0.86, 0.1)])
     bad = run(1, 0.4, 0.86, 0.1)
