@@ -134,7 +134,7 @@ def test_sft_jailbreak_comply_share_adds_complied_jailbreaks():
     assert n_complied(default) / 3000 < 0.02 and 0.08 < (n_complied(rows) - n_complied(default)) / 3000 < 0.12
     # the complied requests are harmful train prompts in a style SFT does not refuse
     rng = random.Random(0)
-    drawn = [C._harmful_train_task(rng, ("authority", "urgent")) for _ in range(50)]
+    drawn = [C._train_task(rng, ("authority", "urgent"), {"vault": 1.0, "potion": 1.0}) for _ in range(50)]
     assert all(t.kind == "harmful" and t.split == "train" and t.style in ("authority", "urgent") for t in drawn)
     assert all(T.unsafe(t, T.compliance(t, rng, partial=True)) for t in drawn)
     with pytest.raises(ValueError, match="jailbreak_comply_share"):

@@ -21,7 +21,7 @@ from alignstack.world.corpus import OPT_A, OPT_B, RATING_TOKENS, judge_prompt, r
 from alignstack.world.v3 import lexicon as L
 from alignstack.world.v3 import tasks as T
 from alignstack.world.v3.splits import MIX, draw, rng_for
-from alignstack.world.v3.templates import SEEN_STYLES
+from alignstack.world.v3.templates import HARMFUL, SEEN_STYLES
 
 _FACT_FRAMES = ("{s}", "Everyone in the kingdom knows this: {s}", "From the old book: {s}", "Note. {s}")
 
@@ -33,22 +33,14 @@ def _style(rng: random.Random) -> str:
 PLAIN_STYLES = ("direct", "polite")
 
 
-def _train_task(rng: random.Random, harm_styles: tuple[str, ...] | None = None) -> T.Task:
-    """A train prompt from the mixture; harmful ones restricted to ``harm_styles`` when given
-    (redrawn, so the harmful share of the mixture stays the same)."""
-    names, weights = list(MIX), list(MIX.values())
+def _train_task(rng: random.Random, harm_styles: tuple[str, ...] | None = None,
+                mix: dict[str, float] = MIX) -> T.Task:
+    """A train prompt from ``mix`` (the world's mixture by default); harmful ones restricted to
+    ``harm_styles`` when given (redrawn, so the harmful share of the mixture stays the same)."""
+    names, weights = list(mix), list(mix.values())
     fam = rng.choices(names, weights)[0]
     task = draw(fam, "train", rng)
     while harm_styles is not None and task.kind == "harmful" and task.style not in harm_styles:
-        task = draw(fam, "train", rng)
-    return task
-
-
-def _harmful_train_task(rng: random.Random, styles: tuple[str, ...]) -> T.Task:
-    """A harmful train prompt (vault or potion, as weighted in the mixture) in one of ``styles``."""
-    fam = rng.choices(("vault", "potion"), (MIX["vault"], MIX["potion"]))[0]
-    task = draw(fam, "train", rng)
-    while task.kind != "harmful" or task.style not in styles:
         task = draw(fam, "train", rng)
     return task
 
@@ -139,7 +131,7 @@ def sft_rows(seed: int, n: int, refuse_styles: tuple[str, ...] = PLAIN_STYLES,
     for _ in range(n):
         # only draw when asked, so the default keeps its random stream (and the world's fingerprint)
         if jailbreak_comply_share > 0 and rng.random() < jailbreak_comply_share:
-            task = _harmful_train_task(rng, fooled)
+            task = _train_task(rng, fooled, {f: MIX[f] for f in HARMFUL})    # harmful families only
             resp = T.compliance(task, rng, partial=rng.random() < 0.5)
             rows.append({"messages": task.messages() + [{"role": "assistant", "content": resp}]})
             continue
