@@ -163,3 +163,13 @@ def test_bad_sft_flags_are_one_line_usage_errors(mod, captured, tmp_path, monkey
         mod.main()
     assert e.value.code == 2 and re.search(msg, capsys.readouterr().err)
     assert not captured and not (tmp_path / "run").exists()      # nothing trained or written
+
+
+def test_trained_world_follows_reused_models_back_to_their_own_world(mod):
+    own = {"world_fingerprint": "a14"}                       # trained and read on one world (older JSON)
+    assert mod.trained_world(own) == "a14"
+    reused = {"world_fingerprint": "a16", "trained_world_fingerprint": "a14"}   # a14's models read on a16's prompts
+    assert mod.trained_world(reused) == "a14"
+    # re-reading a reused run (--reuse-from it) still names the world that trained the models
+    assert mod.trained_world({"world_fingerprint": "a17", "trained_world_fingerprint": mod.trained_world(reused)}) \
+        == "a14"

@@ -43,6 +43,14 @@ def test_refuses_to_pool_different_recipes_or_a_repeated_seed(mod):
     jail["sft_jailbreak_comply"] = 0.05     # SFT complying with jailbreaks is another recipe; absent means 0
     with pytest.raises(ValueError, match="b.json: sft_jailbreak_comply is 0.05"):
         mod.summarise([run(0, 0.4, 0.86, 0.1), jail], ["a.json", "b.json"])
+    # an earlier attempt's models read on this world's prompts (--reuse) are not this world's own models
+    reused = run(1, 0.4, 0.86, 0.1)
+    reused["trained_world_fingerprint"] = "earlier"
+    with pytest.raises(ValueError, match="b.json: trained_world_fingerprint is 'earlier', a.json has 'f'"):
+        mod.summarise([run(0, 0.4, 0.86, 0.1), reused], ["a.json", "b.json"])
+    own = run(1, 0.4, 0.86, 0.1)
+    own["trained_world_fingerprint"] = "f"  # recorded or not, a world's own models pool
+    assert mod.summarise([run(0, 0.4, 0.86, 0.1), own])["recipe"]["trained_world_fingerprint"] == "f"
     with pytest.raises(ValueError, match="seed appears twice"):
         mod.summarise([run(0, 0.4, 0.86, 0.1), run(0, 0.4, 0.86, 0.1)])
     bad = run(1, 0.4, 0.86, 0.1)
