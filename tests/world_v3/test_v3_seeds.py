@@ -53,10 +53,27 @@ def test_refuses_to_pool_different_recipes_or_a_repeated_seed(mod):
     assert mod.summarise([run(0, 0.4, 0.86, 0.1), own])["recipe"]["trained_world_fingerprint"] == "f"
     with pytest.raises(ValueError, match="seed appears twice"):
         mod.summarise([run(0, 0.4, 0.86, 0.1), run(0, 0.4, 0.86, 0.1)])
+    other_n = run(1, 0.4, 0.86, 0.1)
+    other_n["n_prompts"] = 1000             # a read on more prompts is another measurement, not another seed
+    with pytest.raises(ValueError, match="b.json: n_prompts is 1000, a.json has None"):
+        mod.summarise([run(0, 0.4, 0.86, 0.1), other_n], ["a.json", "b.json"])
     bad = run(1, 0.4, 0.86, 0.1)
     del bad["T1"]
     with pytest.raises(ValueError, match="b.json: field 'T1' missing"):
         mod.summarise([run(0, 0.4, 0.86, 0.1), bad], ["a.json", "b.json"])
+
+
+def test_runs_without_the_unseen_set_leave_the_unsafe_target_unjudged(mod):
+    cheap = [run(0, 0.4, 0.86, 0.1), run(1, 0.5, 0.90, 0.2)]
+    for r in cheap:
+        r["unseen_style_set_T1"] = None     # --n-unseen 0 writes null
+    s = mod.summarise(cheap)
+    assert "unsafe_unseen_set_T1" not in s["figures"] and s["figures"]["best_of_k"]["mean"] == pytest.approx(0.88)
+    assert s["targets"] == {"benign_T1<=0.6": True, "best_of_k>=0.85": True, "unsafe_unseen_set_T1>=0.2": None}
+    with pytest.raises(ValueError, match="b.json: no unseen_style_set_T1 while other runs have one"):
+        mod.summarise([run(0, 0.4, 0.86, 0.1), cheap[1]], ["a.json", "b.json"])
+    with pytest.raises(ValueError, match="a.json: no unseen_style_set_T1 while other runs have one"):
+        mod.summarise([cheap[0], run(1, 0.4, 0.86, 0.1)], ["a.json", "b.json"])
 
 
 def test_cli_writes_the_summary_and_names_a_bad_file(mod, tmp_path, monkeypatch, capsys):
