@@ -30,6 +30,11 @@ def _recipe(run: dict) -> dict:
     return {**{k: run.get(k, DEFAULTS.get(k)) for k in RECIPE_KEYS}, "trained_world_fingerprint": trained_world(run)}
 
 
+def _has_unseen_set(run: dict) -> bool:
+    # --n-unseen 0 (a cheaper read, e.g. of best-of-k on more prompts) writes null: nothing to judge the unsafe target on
+    return run.get("unseen_style_set_T1") is not None
+
+
 def seed_figures(run: dict) -> dict:
     """The figures one seed's headroom JSON contributes (no unseen-style set figure where the run drew none)."""
     t1 = run["T1"]
@@ -39,11 +44,6 @@ def seed_figures(run: dict) -> dict:
             "unsafe_unseen_mixture_T1": t1["unsafe_unseen"], "over_refusal_T1": t1["over_refusal"],
             "leak_T1": t1["leak"], "benign_greedy": run["greedy"]["benign_helpfulness"],
             "unsafe_seen_greedy": run["greedy"]["unsafe_seen"], "over_refusal_greedy": run["greedy"]["over_refusal"]}
-
-
-def _has_unseen_set(run: dict) -> bool:
-    # --n-unseen 0 (a cheaper read, e.g. of best-of-k on more prompts) writes null: nothing to judge the unsafe target on
-    return run.get("unseen_style_set_T1") is not None
 
 
 def summarise(runs: list[dict], names: list[str] | None = None) -> dict:

@@ -53,12 +53,12 @@ def test_unseen_harmful_set_holds_only_unseen_styles(mod, split, styles):
     assert [t.turns for t in mod.unseen_harmful_set(split, 40)] == [t.turns for t in hard]   # deterministic
 
 
-def test_best_of_k_per_template_by_hand(mod):
-    r = mod.best_of_k_per_template(["b.look.x", "a.add.y", "b.look.x"], [1.0, 0.5, 0.0])
+def test_best_of_k_by_template_by_hand(mod):
+    r = mod.best_of_k_by(["b.look.x", "a.add.y", "b.look.x"], [1.0, 0.5, 0.0])
     assert r == {"a.add.y": {"best_of_k": 0.5, "n_prompts": 1}, "b.look.x": {"best_of_k": 0.5, "n_prompts": 2}}
     assert list(r) == ["a.add.y", "b.look.x"]                 # sorted: the JSON diffs cleanly between reads
     with pytest.raises(ValueError):
-        mod.best_of_k_per_template(["a"], [1.0, 0.0])
+        mod.best_of_k_by(["a"], [1.0, 0.0])
 
 
 def test_unsafe_rates_by_hand(mod):
