@@ -243,3 +243,17 @@ def test_shared_prefix_groups_give_the_same_samples_as_expanded_prompts(monkeypa
     assert all(len({tuple(c) for c in b.completion_ids[g * 4:(g + 1) * 4]}) > 1 for g in range(5))  # rows differ
     for x, y in zip(a.logprobs, b.logprobs):
         assert x == pytest.approx(y, abs=1e-5)
+
+
+def test_world_v3_presets_differ_only_where_named():
+    # tiny4's calibration variants change one dimension each: wide4 the width, deep8 the depth (docs/world.md)
+    from alignstack.models.load import PRESETS, build_model
+    from alignstack.models.tokenizer import train_tokenizer
+
+    (h, layers, heads, inter) = PRESETS["tiny4"]
+    assert PRESETS["deep8"] == (h, 2 * layers, heads, inter)
+    assert PRESETS["wide4"] == (2 * h, layers, 2 * heads, 2 * inter)
+    model = build_model("deep8", train_tokenizer(["hello world"] * 4), seed=0)
+    assert model.config.num_hidden_layers == 8 and model.config.hidden_size == 128
+    with pytest.raises(ValueError, match="unknown model preset 'deep9'"):
+        build_model("deep9", train_tokenizer(["hello world"] * 4), seed=0)

@@ -16,11 +16,13 @@ from pathlib import Path
 # name -> (hidden, layers, heads, intermediate). tiny: tests and the demo; small: ~25M, benchmarks.
 # tiny4: tiny with four layers, for world v3 (two layers copy unseen multi-token names poorly; docs/world.md).
 # wide4: tiny4 twice as wide (~4x the compute), world v3's calibration attempt 12 (docs/world.md).
+# deep8: tiny4 twice as deep (~2x the compute), world v3's depth screen (docs/world.md, "Attempts 18 and 19").
 PRESETS = {
     "nano": (64, 2, 4, 256),
     "tiny": (128, 2, 4, 512),
     "tiny4": (128, 4, 4, 512),
     "wide4": (256, 4, 8, 1024),
+    "deep8": (128, 8, 4, 512),
     "small": (512, 8, 8, 1376),
 }
 
