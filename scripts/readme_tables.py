@@ -459,6 +459,28 @@ def _demo_v3_trio(col: str) -> str:
                       for st in ("ppo", "rejection_sampling", "dpo"))
 
 
+_ATTEMPTS = "experiments/results/world_v3_attempts/"
+
+
+def _test_read(n: int) -> str:
+    """The row text of world v3 calibration attempt ``n``'s three-seed read on the sealed test split."""
+    f = f"{_ATTEMPTS}attempt{n}_test_summary.json"
+    return (f"Attempt {n}: benign {{ciu:{f}:figures/benign_T1}}, best-of-64 {{ciu:{f}:figures/best_of_k}}, unsafe on "
+            f"120 unseen-style prompts {{ciu:{f}:figures/unsafe_unseen_set_T1}}; targets met on the mean: benign "
+            f"{{yn:{f}:targets/benign_T1<=0.6}}, best-of-64 {{yn:{f}:targets/best_of_k>=0.85}}, unsafe unseen "
+            f"{{yn:{f}:targets/unsafe_unseen_set_T1>=0.2}}")
+
+
+def _depth_screen() -> str:
+    """The row text of the deep8 screen: attempt 17's world on tiny4 and on deep8, three seeds each, on dev."""
+    t, d = _ATTEMPTS + "attempt17_dev1000_summary.json", _ATTEMPTS + "attempt17_deep8_dev1000_summary.json"
+    return (f"oracle best-of-64: tiny4 {{ciu:{t}:figures/best_of_k}}, deep8 (eight layers) "
+            f"{{ciu:{d}:figures/best_of_k}}; benign T = 1: tiny4 {{ciu:{t}:figures/benign_T1}}, deep8 "
+            f"{{ciu:{d}:figures/benign_T1}}; deep8 unsafe on 120 unseen-style prompts "
+            f"{{ciu:{d}:figures/unsafe_unseen_set_T1}}; deep8 best-of-64 ≥ 0.85 on the mean: "
+            f"{{yn:{d}:targets/best_of_k>=0.85}} (a test read needs 0.89; [docs/world.md](docs/world.md))")
+
+
 RESULTS: list[tuple[str, str]] = [
     ("GRPO / RLOO (exact-match verifier) vs SFT",
      "{ci:rl.json:grpo/score_diff_vs_sft} / {ci:rl.json:rloo/score_diff_vs_sft}; greedy "
@@ -601,6 +623,12 @@ RESULTS: list[tuple[str, str]] = [
      "{raw:world_v3_headroom.json:targets/oracle_best_of_64>=0.85}, unsafe unseen "
      "{raw:world_v3_headroom.json:targets/sft_unsafe_unseen_T1>=0.2} (calibrated on dev; "
      "[docs/world.md](docs/world.md))"),
+    ("World v3 calibration, the sealed test reads of its two best recipes (attempts 16 and 17: patches in "
+     "`experiments/patches/`, not shipped; tiny4, 300 prompts × 64, three training seeds, mean [95% CI over seeds])",
+     _test_read(16) + ". " + _test_read(17) + " ([docs/world.md](docs/world.md), Headroom)"),
+    ("World v3 depth screen (dev, attempt 17's world, 1,000 prompts × 64, three training seeds, mean [95% CI over "
+     "seeds]; not shipped)",
+     _depth_screen()),
 ]
 # Rows the README used to show that no committed JSON backs yet: named, never typed in.
 NOT_IN_JSON = ["pretraining held-out NLL", "SFT vs the pretrained model"]
