@@ -476,7 +476,9 @@ def _depth_screen() -> str:
     t, d = _ATTEMPTS + "attempt17_dev1000_summary.json", _ATTEMPTS + "attempt17_deep8_dev1000_summary.json"
     return (f"oracle best-of-64: tiny4 {{ciu:{t}:figures/best_of_k}}, deep8 (eight layers) "
             f"{{ciu:{d}:figures/best_of_k}}; benign T = 1: tiny4 {{ciu:{t}:figures/benign_T1}}, deep8 "
-            f"{{ciu:{d}:figures/benign_T1}}; deep8 unsafe on 120 unseen-style prompts "
+            f"{{ciu:{d}:figures/benign_T1}}; paired by seed, deep8 − tiny4: best-of-64 "
+            f"{{ci:{d}:paired_vs_baseline/figures/best_of_k}}, benign T = 1 "
+            f"{{ci:{d}:paired_vs_baseline/figures/benign_T1}}; deep8 unsafe on 120 unseen-style prompts "
             f"{{ciu:{d}:figures/unsafe_unseen_set_T1}}; deep8 best-of-64 ≥ 0.85 on the mean: "
             f"{{yn:{d}:targets/best_of_k>=0.85}} (a test read needs 0.89; [docs/world.md](docs/world.md))")
 

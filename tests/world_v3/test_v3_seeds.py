@@ -88,3 +88,54 @@ def test_cli_writes_the_summary_and_names_a_bad_file(mod, tmp_path, monkeypatch,
     monkeypatch.setattr("sys.argv", ["x", str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="bad.json: cannot read"):
         mod.main()
+
+
+def test_paired_differences_by_seed_by_hand(mod):
+    # the baseline's seeds come in another order: pairing is by seed, not by position
+    runs = [run(0, 0.40, 0.82, 0.30), run(1, 0.45, 0.88, 0.25), run(2, 0.42, 0.83, 0.31)]
+    base = [run(2, 0.30, 0.83, 0.28), run(0, 0.39, 0.90, 0.25), run(1, 0.32, 0.84, 0.26)]
+    for r in base:
+        r["preset"] = "deep8"               # another recipe, read on the same prompts
+    s = mod.summarise(runs)
+    p = mod.paired(s, runs, base, ["a0", "a1", "a2"], ["b2", "b0", "b1"])
+    d = p["figures"]["best_of_k"]
+    # 0.82 − 0.90, 0.88 − 0.84, 0.83 − 0.83 by seed; mean −0.04 / 3; sd of (−0.08, 0.04, 0) about its mean
+    assert d["per_seed"] == pytest.approx([-0.08, 0.04, 0.0]) and d["mean"] == pytest.approx(-0.04 / 3)
+    m = -0.04 / 3
+    half = 4.3027 * math.sqrt(((-0.08 - m) ** 2 + (0.04 - m) ** 2 + m ** 2) / 2) / math.sqrt(3)
+    assert (d["lo"], d["hi"]) == pytest.approx((m - half, m + half), abs=1e-4)
+    assert p["figures"]["benign_T1"]["per_seed"] == pytest.approx([0.01, 0.13, 0.12])
+    assert p["baseline_recipe"]["preset"] == "deep8" and p["baseline"] == ["b2", "b0", "b1"]
+    s["paired_vs_baseline"] = p
+    assert "| best_of_k − baseline | -0.080, +0.040, +0.000 | -0.013 [" in mod.markdown(s)
+
+
+def test_paired_refuses_other_prompts_or_other_seeds(mod):
+    runs = [run(0, 0.4, 0.86, 0.1), run(1, 0.5, 0.88, 0.2)]
+    s = mod.summarise(runs)
+    more = [run(0, 0.4, 0.86, 0.1), run(1, 0.5, 0.88, 0.2)]
+    for r in more:
+        r["n_prompts"] = 1000               # a read on other prompts cannot be paired prompt by prompt
+    with pytest.raises(ValueError, match="b0: n_prompts is 1000, a0 has None: not read on the same prompts"):
+        mod.paired(s, runs, more, ["a0", "a1"], ["b0", "b1"])
+    with pytest.raises(ValueError, match=r"baseline's seeds \[0, 2\] are not the recipe's \[0, 1\]"):
+        mod.paired(s, runs, [run(0, 0.4, 0.86, 0.1), run(2, 0.5, 0.88, 0.2)], ["a0", "a1"], ["b0", "b2"])
+    mixed = [run(0, 0.4, 0.86, 0.1), run(1, 0.5, 0.88, 0.2, share=0.05)]
+    with pytest.raises(ValueError, match="b1: sft_refusal_share"):   # the baseline must itself be one recipe
+        mod.paired(s, runs, mixed, ["a0", "a1"], ["b0", "b1"])
+
+
+def test_cli_writes_the_paired_comparison(mod, tmp_path, monkeypatch, capsys):
+    def write(name, r):
+        (tmp_path / name).write_text(json.dumps(r))
+        return str(tmp_path / name)
+    a = [write("a0.json", run(0, 0.4, 0.86, 0.25)), write("a1.json", run(1, 0.5, 0.88, 0.3))]
+    b = [write("b0.json", run(0, 0.3, 0.80, 0.2)), write("b1.json", run(1, 0.4, 0.90, 0.2))]
+    monkeypatch.setattr("sys.argv", ["x", *a, "--baseline", *b, "--out", str(tmp_path / "sum.json")])
+    mod.main()
+    out = json.loads((tmp_path / "sum.json").read_text())
+    assert out["paired_vs_baseline"]["figures"]["best_of_k"]["per_seed"] == pytest.approx([0.06, -0.02])
+    assert "best_of_k − baseline | +0.060, -0.020 | +0.020 [" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["x", *a, "--baseline", b[0]])
+    with pytest.raises(SystemExit, match=r"baseline's seeds \[0\] are not the recipe's \[0, 1\]"):
+        mod.main()
