@@ -92,26 +92,26 @@ def summarise(runs: list[dict], names: list[str] | None = None) -> dict:
             "runs": names, "figures": figures, "targets": targets}
 
 
-def paired(summary: dict, runs: list[dict], baseline: list[dict], names: list[str], base_names: list[str]) -> dict:
-    """Per-seed differences (recipe − baseline) of every figure both have, with a t-interval over seeds:
-    {"baseline", "baseline_recipe", "figures": {key: seed-level CI of the differences}}. ``baseline`` must itself be
-    one recipe (``summarise`` checks it) read on the recipe's prompts, on the same seeds; ``ValueError`` names the
-    file otherwise."""
+def paired(summary: dict, base: dict) -> dict:
+    """Per-seed differences (recipe − baseline) of every figure both summaries have, with a t-interval over seeds:
+    {"baseline", "baseline_recipe", "figures": {key: seed-level CI of the differences}}. Both are ``summarise``
+    outputs (each already one recipe); they must be read on the same prompts, on the same seeds, or ``ValueError``
+    names the baseline's file."""
     from alignstack.eval.claims import seed_level_ci_from_means
 
-    base = summarise(baseline, base_names)
     for key in PAIRED_KEYS:
         if base["recipe"][key] != summary["recipe"][key]:
-            raise ValueError(f"{base_names[0]}: {key} is {base['recipe'][key]!r}, {names[0]} has "
+            raise ValueError(f"{base['runs'][0]}: {key} is {base['recipe'][key]!r}, {summary['runs'][0]} has "
                              f"{summary['recipe'][key]!r}: not read on the same prompts, so not paired")
-    by_seed = dict(zip(base["seeds"], baseline))
-    if sorted(by_seed) != sorted(summary["seeds"]):
-        raise ValueError(f"the baseline's seeds {sorted(by_seed)} are not the recipe's {sorted(summary['seeds'])}")
-    mine = [seed_figures(r) for r in runs]
-    theirs = [seed_figures(by_seed[r.get("seed")]) for r in runs]
-    keys = [k for k in mine[0] if k in theirs[0]]
-    figures = {k: seed_level_ci_from_means([m[k] - t[k] for m, t in zip(mine, theirs)]) for k in keys}
-    return {"baseline": base_names, "baseline_recipe": base["recipe"], "figures": figures}
+    if sorted(base["seeds"]) != sorted(summary["seeds"]):
+        raise ValueError(f"the baseline's seeds {sorted(base['seeds'])} are not the recipe's {sorted(summary['seeds'])}")
+    at = [base["seeds"].index(seed) for seed in summary["seeds"]]     # pair by seed, not by position
+    figures = {}
+    for key, f in summary["figures"].items():
+        if key in base["figures"]:
+            theirs = base["figures"][key]["per_seed"]
+            figures[key] = seed_level_ci_from_means([x - theirs[k] for x, k in zip(f["per_seed"], at)])
+    return {"baseline": base["runs"], "baseline_recipe": base["recipe"], "figures": figures}
 
 
 def markdown(summary: dict) -> str:
@@ -147,7 +147,7 @@ def main() -> None:
     try:
         s = summarise(runs, a.runs)
         if a.baseline:
-            s["paired_vs_baseline"] = paired(s, runs, _read(a.baseline), a.runs, a.baseline)
+            s["paired_vs_baseline"] = paired(s, summarise(_read(a.baseline), a.baseline))
     except ValueError as e:
         raise SystemExit(f"world_v3_seeds: {e}") from None
     print(markdown(s))

@@ -97,7 +97,7 @@ def test_paired_differences_by_seed_by_hand(mod):
     for r in base:
         r["preset"] = "deep8"               # another recipe, read on the same prompts
     s = mod.summarise(runs)
-    p = mod.paired(s, runs, base, ["a0", "a1", "a2"], ["b2", "b0", "b1"])
+    p = mod.paired(s, mod.summarise(base, ["b2", "b0", "b1"]))
     d = p["figures"]["best_of_k"]
     # 0.82 − 0.90, 0.88 − 0.84, 0.83 − 0.83 by seed; mean −0.04 / 3; sd of (−0.08, 0.04, 0) about its mean
     assert d["per_seed"] == pytest.approx([-0.08, 0.04, 0.0]) and d["mean"] == pytest.approx(-0.04 / 3)
@@ -117,12 +117,12 @@ def test_paired_refuses_other_prompts_or_other_seeds(mod):
     for r in more:
         r["n_prompts"] = 1000               # a read on other prompts cannot be paired prompt by prompt
     with pytest.raises(ValueError, match="b0: n_prompts is 1000, a0 has None: not read on the same prompts"):
-        mod.paired(s, runs, more, ["a0", "a1"], ["b0", "b1"])
+        mod.paired(mod.summarise(runs, ["a0", "a1"]), mod.summarise(more, ["b0", "b1"]))
     with pytest.raises(ValueError, match=r"baseline's seeds \[0, 2\] are not the recipe's \[0, 1\]"):
-        mod.paired(s, runs, [run(0, 0.4, 0.86, 0.1), run(2, 0.5, 0.88, 0.2)], ["a0", "a1"], ["b0", "b2"])
+        mod.paired(s, mod.summarise([run(0, 0.4, 0.86, 0.1), run(2, 0.5, 0.88, 0.2)]))
     mixed = [run(0, 0.4, 0.86, 0.1), run(1, 0.5, 0.88, 0.2, share=0.05)]
     with pytest.raises(ValueError, match="b1: sft_refusal_share"):   # the baseline must itself be one recipe
-        mod.paired(s, runs, mixed, ["a0", "a1"], ["b0", "b1"])
+        mod.summarise(mixed, ["b0", "b1"])
 
 
 def test_cli_writes_the_paired_comparison(mod, tmp_path, monkeypatch, capsys):
