@@ -102,7 +102,7 @@ def paired(summary: dict, base: dict) -> dict:
     for key in PAIRED_KEYS:
         if base["recipe"][key] != summary["recipe"][key]:
             raise ValueError(f"{base['runs'][0]}: {key} is {base['recipe'][key]!r}, {summary['runs'][0]} has "
-                             f"{summary['recipe'][key]!r}: not read on the same prompts, so not paired")
+                             f"{summary['recipe'][key]!r}: not read on the same prompts of the same world, so not paired")
     if sorted(base["seeds"]) != sorted(summary["seeds"]):
         raise ValueError(f"the baseline's seeds {sorted(base['seeds'])} are not the recipe's {sorted(summary['seeds'])}")
     at = [base["seeds"].index(seed) for seed in summary["seeds"]]     # pair by seed, not by position
