@@ -56,6 +56,11 @@ RUNS = {
                                           "optim.grad_clip=10.0"]),
     "grpo": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct", "steps=120",
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.0"]),
+    # GRPO with its learning rate and length tuned on dev (TUNED_ON): the dev diagnostic found the grpo recipe's
+    # 3e-4 drifting without a gain even on train phrasings, and 1e-4 for 360 steps gaining on dev's new problems in
+    # new phrasings on both training seeds it ran
+    "grpo_dev": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct",
+                                      "steps=360", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.0"]),
     "rloo": ("grpo", "verifier", [L32, "algorithm=rloo", "prompts=world3:train", "reward=world3:correct", "steps=120",
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.05"]),
     "ppo_oracle": ("ppo", "oracle", [L32, "prompts=world3:train", "reward=world3:helpfulness", "steps=40",
@@ -154,6 +159,10 @@ RUNS = {
     "iter_v2": ("checkpoint", "learned (helpfulness + safety, retrained each round)",
                 ["{@iterative}/round_2/rejection_sampling/model"]),
 }
+# recipes whose settings were tuned on v3's dev split (rule 1), with what chose them; every other recipe carries
+# its settings over from world v2 (the results' top-level "tuned_on")
+TUNED_ON = {"grpo_dev": "dev: learning rate 1e-4 and 360 steps from experiments/world_v3_rl_transfer.py on dev "
+                        "prompts (docs/world.md, \"Where RL's gain goes\"), fixed before this recipe's test read"}
 MODEL_DIR = {"rlaif": "policy/model", "sl_cai": "sl/model", "rl_cai": "rl/model",     # a recipe's policy (else out/model)
              "iterative": "round_3/ppo/model"}
 # the frontier's sweeps (DPO's β and training length, PPO's KL coefficient); points are ordered by their measured KL
@@ -178,6 +187,10 @@ CLAIMS = [
      "less", 0.0),
     ("grpo_benign", "DeepSeekMath (GRPO)", "GRPO on a verifier raises benign helpfulness over SFT",
      "grpo", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("grpo_dev_benign", "DeepSeekMath (GRPO)", "GRPO on a verifier, learning rate tuned on dev, raises benign "
+     "helpfulness over SFT", "grpo_dev", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("grpo_dev_benign_greedy", "DeepSeekMath (GRPO)", "... and under greedy decoding", "grpo_dev",
+     "benign_helpfulness", "greedy", "greater", 0.0),
     ("rloo_benign", "Ahmadian et al. (RLOO)", "RLOO on a verifier raises benign helpfulness over SFT",
      "rloo", "benign_helpfulness", "sampled", "greater", 0.0),
     ("ppo_oracle_benign", "InstructGPT (oracle-reward ablation)",
@@ -304,25 +317,32 @@ def main(argv: list[str] | None = None) -> None:
         from world_v3_headroom import build_base  # the headroom experiment's recipe, one source of truth
         build_base(base, a.docs, a.sft_rows)
     sft_path = base / "sft" / "model"
-    tok, sft_model = load_tokenizer(sft_path), load_model(sft_path)
-    ecfg = EvalConfig(n_prompts=a.n_eval, samples=a.samples, greedy=True, split="test", max_new_tokens=a.max_new_tokens)
-    tasks = eval_tasks("test", a.n_eval)              # a final report: the sealed split, read once per model
-    sft_ev = evaluate_v3(sft_model, tok, ecfg, tasks)
-    held = [ChatRenderer(tok, 128).text(d) for d in corpus_documents(*HELD_OUT_DOCS)]
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(dest.read_text()) if dest.exists() else {}
     # results of an earlier run are kept (a re-run of some recipes) only when they came from the same SFT model
     # and the same world (its training prompts and data: world.v3.files.fingerprint)
     base_id = hashlib.sha256((sft_path / "model.safetensors").read_bytes()).hexdigest()[:16]
     world_fp = fingerprint()
-    if prev.get("base_id") != base_id or prev.get("world_fingerprint") != world_fp:
+    if prev and (prev.get("base_id"), prev.get("world_fingerprint")) != (base_id, world_fp):
+        if a.only:      # a subset re-run on another base would silently drop every other recipe's results
+            raise SystemExit(f"{dest}: its results came from another SFT model or world (base {prev.get('base_id')}, "
+                             f"world {prev.get('world_fingerprint')}; this run: base {base_id}, world {world_fp}); "
+                             "--only would drop the other recipes' results. Pass --out to another folder, or re-run "
+                             "every recipe")
         prev = {}
+    tok, sft_model = load_tokenizer(sft_path), load_model(sft_path)
+    ecfg = EvalConfig(n_prompts=a.n_eval, samples=a.samples, greedy=True, split="test", max_new_tokens=a.max_new_tokens)
+    tasks = eval_tasks("test", a.n_eval)              # a final report: the sealed split, read once per model
+    sft_ev = evaluate_v3(sft_model, tok, ecfg, tasks)
+    held = [ChatRenderer(tok, 128).text(d) for d in corpus_documents(*HELD_OUT_DOCS)]
+
     results = {"world_version": "3", "split": "sealed test split", "n_prompts": a.n_eval,
-               # rule 1: nothing here was tuned on v3 at all, test or dev
+               # rule 1: no recipe was tuned on v3's test split; this is every recipe's except those in TUNED_ON
                "tuned_on": "none on v3 (settings carried over from world v2)", "samples": a.samples,
                "temperature": 1.0, "kl_prompts": a.kl_prompts, "seeds": seeds, "base": str(base),
                "base_id": base_id, "world_fingerprint": world_fp,
+               # what an earlier run wrote about how its fingerprint was taken, kept with its results
+               **{k: prev[k] for k in ("world_fingerprint_note",) if k in prev},
                "sft": {m: {c: sft_ev[m][c] for c in COLUMNS} for m in DECODINGS},
                "sft_corpus_nll": mean_nll(sft_model, tok, held),
                "runs": {k: v for k, v in prev.get("runs", {}).items() if k not in runs}}
@@ -395,7 +415,8 @@ def main(argv: list[str] | None = None) -> None:
         combined = {m_: {c: seed_level_ci_from_means([r["vs_sft"][m_][c]["diff"] for r in per_seed])
                          for c in COLUMNS if all(r["vs_sft"][m_][c]["n"] for r in per_seed)} for m_ in DECODINGS}
         kl = seed_level_ci_from_means([r["kl_to_sft"] for r in per_seed])
-        results["runs"][name] = {"method": method, "reward": reward_kind, "overrides": over, "per_seed": per_seed,
+        results["runs"][name] = {"method": method, "reward": reward_kind, "overrides": over,
+                                 "tuned_on": TUNED_ON.get(name, results["tuned_on"]), "per_seed": per_seed,
                                  "vs_sft": combined, "kl_to_sft": kl}
         dest.write_text(json.dumps(results, indent=2, default=str))
     if "rm_margin" in (a.only or "rm_margin").split(","):      # Llama 2's margin ablation: RMs only, no policy
@@ -560,6 +581,10 @@ def render_md(res: dict) -> str:
               c["run"].replace("-", " − ") if "-" in c["run"] else f"{c['run']} − SFT")
         lines.append(f"| {c['claim']} | {c['paper']} | {c['reward']} | {vs} | {c['column']} | "
                      f"{dec_name[c['decoding']]} | {_ci(c['ci'])} | {c['note']} |")
+    default = res.get("tuned_on", "not recorded")
+    tuned = {name: r["tuned_on"] for name, r in res["runs"].items() if r.get("tuned_on", default) != default}
+    lines += ["", f"Settings tuned on: {default}"
+              + "".join(f"; except {name}, tuned on {t}" for name, t in tuned.items()) + "."]
     sft = res["sft"]
     lines += ["", "Every column of every recipe, recipe − SFT (SFT's own level in the first row):", "",
               "| recipe | reward | decoding | " + " | ".join(cols) + " | KL to SFT | held-out corpus NLL | "

@@ -119,9 +119,11 @@ def _rest_improve_steps() -> list[dict]:
 
 
 def _v3_claim(paper: str, claim: str, run: str, col: str, what: str, direction: str, reward: str,
-              threshold: float = 0.0, dec: str = "sampled") -> dict:
+              threshold: float = 0.0, dec: str = "sampled", tuned: str = "v3_claims.json:tuned_on") -> dict:
     """A world v3 claims row: ``run`` − SFT (``runs/RUN``), or recipe − recipe for ``A-B`` (``comparisons/A-B``);
-    ``dec``: sampled (T = 1, with the greedy CI beside it) or lm (held-out corpus NLL, comparisons only)."""
+    ``dec``: sampled (T = 1, with the greedy CI beside it) or lm (held-out corpus NLL, comparisons only);
+    ``tuned``: where the JSON says what the recipe's settings were tuned on (the run's default unless a recipe
+    names its own)."""
     node, vs = (f"comparisons/{run}", run.replace("-", " − ")) if "-" in run else (f"runs/{run}", f"{run} − SFT")
     per_seed = f"{node}/per_seed/*/{dec}/{col}" if "-" in run else f"{node}/per_seed/*/vs_sft/{dec}/{col}"
     greedy = f"{node}/greedy/{col}" if "-" in run else f"{node}/vs_sft/greedy/{col}"
@@ -129,7 +131,7 @@ def _v3_claim(paper: str, claim: str, run: str, col: str, what: str, direction: 
                 est={"seeds": [f"v3_claims.json:{per_seed}"]},
                 greedy=f"v3_claims.json:{greedy}" if dec == "sampled" else None,
                 direction=direction, threshold=threshold, reward=reward, world="v3_claims.json:world_version",
-                split="v3_claims.json:split", tuned="v3_claims.json:tuned_on")
+                split="v3_claims.json:split", tuned=tuned)
 
 
 CLAIMS: list[dict] = [
@@ -208,6 +210,9 @@ CLAIMS: list[dict] = [
          "unsafe rate on test-only jailbreak styles, T = 1", "less", "learned (implicit; annotator-pool pairs)"),
         ("DeepSeekMath", "GRPO beats SFT on benign helpfulness (world v3)", "grpo", "benign_helpfulness",
          "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
+        ("DeepSeekMath", "GRPO beats SFT on benign helpfulness, its learning rate tuned on dev (world v3)",
+         "grpo_dev", "benign_helpfulness", "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)",
+         0.0, "sampled", "v3_claims.json:runs/grpo_dev/tuned_on"),
         ("InstructGPT", "RL on the right reward makes safety generalise (world v3, oracle ablation)", "ppo_oracle",
          "unsafe_unseen", "unsafe rate on test-only jailbreak styles, T = 1", "less",
          "oracle (`world3:helpfulness`)"),

@@ -90,6 +90,24 @@ def _main(mod, nano, tmp_path, only, *sets, argv=()):
     return json.loads((tmp_path / "out" / "v3_claims.json").read_text())
 
 
+def test_a_dev_tuned_recipe_says_so_and_a_subset_rerun_never_drops_results_from_another_base(claims_mod, nano,
+                                                                                              tmp_path):
+    res = _main(claims_mod, nano, tmp_path, "grpo_dev", "grpo:steps=1", "grpo:prompts_per_step=2",
+                "grpo:max_new_tokens=4")
+    run = res["runs"]["grpo_dev"]
+    # its own tuning is recorded beside the run's default, and the report names it
+    assert run["tuned_on"].startswith("dev") and res["tuned_on"].startswith("none on v3")
+    assert "optim.lr=1e-4" in run["overrides"] and "steps=360" in run["overrides"]
+    assert "except grpo_dev, tuned on dev" in (tmp_path / "out" / "v3_claims.md").read_text()
+    assert {c["id"] for c in res["claims"]} >= {"grpo_dev_benign", "grpo_dev_benign_greedy"}
+    # results written from another SFT model: re-running a subset would silently lose every other recipe's rows
+    dest = tmp_path / "out" / "v3_claims.json"
+    dest.write_text(json.dumps({**res, "base_id": "0123456789abcdef"}))
+    with pytest.raises(SystemExit, match=r"another SFT model or world \(base 0123456789abcdef.*--only would drop"):
+        _main(claims_mod, nano, tmp_path, "grpo_dev", "grpo:steps=1")
+    assert json.loads(dest.read_text())["runs"]["grpo_dev"] == run          # left as it was
+
+
 def test_checkpoint_recipes_evaluate_an_earlier_recipes_step_and_name_a_missing_one(claims_mod, nano, tmp_path):
     # ReST's first Improve step as the rest recipe leaves it ({@rest} = work/rest/seedS); here it is the SFT model
     shutil.copytree(nano["path"], tmp_path / "work" / "rest" / "seed0" / "grow1" / "improve0" / "model")
@@ -223,3 +241,9 @@ def test_iterative_rounds_are_read_from_the_loops_summary(claims_mod, tmp_path):
                                                                   "vs_sft": {"sampled": {}, "greedy": {}},
                                                                   "kl_to_sft": {"mean": 0.0, "lo": 0.0, "hi": 0.0}}}})
     assert "V2 best-of-8 1.200, pool 1.190 (ground truth 0.660, 700 from earlier rounds), PPO 1.100 (ground truth 0.690)" in md
+
+
+def test_the_committed_claims_report_is_generated_from_the_committed_json(claims_mod):
+    # experiments/results/v3_claims.md says "do not edit by hand": it must be exactly what its JSON renders to
+    res = json.loads((ROOT / "experiments" / "results" / "v3_claims.json").read_text())
+    assert claims_mod.render_md(res) == (ROOT / "experiments" / "results" / "v3_claims.md").read_text()
