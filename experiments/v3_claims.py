@@ -61,6 +61,9 @@ RUNS = {
     # new phrasings on both training seeds it ran
     "grpo_dev": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct",
                                       "steps=360", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.0"]),
+    # the same, 720 steps: the best of a dev sweep around grpo_dev (TUNED_ON)
+    "grpo_dev_long": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct",
+                                           "steps=720", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.0"]),
     "rloo": ("grpo", "verifier", [L32, "algorithm=rloo", "prompts=world3:train", "reward=world3:correct", "steps=120",
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.05"]),
     "ppo_oracle": ("ppo", "oracle", [L32, "prompts=world3:train", "reward=world3:helpfulness", "steps=40",
@@ -162,7 +165,11 @@ RUNS = {
 # recipes whose settings were tuned on v3's dev split (rule 1), with what chose them; every other recipe carries
 # its settings over from world v2 (the results' top-level "tuned_on")
 TUNED_ON = {"grpo_dev": "dev: learning rate 1e-4 and 360 steps from experiments/world_v3_rl_transfer.py on dev "
-                        "prompts (docs/world.md, \"Where RL's gain goes\"), fixed before this recipe's test read"}
+                        "prompts (docs/world.md, \"Where RL's gain goes\"), fixed before this recipe's test read",
+            "grpo_dev_long": "dev: 720 steps at learning rate 1e-4, the highest dev x dev benign helpfulness of a "
+                             "sweep on training seed 0 (360 steps, 720 steps, 16 samples x 8 prompts, 16 x 16; "
+                             "experiments/results/world_v3_rl_transfer/a9_grpo_dev_*.json), chosen before its test "
+                             "read"}
 MODEL_DIR = {"rlaif": "policy/model", "sl_cai": "sl/model", "rl_cai": "rl/model",     # a recipe's policy (else out/model)
              "iterative": "round_3/ppo/model"}
 # the frontier's sweeps (DPO's β and training length, PPO's KL coefficient); points are ordered by their measured KL
@@ -190,6 +197,10 @@ CLAIMS = [
     ("grpo_dev_benign", "DeepSeekMath (GRPO)", "GRPO on a verifier, learning rate tuned on dev, raises benign "
      "helpfulness over SFT", "grpo_dev", "benign_helpfulness", "sampled", "greater", 0.0),
     ("grpo_dev_benign_greedy", "DeepSeekMath (GRPO)", "... and under greedy decoding", "grpo_dev",
+     "benign_helpfulness", "greedy", "greater", 0.0),
+    ("grpo_dev_long_benign", "DeepSeekMath (GRPO)", "GRPO on a verifier, learning rate and length tuned on dev, "
+     "raises benign helpfulness over SFT", "grpo_dev_long", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("grpo_dev_long_benign_greedy", "DeepSeekMath (GRPO)", "... and under greedy decoding", "grpo_dev_long",
      "benign_helpfulness", "greedy", "greater", 0.0),
     ("rloo_benign", "Ahmadian et al. (RLOO)", "RLOO on a verifier raises benign helpfulness over SFT",
      "rloo", "benign_helpfulness", "sampled", "greater", 0.0),
