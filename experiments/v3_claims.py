@@ -66,6 +66,9 @@ RUNS = {
                                            "steps=720", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.0"]),
     "rloo": ("grpo", "verifier", [L32, "algorithm=rloo", "prompts=world3:train", "reward=world3:correct", "steps=120",
                                   "prompts_per_step=16", "optim.lr=3e-4", "beta=0.05"]),
+    # RLOO at grpo_dev_long's learning rate and length, chosen over the rloo recipe's by dev x dev (TUNED_ON)
+    "rloo_dev": ("grpo", "verifier", [L32, "algorithm=rloo", "prompts=world3:train", "reward=world3:correct",
+                                      "steps=720", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.05"]),
     "ppo_oracle": ("ppo", "oracle", [L32, "prompts=world3:train", "reward=world3:helpfulness", "steps=40",
                                      "optim.lr=1e-4"]),
     # Llama 2 §3.2.2 / Table 7: helpfulness-only ("fulfil" guideline) against the combined helpfulness + safety
@@ -169,7 +172,10 @@ TUNED_ON = {"grpo_dev": "dev: learning rate 1e-4 and 360 steps from experiments/
             "grpo_dev_long": "dev: 720 steps at learning rate 1e-4, the highest dev x dev benign helpfulness of a "
                              "sweep on training seed 0 (360 steps, 720 steps, 16 samples x 8 prompts, 16 x 16; "
                              "experiments/results/world_v3_rl_transfer/a9_grpo_dev_*.json), chosen before its test "
-                             "read"}
+                             "read",
+            "rloo_dev": "dev: learning rate 1e-4 for 720 steps (grpo_dev_long's) against the rloo recipe's 3e-4 for "
+                        "120, the higher dev x dev benign helpfulness on training seed 0 "
+                        "(experiments/results/world_v3_rl_transfer/a9_rloo_dev_*.json), chosen before its test read"}
 MODEL_DIR = {"rlaif": "policy/model", "sl_cai": "sl/model", "rl_cai": "rl/model",     # a recipe's policy (else out/model)
              "iterative": "round_3/ppo/model"}
 # the frontier's sweeps (DPO's β and training length, PPO's KL coefficient); points are ordered by their measured KL
@@ -204,6 +210,8 @@ CLAIMS = [
      "benign_helpfulness", "greedy", "greater", 0.0),
     ("rloo_benign", "Ahmadian et al. (RLOO)", "RLOO on a verifier raises benign helpfulness over SFT",
      "rloo", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("rloo_dev_benign", "Ahmadian et al. (RLOO)", "RLOO on a verifier, learning rate and length tuned on dev, "
+     "raises benign helpfulness over SFT", "rloo_dev", "benign_helpfulness", "sampled", "greater", 0.0),
     ("ppo_oracle_benign", "InstructGPT (oracle-reward ablation)",
      "PPO raises benign helpfulness over SFT when the reward is right", "ppo_oracle", "benign_helpfulness",
      "sampled", "greater", 0.0),

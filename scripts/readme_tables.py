@@ -221,6 +221,9 @@ CLAIMS: list[dict] = [
          "oracle (`world3:helpfulness`)"),
         ("RLOO", "RLOO beats SFT on benign helpfulness (world v3)", "rloo", "benign_helpfulness",
          "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
+        ("RLOO", "RLOO beats SFT on benign helpfulness, its learning rate and length tuned on dev (world v3)",
+         "rloo_dev", "benign_helpfulness", "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)", 0.0,
+         "sampled", "v3_claims.json:runs/rloo_dev/tuned_on"),
         ("Llama 2", "PPO on a helpfulness-only RM raises harm (world v3)", "ppo_fulfil", "unsafe",
          "unsafe rate on harmful requests, T = 1", "greater", "learned (helpfulness-only RM, fulfil guideline)"),
         ("Llama 2", "the combined helpfulness + safety reward keeps safety where helpfulness-only does not "
