@@ -48,27 +48,31 @@ REWARD_MODELS = {
 }
 HIR = [L32, "prompts=world3:train", "relabel=world3", "n_prompts=400", "n_samples=4", "rounds=3",
        "optim.lr=2e-4", "optim.epochs=2.0"]
+
+
+def verifier_rl(algorithm: str, steps: int, lr: str, beta: str) -> list[str]:
+    """GRPO / RLOO on v3's train prompts against the exact-answer verifier, 16 prompts per step: the overrides
+    the verifier recipes share, in the order every recorded run has them."""
+    return [L32, f"algorithm={algorithm}", "prompts=world3:train", "reward=world3:correct", f"steps={steps}",
+            "prompts_per_step=16", f"optim.lr={lr}", f"beta={beta}"]
+
+
 RUNS = {
     "ppo_rm": ("ppo", "learned", [L32, "prompts=world3:train", "reward=rm:{rm}", "value_init={rm}", "steps=100",
                                   "init_kl_coef=0.2", "optim.lr=3.0e-5"]),
     "dpo": ("dpo", "learned (implicit)", ["world_version=3", "data.world_seed={seed}", "data.n_rows=1500", "beta=0.1", "rpo_alpha=0.2",
                                           "optim.lr=3.0e-4", "optim.schedule=linear", "optim.warmup_steps=10",
                                           "optim.grad_clip=10.0"]),
-    "grpo": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct", "steps=120",
-                                  "prompts_per_step=16", "optim.lr=3e-4", "beta=0.0"]),
+    "grpo": ("grpo", "verifier", verifier_rl("grpo", steps=120, lr="3e-4", beta="0.0")),
     # GRPO with its learning rate and length tuned on dev (TUNED_ON): the dev diagnostic found the grpo recipe's
     # 3e-4 drifting without a gain even on train phrasings, and 1e-4 for 360 steps gaining on dev's new problems in
     # new phrasings on both training seeds it ran
-    "grpo_dev": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct",
-                                      "steps=360", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.0"]),
+    "grpo_dev": ("grpo", "verifier", verifier_rl("grpo", steps=360, lr="1e-4", beta="0.0")),
     # the same, 720 steps: the best of a dev sweep around grpo_dev (TUNED_ON)
-    "grpo_dev_long": ("grpo", "verifier", [L32, "algorithm=grpo", "prompts=world3:train", "reward=world3:correct",
-                                           "steps=720", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.0"]),
-    "rloo": ("grpo", "verifier", [L32, "algorithm=rloo", "prompts=world3:train", "reward=world3:correct", "steps=120",
-                                  "prompts_per_step=16", "optim.lr=3e-4", "beta=0.05"]),
+    "grpo_dev_long": ("grpo", "verifier", verifier_rl("grpo", steps=720, lr="1e-4", beta="0.0")),
+    "rloo": ("grpo", "verifier", verifier_rl("rloo", steps=120, lr="3e-4", beta="0.05")),
     # RLOO at grpo_dev_long's learning rate and length, chosen over the rloo recipe's by dev x dev (TUNED_ON)
-    "rloo_dev": ("grpo", "verifier", [L32, "algorithm=rloo", "prompts=world3:train", "reward=world3:correct",
-                                      "steps=720", "prompts_per_step=16", "optim.lr=1e-4", "beta=0.05"]),
+    "rloo_dev": ("grpo", "verifier", verifier_rl("rloo", steps=720, lr="1e-4", beta="0.05")),
     "ppo_oracle": ("ppo", "oracle", [L32, "prompts=world3:train", "reward=world3:helpfulness", "steps=40",
                                      "optim.lr=1e-4"]),
     # Llama 2 §3.2.2 / Table 7: helpfulness-only ("fulfil" guideline) against the combined helpfulness + safety
