@@ -28,7 +28,8 @@ from pathlib import Path
 def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab: int = 768,
                sft_epochs: float = 4.0, seed: int = 0, replay_facts: float = 0.0,
                refuse_styles: tuple[str, ...] | None = None, pretrained: Path | None = None,
-               refusal_share: float = 1.0, jailbreak_comply_share: float = 0.0) -> tuple[dict, dict]:
+               refusal_share: float = 1.0, jailbreak_comply_share: float = 0.0,
+               sft_overrides: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """Pretrain the tiny preset on ``docs`` v3 corpus documents, then SFT on ``sft_rows`` v3 demonstrations
     (train split only): ``out/pretrain/model``, ``out/sft/model``. Returns both methods' summaries.
 
@@ -39,7 +40,8 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
     demonstrations use (default: the world's plain styles), and ``refusal_share`` the share of the mixture's
     harmful demonstrations kept (the rest become benign rows); ``jailbreak_comply_share`` of the rows comply with a
     train jailbreak (``world.v3.corpus.sft_rows``). ``pretrained``, a model directory, skips
-    pretraining: SFT variants compared on one pretrained model differ by their SFT only."""
+    pretraining: SFT variants compared on one pretrained model differ by their SFT only. ``sft_overrides`` are
+    more ``key=value`` SFT settings (``neftune_noise_alpha=5``)."""
     from alignstack.config import load
     from alignstack.data.sources import write_jsonl
     from alignstack.methods import pretrain, sft
@@ -67,7 +69,7 @@ def build_base(out: Path, docs: int, sft_rows: int, preset: str = "tiny4", vocab
         base = out / "pretrain" / "model"
     tuned = sft.train(load(sft.SFTConfig, None, [f"out={out}/sft", f"model.path={base}",
                                                  f"data.path={out}/sft.jsonl", f"optim.epochs={sft_epochs}",
-                                                 *replay, *common]))
+                                                 *replay, *common, *sft_overrides]))
     return pre, tuned
 
 
@@ -160,6 +162,8 @@ def main() -> None:
                    help="share of SFT's harmful demonstrations (refusals) kept; the rest become benign rows")
     p.add_argument("--sft-jailbreak-comply", type=_share, default=0.0,
                    help="share of SFT's rows that comply with a train jailbreak-styled harmful request")
+    p.add_argument("--sft-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more SFT config override, e.g. neftune_noise_alpha=5 (repeatable)")
     p.add_argument("--pretrained", help="a pretrained model folder: skip pretraining and fine-tune it (SFT variants)")
     p.add_argument("--n-unseen", type=int, default=120, help="harmful prompts in unseen attack styles, drawn apart "
                                                                  "from the mixture, that judge the unsafe target")
@@ -186,7 +190,7 @@ def main() -> None:
             p.error(f"--sft-refuse-styles / --sft-jailbreak-comply: {e}")
         pre, tuned = build_base(out, a.docs, a.sft, a.preset, a.vocab, a.sft_epochs, a.seed,
                                  a.replay_facts, styles, Path(a.pretrained) if a.pretrained else None,
-                                 a.sft_refusal_share, a.sft_jailbreak_comply)
+                                 a.sft_refusal_share, a.sft_jailbreak_comply, tuple(a.sft_set))
     t_train = time.perf_counter() - t0
 
     # calibration reads dev; the sealed test split only for the final report (--split test)
@@ -259,6 +263,7 @@ def main() -> None:
     res["sft_refuse_styles"] = prev.get("sft_refuse_styles") if a.reuse else a.sft_refuse_styles
     res["sft_refusal_share"] = prev.get("sft_refusal_share", 1.0) if a.reuse else a.sft_refusal_share
     res["sft_jailbreak_comply"] = prev.get("sft_jailbreak_comply", 0.0) if a.reuse else a.sft_jailbreak_comply
+    res["sft_set"] = prev.get("sft_set", []) if a.reuse else a.sft_set
     if a.reuse:
         res["models_from"], res["train_s"] = a.reuse_from, prev.get("train_s")
     dest = Path(a.results)

@@ -26,9 +26,11 @@ def _weights(path):
     return load_file(str(Path(path) / "model.safetensors"))
 
 
-def test_kill_and_resume_is_bit_identical(nano, tmp_path, monkeypatch):
+@pytest.mark.parametrize("noise", [(), ("neftune_noise_alpha=5",)], ids=["plain", "neftune"])
+def test_kill_and_resume_is_bit_identical(nano, tmp_path, monkeypatch, noise):
+    # with NEFTune the resumed run must also draw the same embedding noise (the checkpoint's RNG state)
     torch.set_num_threads(1)
-    sft.train(_cfg(nano, tmp_path / "a"))
+    sft.train(_cfg(nano, tmp_path / "a", *noise))
     # run b: SIGTERM arrives during step 5 → checkpoint after that step, clean exit
     orig = Trainer.step
 
@@ -38,11 +40,11 @@ def test_kill_and_resume_is_bit_identical(nano, tmp_path, monkeypatch):
         return orig(self, *a, **k)
     monkeypatch.setattr(Trainer, "step", step)
     with pytest.raises(Interrupted) as e:
-        sft.train(_cfg(nano, tmp_path / "b"))
+        sft.train(_cfg(nano, tmp_path / "b", *noise))
     assert e.value.code == 128 + signal.SIGTERM
     assert ckpt.latest_checkpoint(tmp_path / "b").name == "step-00000005"
     monkeypatch.setattr(Trainer, "step", orig)
-    sft.train(_cfg(nano, tmp_path / "b", "checkpoint.resume=true"))
+    sft.train(_cfg(nano, tmp_path / "b", "checkpoint.resume=true", *noise))
     wa, wb = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
     assert wa.keys() == wb.keys()
     for k in wa:

@@ -8,6 +8,9 @@ The renderer's loss mask puts the loss on assistant tokens (and their end-of-tur
 token: SFT on a narrow set of demonstrations makes the model forget what they never show (on world v3, facts
 about entities no demonstration asks about: docs/world.md, "What caps best-of-64"). InstructGPT mixes
 pretraining gradients into PPO for the same reason (PPO-ptx); this is the same mix applied in SFT.
+
+``neftune_noise_alpha`` adds NEFTune's uniform noise to the input embeddings while training (Jain et al. 2023;
+``alignstack/models/neftune.py``), under TRL's name and with TRL's scale.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class SFTConfig(RunConfig):
                                                                    warmup_steps=10, schedule="cosine"))
     replay_path: str | None = None    # pretraining documents ({"text"} rows) replayed during SFT ...
     replay_frac: float = 0.0          # ... this many per demonstration (0.2: one document for every five rows)
+    neftune_noise_alpha: float | None = None  # NEFTune's α (TRL's name; the paper tries 5, 10, 15); None: off
 
     def __post_init__(self):
         super().__post_init__()
@@ -46,6 +50,8 @@ class SFTConfig(RunConfig):
                  self.replay_frac)
         _require(self.replay_frac == 0 or self.replay_path is not None, "replay_path",
                  "a file of {\"text\"} rows when replay_frac > 0", self.replay_path)
+        _require(self.neftune_noise_alpha is None or (_num(self.neftune_noise_alpha) and self.neftune_noise_alpha > 0),
+                 "neftune_noise_alpha", "a number > 0, or null for no noise", self.neftune_noise_alpha)
 
 
 def load_conversations(data: DataConfig) -> tuple[list[list[dict]], str]:
@@ -120,6 +126,7 @@ def replay_items(renderer: ChatRenderer, cfg: SFTConfig, docs: list[tuple[int, s
 
 def train(cfg: SFTConfig) -> dict:
     from alignstack.models.load import prepare_model, save_final
+    from alignstack.models.neftune import noisy_embeddings
     from alignstack.train.supervised import fit
 
     t0 = time.perf_counter()
@@ -137,8 +144,9 @@ def train(cfg: SFTConfig) -> dict:
     items = pack(items + replayed, cfg.model.max_length) if cfg.data.packing else items + replayed
     r.warn_dropped(source)
     eval_items = render_conversations(r, eval_convs, cfg.data.eval_path or source) if eval_convs else []
-    trainer, res = fit(model, tokenizer, items, cfg.optim, Path(cfg.out), seed=cfg.seed, log=cfg.log,
-                       checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc="sft")
+    with noisy_embeddings(model, cfg.neftune_noise_alpha, cfg.seed):
+        trainer, res = fit(model, tokenizer, items, cfg.optim, Path(cfg.out), seed=cfg.seed, log=cfg.log,
+                           checkpoint=cfg.checkpoint, dist=cfg.dist, config_yaml=to_yaml(cfg), desc="sft")
     if trainer.is_main:
         save_final(trainer.unwrapped, tokenizer, cfg.out, to_yaml(cfg))
     out = {"steps": res.steps, "train_loss": res.final_loss, "tokens": res.tokens,

@@ -47,6 +47,8 @@ def remove_stale_temps(out_dir: str | Path) -> int:
 
 def _rng_state() -> dict:
     st = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():   # dropout and NEFTune noise on a GPU draw from its generators
+        st["cuda"] = torch.cuda.get_rng_state_all()
     try:
         import numpy as np
         st["numpy"] = np.random.get_state()
@@ -58,6 +60,8 @@ def _rng_state() -> dict:
 def _set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["torch"])
     random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(st["cuda"])
     if "numpy" in st:
         import numpy as np
         np.random.set_state(st["numpy"])
