@@ -9,11 +9,12 @@ learned-reward method raises benign helpfulness on test. This separates the two 
 1. **The labels.** The pool's train-split pairs (the same pairs the ``rm`` recipe trains on: its feedback settings
    and seed) are checked against ground truth: on benign prompts, how often the chosen answer is the more helpful
    one, where the two differ — both answers attempts (the skill a benign reward must see), or one a refusal.
-2. **The model.** Two RMs from the same SFT model and optimiser settings, on the same pairs: one on the pool's
-   labels (the ``rm`` recipe), one on **oracle labels** (each pair re-ordered by ground truth, ties dropped,
-   strength from the true gap). Both are scored on dev feedback pairs (dev prompts, never test) by ground truth:
-   pair accuracy on benign attempt-vs-attempt pairs and on refusal-vs-attempt pairs, and Spearman with benign
-   ground truth over every benign response.
+2. **The model.** RMs from the same SFT model and optimiser settings: one on the pool's labels (the ``rm``
+   recipe), and on **oracle labels** (each pair re-ordered by ground truth, ties dropped, strength from the true
+   gap) of the same pairs, of the same pairs for 4 epochs, and of 4x the prompts (``VARIANTS``). Each is scored by
+   ground truth on dev feedback pairs (dev prompts: new problems in new phrasings, as test's; never test) and on
+   fresh train-split pairs (the phrasings PPO trains on): pair accuracy on benign attempt-vs-attempt pairs and on
+   refusal-vs-attempt pairs, and Spearman with benign ground truth over every benign response.
 
 If the oracle-label RM ranks benign attempts well, the pool's labels are what a learned reward lacks; if it does
 not, a reward model of the policy's own size cannot check these answers, and no learned-reward method can find
@@ -104,35 +105,68 @@ def rm_ranks_benign(scorer, rows: list[dict]) -> dict:
     return out
 
 
+# name -> (training rows, extra RM overrides). "pool" is the claims' rm recipe; the rest are oracle-label variants
+# that separate the labels from the amount of data and training (ties drop ~60% of the pairs from oracle rows)
+VARIANTS = {
+    "pool": ("pool", []),
+    "oracle": ("oracle", []),
+    "oracle_e4": ("oracle", ["optim.epochs=4.0"]),
+    "oracle_4x": ("oracle_4x", []),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sft", required=True, help="the SFT model the claims start from (samples and RM init)")
     p.add_argument("--seed", type=int, default=0, help="the claims' training seed: feedback, RM init and order")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"RMs to train, of {', '.join(VARIANTS)}")
     p.add_argument("--out", default="runs/v3_rm_probe")
     p.add_argument("--results", help="JSON to write (default experiments/results/world_v3_rm_probe/seed<S>.json)")
     a = p.parse_args(argv)
+    names = a.variants.split(",")
+    if not set(names) <= set(VARIANTS):
+        p.error(f"--variants: unknown {sorted(set(names) - set(VARIANTS))}; known: {', '.join(VARIANTS)}")
+    from dataclasses import replace
+
     from alignstack.config import load
-    from alignstack.data.sources import write_jsonl
+    from alignstack.data.sources import read_rows, write_jsonl
+    from alignstack.feedback.collect import collect
     from alignstack.methods import reward_model as R
     from alignstack.models.heads import RewardModelScorer
+    from alignstack.models.load import load_model, load_tokenizer
 
     t0, out = time.perf_counter(), Path(a.out) / f"seed{a.seed}"
     out.mkdir(parents=True, exist_ok=True)
     base = [f"model.path={a.sft}", f"seed={a.seed}", *RM, "feedback.eval_split=dev", "log.progress=false"]
     cfg = load(R.RewardModelConfig, None, [*base, f"out={out}/collect"])
-    fb = R.collect_world_feedback(cfg)                       # the rm recipe's train pairs; dev pairs to judge
-    write_jsonl(out / "pool.jsonl", fb["train"])
-    write_jsonl(out / "oracle.jsonl", oracle_rows(fb["train"]))
-    write_jsonl(out / "dev.jsonl", fb["eval"])
-    res: dict = {"sft": a.sft, "seed": a.seed, "rm_overrides": RM, "n_train_pairs": len(fb["train"]),
-                 "pool_labels_vs_truth": label_quality(fb["train"]), "rms": {}}
-    for name in ("pool", "oracle"):
-        over = [*base, f"out={out}/rm_{name}", f"data.path={out}/{name}.jsonl", f"eval_path={out}/dev.jsonl"]
-        r = R.train(load(R.RewardModelConfig, None, over))
-        res["rms"][name] = {"train_pairs": sum(1 for _ in open(out / f"{name}.jsonl")),
-                            "dev_pair_accuracy_vs_pool_labels": r["eval"].get("pair_accuracy"),
-                            **rm_ranks_benign(RewardModelScorer(f"{out}/rm_{name}/model"), fb["eval"])}
-        print(name, json.dumps({k: v for k, v in res["rms"][name].items() if k != "train_pairs"}, default=str))
+    if not (out / "evaltrain.jsonl").exists():         # feedback is a pure function of the seed: collect it once
+        model, tok = load_model(a.sft), load_tokenizer(a.sft)
+        cc = R.collect_config(cfg, "train")
+        sets = {"pool": collect(model, tok, cc),                      # the rm recipe's own train pairs
+                "dev": collect(model, tok, R.collect_config(cfg, "eval")),   # dev prompts (new phrasings)
+                # 4x the prompts (the first quarter the same prompts as "pool"'s), for oracle labels only
+                "big": collect(model, tok, replace(cc, n_prompts=4 * cc.n_prompts)),
+                # fresh train-split prompts (known phrasings), another draw than any training set's
+                "evaltrain": collect(model, tok, replace(cc, n_prompts=500, seed=a.seed + 1000))}
+        write_jsonl(out / "pool.jsonl", sets["pool"])
+        write_jsonl(out / "oracle.jsonl", oracle_rows(sets["pool"]))
+        write_jsonl(out / "oracle_4x.jsonl", oracle_rows(sets["big"]))
+        write_jsonl(out / "dev.jsonl", sets["dev"])
+        write_jsonl(out / "evaltrain.jsonl", sets["evaltrain"])
+    pool, judge = read_rows(out / "pool.jsonl"), {k: read_rows(out / f"{k}.jsonl") for k in ("dev", "evaltrain")}
+    seen = {json.dumps(r["prompt"]) for r in pool}
+    res: dict = {"sft": a.sft, "seed": a.seed, "rm_overrides": RM, "n_train_pairs": len(pool),
+                 "evaltrain_prompts_also_in_pool": sum(json.dumps(r["prompt"]) in seen for r in judge["evaltrain"]),
+                 "pool_labels_vs_truth": label_quality(pool), "rms": {}}
+    for name in names:
+        rows, extra = VARIANTS[name]
+        over = [*base, *extra, f"out={out}/rm_{name}", f"data.path={out}/{rows}.jsonl", f"eval_path={out}/dev.jsonl"]
+        if not (out / f"rm_{name}" / "model").exists():
+            R.train(load(R.RewardModelConfig, None, over))
+        scorer = RewardModelScorer(f"{out}/rm_{name}/model")
+        res["rms"][name] = {"train_pairs": sum(1 for _ in open(out / f"{rows}.jsonl")), "overrides": extra,
+                            **{split: rm_ranks_benign(scorer, judge[split]) for split in ("dev", "evaltrain")}}
+        print(name, json.dumps(res["rms"][name], default=str))
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     dest = Path(a.results or Path(__file__).parent / "results" / "world_v3_rm_probe" / f"seed{a.seed}.json")
     dest.parent.mkdir(parents=True, exist_ok=True)
