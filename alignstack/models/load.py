@@ -232,6 +232,11 @@ def prepare_model(model_cfg, tokenizer=None, seed: int = 0):
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
     if model_cfg.lora.enabled:
+        import torch
+
+        # peft draws the adapters' first weights from torch's global generator: seeded here, the same config
+        # trains the same adapters whatever ran before in the process (a pipeline's earlier stages, a test)
+        torch.manual_seed(seed)
         model = apply_lora(model, model_cfg.lora)
     return model, tokenizer
 

@@ -10,6 +10,8 @@ same here): ``L`` is the micro-batch's padded length, not each sequence's own, a
 positions get noise too (the loss mask still ignores them). The noise is drawn from the global generator of
 the embeddings' device, seeded from the run's seed when training starts (as transformers' ``Trainer`` seeds
 from ``args.seed``), and the checkpoints save that generator's state, so a run repeats and resumes exactly.
+Under data parallelism the checkpoint holds the main process's generator state only, so a resumed run's ranks
+draw seeded noise that is not the uninterrupted run's (without noise, SFT draws nothing and resumes exactly).
 """
 from __future__ import annotations
 
