@@ -137,6 +137,22 @@ def test_fsdp_checkpoint_resume(nano, tmp_path):
     assert max((wa[k] - wc[k]).abs().max().item() for k in wa) < 1e-5
 
 
+
+@pytest.mark.slow
+def test_data_parallel_resume_keeps_each_ranks_noise(nano, tmp_path):
+    """Two data-parallel processes with NEFTune noise: each rank draws its own noise, and a resumed run must
+    restore each rank's own generator (the checkpoint's ``rng_ranks.pt``), not the main process's for all."""
+    common = [f"model.path={nano['path']}", *SFT, "optim.schedule=constant", "optim.warmup_steps=3",
+              "checkpoint.every=2", "neftune_noise_alpha=5"]
+    _run(["sft", f"out={tmp_path}/a", *common, "optim.max_steps=4"], processes=2)
+    _run(["sft", f"out={tmp_path}/b", *common, "optim.max_steps=3"], processes=2)
+    ranks = torch.load(tmp_path / "b" / "checkpoints" / "step-00000002" / "rng_ranks.pt", weights_only=False)
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    r = _run(["sft", f"out={tmp_path}/b", *common, "optim.max_steps=4", "checkpoint.resume=true"], processes=2)
+    assert "(step 2)" in r.stdout
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
 SAMPLE_SCRIPT = '''
 import torch
 from accelerate import Accelerator

@@ -9,9 +9,8 @@ Departures from the paper, all shared with TRL's ``neftune_noise_alpha`` (so a T
 same here): ``L`` is the micro-batch's padded length, not each sequence's own, and padding and prompt
 positions get noise too (the loss mask still ignores them). The noise is drawn from the global generator of
 the embeddings' device, seeded from the run's seed when training starts (as transformers' ``Trainer`` seeds
-from ``args.seed``), and the checkpoints save that generator's state, so a run repeats and resumes exactly.
-Under data parallelism the checkpoint holds the main process's generator state only, so a resumed run's ranks
-draw seeded noise that is not the uninterrupted run's (without noise, SFT draws nothing and resumes exactly).
+from ``args.seed`` plus the process's rank), and the checkpoints save every rank's generator states, so a run
+repeats and resumes exactly, data-parallel ones included.
 """
 from __future__ import annotations
 

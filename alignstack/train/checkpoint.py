@@ -1,8 +1,9 @@
 """Atomic checkpoints with exact resume.
 
 A checkpoint is ``<out>/checkpoints/step-XXXXXXXX/`` holding the model (safetensors, a normal HF
-folder), ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``, ``state.json`` (step, data position and
-method state) and the resolved ``config.yaml``. It is written to a temporary folder and renamed,
+folder), ``optimizer.pt``, ``scheduler.pt``, ``rng.pt`` (and, from a data-parallel run, ``rng_ranks.pt``: each
+rank's generator states, restored on that rank), ``state.json`` (step, data position and method state) and the
+resolved ``config.yaml``. It is written to a temporary folder and renamed,
 and ``COMPLETE`` is its last file, so a kill during writing leaves the previous checkpoint the
 latest loadable one. The last ``keep`` checkpoints are kept. Such a kill leaves its half-written
 ``checkpoints/.tmp-*`` folder behind (as large as a checkpoint); one writer owns a run folder, so
@@ -45,7 +46,8 @@ def remove_stale_temps(out_dir: str | Path) -> int:
     return len(stale)
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
+    """This process's generator states (torch CPU and CUDA, Python, NumPy)."""
     st = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():   # dropout and NEFTune noise on a GPU draw from its generators
         st["cuda"] = torch.cuda.get_rng_state_all()
@@ -69,8 +71,10 @@ def _set_rng_state(st: dict) -> None:
 
 def save_checkpoint(root: str | Path, step: int, model, tokenizer, optimizer, scheduler, state: dict,
                     config_yaml: str, keep: int = 2, model_state: dict | None = None,
-                    optim_state: dict | None = None) -> Path:
-    """``model_state``/``optim_state``: gathered full state dicts to write instead of the (sharded) live ones."""
+                    optim_state: dict | None = None, rng_states: list[dict] | None = None) -> Path:
+    """``model_state``/``optim_state``: gathered full state dicts to write instead of the (sharded) live ones.
+    ``rng_states``: every data-parallel rank's generator states (``rng_state()`` gathered), written beside the
+    main process's own so each rank resumes its own random stream (dropout, NEFTune noise)."""
     remove_stale_temps(root)
     root = Path(root) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -84,7 +88,9 @@ def save_checkpoint(root: str | Path, step: int, model, tokenizer, optimizer, sc
         osd = _by_index(optim_state) if optim_state is not None else optimizer.state_dict()
         torch.save(osd, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(), tmp / "rng.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        if rng_states is not None and len(rng_states) > 1:
+            torch.save(rng_states, tmp / "rng_ranks.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
         (tmp / "config.yaml").write_text(config_yaml)
         (tmp / "COMPLETE").write_text("ok")
@@ -166,9 +172,10 @@ def _load_sharded(path: Path, model, optimizer) -> None:
     set_optimizer_state_dict(model, optimizer, osd, options=opts)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = False) -> dict:
+def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = False, rank: int = 0) -> dict:
     """Restore weights, optimizer, scheduler and RNG in place; return ``state.json``. ``sharded``: the
-    model is FSDP2-sharded (collective load, see :func:`_load_sharded`)."""
+    model is FSDP2-sharded (collective load, see :func:`_load_sharded`). ``rank`` restores that data-parallel
+    rank's own generator states where the checkpoint has them (one written by as many processes)."""
     if sharded:
         _load_sharded(path, model, optimizer)
     else:
@@ -180,5 +187,6 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = Fal
                                f"unexpected {unexpected[:5]})")
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+    ranks = torch.load(path / "rng_ranks.pt", weights_only=False) if (path / "rng_ranks.pt").exists() else []
+    _set_rng_state(ranks[rank] if rank < len(ranks) else torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / "state.json").read_text())

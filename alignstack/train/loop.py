@@ -214,7 +214,8 @@ class Trainer:
             if self.is_main:
                 print(f"[alignstack] resume: no checkpoint in {self.out_dir}, starting fresh")
             return {}
-        st = ckpt.load_checkpoint(last, self.unwrapped, self.optimizer, self.scheduler, sharded=self.fsdp)
+        st = ckpt.load_checkpoint(last, self.unwrapped, self.optimizer, self.scheduler, sharded=self.fsdp,
+                                  rank=self.acc.process_index)
         self.step_count = st.pop("step")
         self.state = st
         if self.is_main:
@@ -331,10 +332,14 @@ class Trainer:
         model_sd = optim_sd = None
         if self.fsdp:  # gather to the main rank, which writes the same layout as an unsharded run
             model_sd, optim_sd = self.full_state_dicts()
+        rngs = None
+        if self.acc.num_processes > 1:  # every rank's random stream, so each resumes its own
+            rngs = [None] * self.acc.num_processes
+            torch.distributed.all_gather_object(rngs, ckpt.rng_state())
         if self.is_main:
             path = ckpt.save_checkpoint(self.out_dir, self.step_count, self.unwrapped, self.tokenizer, self.optimizer,
                                         self.scheduler, self.state, self.config_yaml, self.ckpt_cfg.keep,
-                                        model_state=model_sd, optim_state=optim_sd)
+                                        model_state=model_sd, optim_state=optim_sd, rng_states=rngs)
         self.acc.wait_for_everyone()
         return path
 
