@@ -79,6 +79,14 @@ def oracle_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def differing_rows(rows: list[dict]) -> list[dict]:
+    """The pool's rows whose two answers differ in ground truth, labels as the pool gave them: the pairs
+    ``oracle_rows`` keeps, so training on one or the other differs by the labels alone."""
+    from alignstack.feedback.collect import helpfulness, rows_tasks
+
+    return [r for t, r in zip(rows_tasks(rows), rows) if helpfulness(t, r["chosen"]) != helpfulness(t, r["rejected"])]
+
+
 def rm_ranks_benign(scorer, rows: list[dict]) -> dict:
     """Ground-truth pair accuracy of ``scorer`` on benign dev pairs with a true difference (by kind), and its
     Spearman with benign ground truth over every benign response."""
@@ -150,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                 "evaltrain": collect(model, tok, replace(cc, n_prompts=500, seed=a.seed + 1000))}
         write_jsonl(out / "pool.jsonl", sets["pool"])
         write_jsonl(out / "oracle.jsonl", oracle_rows(sets["pool"]))
+        write_jsonl(out / "pool_differing.jsonl", differing_rows(sets["pool"]))
         write_jsonl(out / "oracle_4x.jsonl", oracle_rows(sets["big"]))
         write_jsonl(out / "dev.jsonl", sets["dev"])
         write_jsonl(out / "evaltrain.jsonl", sets["evaltrain"])

@@ -35,6 +35,10 @@ def test_oracle_rows_order_every_pair_by_truth(probe, rows):
     tasks = F.rows_tasks(oracle)
     assert 0 < len(oracle) < len(rows)                       # ties (e.g. two refusals of a harmful request) dropped
     assert all(F.helpfulness(t, r["chosen"]) > F.helpfulness(t, r["rejected"]) for t, r in zip(tasks, oracle))
+    differing = probe.differing_rows(rows)                 # the same pairs, the pool's own labels
+    assert len(differing) == len(oracle)
+    assert [{r["chosen"], r["rejected"]} for r in differing] == [{r["chosen"], r["rejected"]} for r in oracle]
+    assert any(d["chosen"] != o["chosen"] for d, o in zip(differing, oracle))   # the pool erred on some
     q = probe.label_quality(oracle)
     assert q["attempts"]["mean"] == 1.0 and q["refusal_involved"]["mean"] == 1.0
     pool = probe.label_quality(rows)                         # the pool errs sometimes, and is far above chance
