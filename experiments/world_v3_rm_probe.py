@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))      # the claims runner beside t
 from v3_claims import RM  # noqa: E402
 
 
-def _kinds(task, a: str, b: str) -> str:
+def _kinds(a: str, b: str) -> str:
     from alignstack.world.v3.tasks import is_refusal
 
     return "attempts" if not is_refusal(a) and not is_refusal(b) else "refusal_involved"
@@ -50,7 +50,7 @@ def label_quality(rows: list[dict]) -> dict:
     for kind in ("attempts", "refusal_involved"):
         right, cl = [], []
         for t, r in zip(tasks, rows):
-            if t.is_safety or _kinds(t, r["chosen"], r["rejected"]) != kind:
+            if t.is_safety or _kinds(r["chosen"], r["rejected"]) != kind:
                 continue
             gc, gr = helpfulness(t, r["chosen"]), helpfulness(t, r["rejected"])
             if gc != gr:
@@ -102,8 +102,8 @@ def rm_ranks_benign(scorer, rows: list[dict]) -> dict:
     out: dict = {"spearman_gt_benign": spearman(s, gt), "n_benign_pairs": len(benign)}
     for kind in ("attempts", "refusal_involved"):
         ch, rj, cl = [], [], []
-        for i, (t, r) in enumerate(benign):
-            if _kinds(t, r["chosen"], r["rejected"]) != kind or gt[2 * i] == gt[2 * i + 1]:
+        for i, (_, r) in enumerate(benign):
+            if _kinds(r["chosen"], r["rejected"]) != kind or gt[2 * i] == gt[2 * i + 1]:
                 continue
             hi, lo = (2 * i, 2 * i + 1) if gt[2 * i] > gt[2 * i + 1] else (2 * i + 1, 2 * i)
             ch.append(s[hi])
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
                  "pool_labels_vs_truth": label_quality(pool), "rms": {}}
     for name in names:
         rows, extra = VARIANTS[name]
-        over = [*base, *extra, f"out={out}/rm_{name}", f"data.path={out}/{rows}.jsonl", f"eval_path={out}/dev.jsonl"]
+        # no eval_path: the RM is judged below, on dev and train-phrasing pairs, not by reward_model's own metrics
+        over = [*base, *extra, f"out={out}/rm_{name}", f"data.path={out}/{rows}.jsonl"]
         if not (out / f"rm_{name}" / "model").exists():
             R.train(load(R.RewardModelConfig, None, over))
         scorer = RewardModelScorer(f"{out}/rm_{name}/model")

@@ -8,9 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from alignstack.algos.neftune import neftune_noise, neftune_scale
 from alignstack.config import ConfigError, load
 from alignstack.methods import sft
-from alignstack.models.neftune import neftune_noise, neftune_scale, noisy_embeddings
+from alignstack.models.neftune import noisy_embeddings
 
 
 def test_scale_by_hand_and_noise_bounds():

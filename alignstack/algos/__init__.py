@@ -1,1 +1,1 @@
-"""Pure algorithmic pieces of tensors: advantages, KL, reward transforms, selection."""
+"""Pure algorithmic pieces of tensors: advantages, KL, reward transforms, selection, NEFTune's noise."""

@@ -1,35 +1,23 @@
 """NEFTune: noisy input embeddings during supervised fine-tuning (Jain et al. 2023, arXiv 2310.05914).
 
-Algorithm 1 of the paper: for a batch of embedded tokens ``X_emb`` of shape ``(B, L, d)``, train on
-``X_emb + (α / sqrt(L·d)) · ε`` with ``ε ~ Uniform(-1, 1)`` elementwise, and nothing at evaluation or
-generation. The scale keeps the expected Frobenius norm of one sequence's noise at ``α / sqrt(3)`` whatever
-its length and width.
+The noise itself (Algorithm 1) is ``alignstack/algos/neftune.py``; this applies it to the input embeddings in
+training mode, and not at evaluation or generation, as the paper does.
 
 Departures from the paper, all shared with TRL's ``neftune_noise_alpha`` (so a TRL user's setting means the
 same here): ``L`` is the micro-batch's padded length, not each sequence's own, and padding and prompt
 positions get noise too (the loss mask still ignores them). The noise is drawn from the global generator of
-the embeddings' device, seeded from the run's seed when training starts (as transformers' ``Trainer`` seeds
-from ``args.seed`` plus the process's rank), and the checkpoints save every rank's generator states, so a run
+the embeddings' device, seeded from the run's seed plus the process's rank when training starts (transformers'
+``Trainer`` seeds from ``args.seed`` likewise), and the checkpoints save every rank's generator states, so a run
 repeats and resumes exactly, data-parallel ones included.
 """
 from __future__ import annotations
 
-import math
 import os
 from contextlib import contextmanager
 
 import torch
 
-
-def neftune_scale(seq_len: int, dim: int, alpha: float) -> float:
-    """The half-width ``α / sqrt(L·d)`` of the uniform noise (Algorithm 1)."""
-    return alpha / math.sqrt(seq_len * dim)
-
-
-def neftune_noise(embeds: torch.Tensor, alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``embeds`` (``(B, L, d)``) plus elementwise ``Uniform(-s, s)`` noise, ``s = neftune_scale(L, d, α)``."""
-    s = neftune_scale(embeds.size(1), embeds.size(2), alpha)
-    return embeds + torch.zeros_like(embeds).uniform_(-s, s, generator=generator)
+from alignstack.algos.neftune import neftune_noise
 
 
 @contextmanager
