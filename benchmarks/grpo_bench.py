@@ -91,21 +91,23 @@ def run_ours(work: Path, a) -> dict:
     res = {"rate_completions": n * (len(times) - WARM) / (times[-1] - times[WARM - 1]),
            "rate_completions_cpu": n * (len(cpu) - WARM) / (cpu[-1] - cpu[WARM - 1]),
            "mean_length": sum(r["length"] for r in rows) / len(rows)}
-    if not a.no_roofline and a.impl == "ours":
-        res["roofline"] = roofline_of(work, a)
+    if not a.no_roofline:
+        res["roofline"] = roofline_of(work, a, bf16=a.impl == "ours_bf16")
     return res
 
 
-def roofline_of(work: Path, a, critic: bool = False) -> dict:
+def roofline_of(work: Path, a, critic: bool = False, bf16: bool = False) -> dict:
     """Per-phase GFLOP/s vs the matmul peak at the phase's shapes (benchmarks/roofline.py), measured after the
-    timed run on the same model, prompts and sizes."""
+    timed run on the same model, prompts and sizes; ``bf16``: under bf16 autocast, against the bf16 peak."""
     sys.path.insert(0, str(Path(__file__).parent))
     import roofline
+    import torch
 
     from alignstack.data.render import ChatRenderer
-    from alignstack.models.load import frozen_copy, load_model, load_tokenizer
+    from alignstack.models.load import attention_for_precision, frozen_copy, load_model, load_tokenizer
     tok = load_tokenizer(str(work / "model"))
     policy = load_model(str(work / "model")).eval()
+    attention_for_precision(policy, "bf16" if bf16 else "no", "cpu")      # as the Trainer sets it
     rows = [json.loads(x) for x in (work / "prompts.jsonl").read_text().splitlines()][:a.prompts]
     r = ChatRenderer(tok)
     ids = [r.prompt_ids(row["prompt"]) for row in rows]
@@ -113,7 +115,8 @@ def roofline_of(work: Path, a, critic: bool = False) -> dict:
     if critic:
         from alignstack.methods.ppo import build_critic
         crit = build_critic(policy, None)
-    return roofline.grpo_phases(policy, frozen_copy(policy), tok, ids, a.k, a.max_new, critic=crit)
+    return roofline.grpo_phases(policy, frozen_copy(policy), tok, ids, a.k, a.max_new, critic=crit,
+                                dtype=torch.bfloat16 if bf16 else None)
 
 
 def run_trl(work: Path, a) -> dict:
@@ -182,7 +185,7 @@ def main() -> None:
     prepare(work, 512, a.preset)
     row = {"settings": {k: v for k, v in vars(a).items()
                         if k in ("preset", "steps", "prompts", "k", "max_new", "threads")}}
-    roofline: dict = {}
+    roofline: dict = {}                              # impl -> its roofline (measured in its first run)
 
     def run(impl: str, rep: int) -> dict:
         cmd = [sys.executable, __file__, "--impl", impl, "--workdir", str(work), "--steps", str(a.steps),
@@ -193,12 +196,13 @@ def main() -> None:
         if out.returncode != 0 or not line:
             raise SystemExit(f"{impl} failed:\n{out.stderr[-3000:]}")
         res = json.loads(line[0][7:])
-        roofline.update(res.pop("roofline", {}))
+        if "roofline" in res:
+            roofline[impl] = res.pop("roofline")
         return res
 
     row.update(fastest_of(run, ("ours", "ours_bf16", "trl", "trl_fp32"), a.repeats, "rate_completions"))
-    if roofline:                                     # measured in ours' first run only: kept on its fastest run
-        row["ours"]["roofline"] = roofline
+    for impl, r in roofline.items():                 # measured in each of ours' first runs: kept on the fastest
+        row[impl]["roofline"] = r
     o = row["ours"]
     # like for like: ours fp32 / TRL fp32 without checkpointing, ours bf16 / TRL as shipped (bf16); and ours fp32
     # against TRL as shipped ("ratio", the figure earlier runs recorded)
@@ -212,10 +216,11 @@ def main() -> None:
     print(f"ratio ours/TRL, both fp32: {row['ratio_fp32']:.2f}x wall clock ({row['ratio_cpu_fp32']:.2f}x per "
           f"CPU-second); both bf16: {row['ratio_bf16']:.2f}x ({row['ratio_cpu_bf16']:.2f}x); ours fp32 / TRL as "
           f"shipped: {row['ratio']:.2f}x (process time: steadier than wall time on a shared machine)")
-    if "roofline" in o:
-        sys.path.insert(0, str(Path(__file__).parent))
-        import roofline
-        roofline.print_table(o["roofline"], "ours, GRPO step")
+    sys.path.insert(0, str(Path(__file__).parent))
+    import roofline as rl
+    for impl in ("ours", "ours_bf16"):
+        if "roofline" in row[impl]:
+            rl.print_table(row[impl]["roofline"], f"{impl}, GRPO step")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(row, indent=2))
 

@@ -48,10 +48,10 @@ def head_flops(model, rows: int) -> float:
     return 2.0 * rows * model.lm_head.in_features * model.lm_head.out_features
 
 
-def matmul_peak(model, M: int, head: bool = True, min_time: float = 0.3) -> float:
-    """GFLOP/s of the model's chain of linear layers on M rows (fp32 or the model's dtype), best of a few
+def matmul_peak(model, M: int, head: bool = True, min_time: float = 0.3, dtype=None) -> float:
+    """GFLOP/s of the model's chain of linear layers on M rows (in ``dtype``, default the model's), best of a few
     repeats lasting ≥ ``min_time`` s each."""
-    dt = next(model.parameters()).dtype
+    dt = dtype or next(model.parameters()).dtype
     ws = [torch.randn(o, i, dtype=dt) for i, o in linear_shapes(model, head)]
     xs = {i: torch.randn(M, i, dtype=dt) for i, _ in linear_shapes(model, head)}
     flops = 2.0 * M * sum(w.numel() for w in ws)
@@ -74,9 +74,9 @@ def matmul_peak(model, M: int, head: bool = True, min_time: float = 0.3) -> floa
     return best
 
 
-def big_matmul_peak(n: int = 1024) -> float:
-    """GFLOP/s of an n³ fp32 matmul: the machine's BLAS peak, for reference."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def big_matmul_peak(n: int = 1024, dtype=torch.float32) -> float:
+    """GFLOP/s of an n³ matmul (fp32 by default): the machine's BLAS peak, for reference."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = 0.0
     for _ in range(3):
@@ -103,11 +103,31 @@ class _Timer:
         return run
 
 
+def shared_prefix_flops(model, U: int, P: int, B: int, C: int) -> float:
+    """FLOPs of a shared-prefix forward (models.logprobs.shared_prefix_logprobs): U distinct prompts of P tokens
+    (the LM head on their last position only), then B completions of C tokens over their prompt's cache (the LM
+    head on every completion position; attention over P + the causal part of C: 4·C·P·d + 2·C²·d per row per
+    layer, the completion's share of the full sequence's 2·(P+C)²·d)."""
+    d = model.config.num_attention_heads * getattr(model.config, "head_dim", None) \
+        if getattr(model.config, "head_dim", None) else model.config.hidden_size
+    L = model.config.num_hidden_layers
+    return forward_flops(model, U, P, head=False) + head_flops(model, U) + \
+        forward_flops(model, B, C, head=False, ctx=0) + head_flops(model, B * C) + (4.0 * C * P + 2.0 * C * C) * d * L * B
+
+
 def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max_new: int, repeats: int = 3,
-                critic=None) -> dict:
+                critic=None, share_prefix: bool = True, dtype=None) -> dict:
     """Time each phase of a GRPO-like step (PPO with ``critic``: the critic joins reference and update) on
-    ``len(prompt_ids)`` prompts × ``k`` samples; return per phase: seconds, GFLOP, GFLOP/s, peak, share."""
-    from alignstack.models.logprobs import completion_span
+    ``len(prompt_ids)`` prompts × ``k`` samples; return per phase: seconds, GFLOP, GFLOP/s, peak, share.
+    ``share_prefix`` (GRPO's default; PPO's rows have distinct prompts): the reference and update passes run
+    each distinct prompt once, and their FLOPs are counted that way. ``dtype`` (bf16): every phase runs under
+    CPU autocast to it, as ``dist.mixed_precision=bf16`` runs them, and the peaks are measured in it."""
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        return _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, share_prefix, dtype)
+
+
+def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, share_prefix, dtype) -> dict:
+    from alignstack.models.logprobs import cache_kwarg, completion_span
     from alignstack.rollout import engine, llama_decode
     from alignstack.rollout.engine import SamplingConfig, sample
     from alignstack.rollout.experience import frozen_logprobs, policy_logprobs
@@ -144,7 +164,7 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
     uniq = [list(p) for p in dict.fromkeys(tuple(p) for p in prompt_ids)]
     ids, att = pad_left(uniq, tokenizer.pad_token_id)
     pos = (att.cumsum(-1) - 1).clamp(min=0)
-    kw = engine._cache_kwarg(policy)
+    kw = cache_kwarg(policy)
     with torch.no_grad():
         policy(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{kw: DynamicCache()})
         t0 = time.perf_counter()
@@ -159,8 +179,11 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
     dflops = sum(forward_flops(policy, rows, 1, ctx=ctx) for rows, ctx in steps)
     phases["decode"] = (res["decode_s"] / repeats, dflops, steps[0][0])
 
+    pad = tokenizer.pad_token_id
+    share_prefix = share_prefix and critic is None
+
     def ref_pass():
-        frozen_logprobs(ref, batch, 1.0)
+        frozen_logprobs(ref, batch, 1.0, share_prefix=share_prefix, pad_id=pad)
         if critic is not None:
             with torch.no_grad():
                 critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
@@ -170,14 +193,17 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
         ref_pass()
     # the log-prob passes run the LM head from the first completion column on (logprobs.forward_logprobs's keep)
     head_rows = B * min(completion_span(batch.loss_mask) + 1, T)
-    ref_flops = forward_flops(ref, B, T, head=False) + head_flops(ref, head_rows) + \
-        (forward_flops(critic, B, T, head=False) if critic is not None else 0.0)
-    phases["reference"] = ((time.perf_counter() - t0) / repeats, ref_flops, B * T)
+    C = int(batch.loss_mask.sum(-1).max())                           # the shared pass's completion columns
+    lp_flops = shared_prefix_flops(ref, U, P, B, C) if share_prefix else \
+        forward_flops(ref, B, T, head=False) + head_flops(ref, head_rows)
+    lp_rows = B * C if share_prefix else B * T                       # the rows of the pass's larger matmuls
+    ref_flops = lp_flops + (forward_flops(critic, B, T, head=False) if critic is not None else 0.0)
+    phases["reference"] = ((time.perf_counter() - t0) / repeats, ref_flops, lp_rows)
 
     policy.train()
 
     def update():
-        lp = policy_logprobs(policy, batch, 1.0)
+        lp = policy_logprobs(policy, batch, 1.0, share_prefix, pad)
         loss = -(lp * batch.loss_mask[:, 1:]).sum() / batch.loss_mask.sum()
         if critic is not None:
             h = critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
@@ -190,16 +216,16 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
     t0 = time.perf_counter()
     for _ in range(repeats):
         update()
-    upd_flops = 3 * (forward_flops(policy, B, T, head=False) + head_flops(policy, head_rows)) + \
-        (3 * forward_flops(critic, B, T, head=False) if critic else 0.0)
-    phases["update"] = ((time.perf_counter() - t0) / repeats, upd_flops, B * T)
+    upd_flops = 3 * lp_flops + (3 * forward_flops(critic, B, T, head=False) if critic else 0.0)
+    phases["update"] = ((time.perf_counter() - t0) / repeats, upd_flops, lp_rows)
     policy.eval()
 
     out = {"rollout_s": total / repeats, "draw_s": res["draw_s"] / repeats, "rows": B, "seq": T,
-           "prefill_rows": U, "machine_peak_gflops": round(big_matmul_peak(), 1), "threads": torch.get_num_threads(),
+           "prefill_rows": U, "machine_peak_gflops": round(big_matmul_peak(dtype=dtype or torch.float32), 1),
+           "dtype": str(dtype or torch.float32).replace("torch.", ""), "threads": torch.get_num_threads(),
            "phases": {}}
     for name, (s, fl, M) in phases.items():
-        peak = matmul_peak(policy, M, head=name != "prefill")
+        peak = matmul_peak(policy, M, head=name != "prefill", dtype=dtype)
         out["phases"][name] = {"s": round(s, 5), "gflop": round(fl / 1e9, 4), "gflops": round(fl / s / 1e9, 2),
                                "peak_gflops_same_shapes": round(peak, 2), "share_of_peak": round(fl / s / 1e9 / peak, 3),
                                "matmul_rows": M}
@@ -208,7 +234,7 @@ def grpo_phases(policy, ref, tokenizer, prompt_ids: list[list[int]], k: int, max
 
 def print_table(r: dict, title: str) -> None:
     print(f"\nroofline ({title}; {r['rows']} rows × {r['seq']} tokens; {r.get('threads', '?')} threads; machine "
-          f"fp32 matmul peak {r['machine_peak_gflops']} GFLOP/s):")
+          f"{r.get('dtype', 'float32')} matmul peak {r['machine_peak_gflops']} GFLOP/s):")
     print(f"{'phase':<10}{'ms':>9}{'GFLOP':>9}{'GFLOP/s':>10}{'peak@shape':>12}{'share':>8}{'rows/matmul':>13}")
     for name, p in r["phases"].items():
         print(f"{name:<10}{p['s'] * 1e3:>9.1f}{p['gflop']:>9.3f}{p['gflops']:>10.1f}{p['peak_gflops_same_shapes']:>12.1f}"

@@ -42,6 +42,9 @@ class GRPOConfig(RunConfig):
     scale: str | None = "std"                # GRPO advantage scale: std | batch | null (Dr. GRPO)
     missing_eos_penalty: float | None = None
     updates_per_batch: int = 1
+    # the update and reference passes run each group's prompt once and share its KV cache across the group's
+    # completions (the same log-probs and gradients up to float rounding; models.logprobs.shared_prefix_logprobs)
+    share_prefix: bool = True
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5, schedule="constant", warmup_steps=0,
                                                                    batch_size=1, grad_clip=1.0))
     log: LogConfig = field(default_factory=lambda: LogConfig(every=5))
@@ -64,7 +67,7 @@ def train(cfg: GRPOConfig) -> dict:
     from alignstack.data.render import ChatRenderer
     from alignstack.losses.policy import grpo_loss, reinforce_loss
     from alignstack.losses.reduce import masked_mean, masked_sum
-    from alignstack.models.load import frozen_copy, prepare_model, save_final
+    from alignstack.models.load import attention_for_precision, frozen_copy, prepare_model, save_final
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import (
         frozen_logprobs,
@@ -91,17 +94,19 @@ def train(cfg: GRPOConfig) -> dict:
     tr.resume_if_requested()
     if ref is not None:
         ref.to(tr.acc.device)                        # beside the policy (a GPU when there is one)
+        attention_for_precision(ref, cfg.dist.mixed_precision, tr.acc.device)     # as the Trainer did the policy's
     rank, world = tr.acc.process_index, tr.acc.num_processes
     G = cfg.num_generations
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     history = []
     from alignstack.train.alarms import HackingAlarms
     alarms = HackingAlarms.from_log(cfg.log)  # length collapse, KL, reward up while the check falls: warn once
 
     def ref_lp(batch):
         if ref is not None:
-            return frozen_logprobs(ref, batch, cfg.temperature)
+            return frozen_logprobs(ref, batch, cfg.temperature, share_prefix=cfg.share_prefix, pad_id=pad)
         with tr.unwrapped.disable_adapter():
-            return frozen_logprobs(tr.unwrapped, batch, cfg.temperature)
+            return frozen_logprobs(tr.unwrapped, batch, cfg.temperature, share_prefix=cfg.share_prefix, pad_id=pad)
 
     with tr:
         while not tr.done:
@@ -135,7 +140,7 @@ def train(cfg: GRPOConfig) -> dict:
             def loss_fn(idx):
                 mb = ro.batch.select(idx)                    # trimmed to the micro-batch's longest row
                 Tm = mb.old_logprobs.shape[1]
-                lp = policy_logprobs(tr.model, mb, cfg.temperature)
+                lp = policy_logprobs(tr.model, mb, cfg.temperature, cfg.share_prefix, pad)
                 d = lp.device                               # the rollout's arrays sit on the CPU
                 m, a = mask[idx, :Tm].to(d), adv[idx].to(d)
                 if cfg.algorithm == "grpo":

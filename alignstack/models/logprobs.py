@@ -9,6 +9,16 @@ Completion-only passes (``keep``): an RL update or reference pass needs the log-
 tokens only, so the forward asks the model for the logits of the last ``keep + 1`` positions
 (``logits_to_keep``, as TRL does) and the LM head and softmax skip the prompt. The result keeps the
 (B, T-1) shape, zero at the positions not computed, so callers and masks are unchanged.
+
+Shared-prefix passes (:func:`shared_prefix_logprobs`): the K completions of a GRPO/RLOO group share one prompt,
+so the prompt's hidden states and keys/values are the same in each of the K rows. The pass runs every distinct
+prompt once, expands its KV cache to its rows (an index, so the backward sums the K rows' gradients into the one
+prompt pass), and runs the completions on top. The log-probs and gradients are those of the plain pass up to
+float rounding (tested); the prompt tokens' share of the arithmetic falls by K×. Prefix sharing in the update
+is the idea of Prefix Grouper (Liu et al. 2025, arXiv 2506.05433), which splits each attention layer into the
+prefix's own attention and the suffixes' attention over prefix ⊕ suffix; here it is two forwards through the
+model's own KV cache instead, so every architecture whose forward takes a cache works unchanged (Llama, Qwen2 and
+GPT-2 are tested), with any attention backend.
 """
 from __future__ import annotations
 
@@ -22,6 +32,12 @@ def forward_params(model) -> set[str]:
     base = getattr(model, "module", model)                                          # DDP wrapper
     base = base.get_base_model() if hasattr(base, "get_base_model") else base       # peft: forward(*a, **kw)
     return set(inspect.signature(base.forward).parameters)
+
+
+def cache_kwarg(model) -> str:
+    """The forward keyword for the KV cache: ``cache`` in newer transformers 5.x, ``past_key_values`` in older
+    ones (deprecated there, to be removed in 5.40)."""
+    return "cache" if "cache" in forward_params(model) else "past_key_values"
 
 
 def completion_span(loss_mask: torch.Tensor) -> int:
@@ -105,3 +121,68 @@ def sequence_logprobs(token_lp: torch.Tensor, loss_mask: torch.Tensor, average: 
     m = loss_mask[:, 1:].to(token_lp.dtype)
     s = (token_lp * m).sum(-1)
     return s / m.sum(-1).clamp(min=1) if average else s
+
+
+def prefix_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor):
+    """The rows' shared prompts, for :func:`shared_prefix_logprobs`: ``(prompt_len (B,), inverse (B,), prompts)``
+    with ``prompts`` the distinct prompt token lists in first-seen order and ``inverse[b]`` row b's index among
+    them; None when no two rows share a prompt, or when a row is not ``prompt ⊕ completion`` (right-padded, its
+    targets one contiguous run after a non-empty prompt), where the plain pass is the right one."""
+    n = attention_mask.sum(-1)
+    has = loss_mask.any(-1)
+    p = torch.where(has, loss_mask.long().argmax(-1), n)                  # first target column (or the length)
+    cols = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+    if bool((p < 1).any()) or not torch.equal(loss_mask.bool(), (cols >= p[:, None]) & (cols < n[:, None])) \
+            or not torch.equal(attention_mask.bool(), cols < n[:, None]):
+        return None
+    seen: dict[tuple, int] = {}
+    ids, lens = input_ids.tolist(), p.tolist()
+    inv = [seen.setdefault(tuple(row[:k]), len(seen)) for row, k in zip(ids, lens)]
+    if len(seen) == len(inv):
+        return None
+    return p, torch.tensor(inv, dtype=torch.long, device=input_ids.device), [list(k) for k in seen]
+
+
+def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor,
+                           temperature: float = 1.0, pad_id: int = 0) -> torch.Tensor | None:
+    """Per-token log-probs (B, T-1) as :func:`forward_logprobs` with ``keep`` at the completions, with each
+    distinct prompt run once (module docstring). Zero outside ``loss_mask[:, 1:]``. None when nothing is shared
+    (:func:`prefix_groups`): the caller runs the plain pass.
+
+    Two forwards: the distinct prompts, left-padded, with a KV cache (and the logits of their last position,
+    which predict each completion's first token); then every row's completion, right-padded, at positions
+    continuing its prompt's, over the cache rows of its prompt."""
+    groups = prefix_groups(input_ids, attention_mask, loss_mask)
+    if groups is None:
+        return None
+    from transformers import DynamicCache
+    p, inv, prompts = groups
+    dev, (B, T) = input_ids.device, input_ids.shape
+    P = max(len(q) for q in prompts)
+    pids = torch.full((len(prompts), P), pad_id, dtype=torch.long, device=dev)
+    patt = torch.zeros((len(prompts), P), dtype=torch.long, device=dev)
+    for u, q in enumerate(prompts):                                       # left-padded: every prompt ends at P
+        pids[u, P - len(q):] = torch.tensor(q, dtype=torch.long)
+        patt[u, P - len(q):] = 1
+    kw = cache_kwarg(model)
+    last = {"logits_to_keep": 1} if "logits_to_keep" in forward_params(model) else {}
+    cache = DynamicCache()
+    out = model(input_ids=pids, attention_mask=patt, position_ids=(patt.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True, **{kw: cache}, **last)
+    first = out.logits[:, -1][inv]                                        # (B, V): predicts token p_b
+    cache.batch_select_indices(inv)                                       # an index: the backward sums the rows
+    L = attention_mask.sum(-1) - p                                        # completion lengths
+    C = int(L.max())
+    ar = torch.arange(C, device=dev)[None]
+    valid = ar < L[:, None]
+    cids = torch.where(valid, input_ids.gather(1, (p[:, None] + ar).clamp(max=T - 1)), pad_id)
+    out = model(input_ids=cids, attention_mask=torch.cat([patt[inv], valid.long()], -1),
+                position_ids=p[:, None] + ar, use_cache=True, **{kw: cache})
+    logits = torch.cat([first[:, None], out.logits[:, :-1]], 1).float()   # (B, C, V): predicts completion token j
+    if temperature != 1.0:
+        logits = logits / temperature
+    lp = logits.gather(-1, cids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    # token j of row b is column p_b + j, predicted at position p_b + j - 1 of the (B, T-1) convention
+    res = torch.zeros((B, T - 1), dtype=lp.dtype, device=dev)
+    rows, js = valid.nonzero(as_tuple=True)
+    return res.index_put((rows, p[rows] - 1 + js), lp[rows, js])

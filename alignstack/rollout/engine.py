@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from alignstack.data.collate import pad_left
-from alignstack.models.logprobs import forward_params
+from alignstack.models.logprobs import cache_kwarg, forward_params
 from alignstack.rollout.batch import RolloutBatch
 from alignstack.rollout.sampling import pick
 
@@ -108,7 +108,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     from alignstack.rollout import llama_decode
 
     synced = _fsdp_group_size(model) > 1
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     # the prefill needs the last position's logits only (the LM head over every prompt token is the costliest
     # matmul of a prefill with a large vocabulary)
     last_only = {"logits_to_keep": 1} if "logits_to_keep" in forward_params(model) else {}
@@ -187,12 +187,6 @@ def _unique_rows(chunk: list[list[int]]) -> tuple[list[list[int]], torch.Tensor 
     if len(seen) == len(chunk):
         return chunk, None
     return [list(p) for p in seen], torch.tensor(inv, dtype=torch.long)
-
-
-def _cache_kwarg(model) -> str:
-    """The forward keyword for the KV cache: ``cache`` in newer transformers 5.x, ``past_key_values``
-    in older ones (deprecated there, to be removed in 5.40)."""
-    return "cache" if "cache" in forward_params(model) else "past_key_values"
 
 
 class Backend:

@@ -148,6 +148,8 @@ class Trainer:
         params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
         if not params:
             raise TrainingError("the model has no trainable parameters")
+        from alignstack.models.load import attention_for_precision
+        attention_for_precision(model, dist.mixed_precision, self.acc.device)
         if getattr(model, "_alignstack_full_state_dict", None) is not None:
             del model._alignstack_full_state_dict   # a previous Trainer's final weights: stale once this one trains
         if self.fsdp:

@@ -189,8 +189,9 @@ def length_reward(prompts, completions, **meta):
 
 RUNS = {
     "grpo": ["algorithm=grpo", "steps=2", "prompts_per_step=4", "num_generations=4", "max_new_tokens=8", "beta=0.04",
-             "optim.micro_batch_size=5"],
-    "rloo": ["algorithm=rloo", "steps=2", "prompts_per_step=4", "num_generations=4", "max_new_tokens=8", "beta=0.04"],
+             "optim.micro_batch_size=5", "share_prefix=false"],     # shared prefixes: tests/rl/test_shared_prefix.py
+    "rloo": ["algorithm=rloo", "steps=2", "prompts_per_step=4", "num_generations=4", "max_new_tokens=8", "beta=0.04",
+             "share_prefix=false"],
     "ppo_separate": ["value_model=separate", "steps=2", "batch_size=8", "minibatches=2", "ppo_epochs=2",
                      "max_new_tokens=8"],
     "ppo_shared": ["value_model=shared", "steps=2", "batch_size=8", "minibatches=2", "ppo_epochs=2",
