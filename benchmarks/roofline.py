@@ -8,6 +8,8 @@ critic for PPO). FLOPs are counted from the model's shapes: 2·rows·Σ(in·out)
 included for the positions whose logits the phase computes: the last one per prompt in the prefill, the positions
 from the first completion column on in the reference and update passes) plus attention (causal prefix: 2·S²·d per
 row per layer for a sequence of S; a decode step at context c: 4·c·d per row per layer); backward counts 2× forward.
+With shared prefixes (GRPO's default) the reference and update passes count each distinct prompt once
+(:func:`shared_prefix_flops`). Each phase keeps its fastest of ``repeats`` timings, as each peak keeps its best.
 
 The matmul peak for a phase times the same chain of ``F.linear`` calls (the layers' weight shapes) on M rows —
 M = the rows that phase feeds each linear layer — so "share of peak" says how close the phase runs to what the
@@ -15,6 +17,7 @@ BLAS gives for its shapes on this machine, now (the machine may be shared: both 
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -88,6 +91,16 @@ def big_matmul_peak(n: int = 1024, dtype=torch.float32) -> float:
     return best
 
 
+def fastest(fn, repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``fn``."""
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 class _Timer:
     def __init__(self):
         self.s, self.calls = 0.0, []
@@ -141,17 +154,16 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
         # recorded after the call: the step has advanced self.t to the number of slots it attended over
         llama_decode.LlamaDecoder.step = dec.wrap(real_step, lambda self, tok, pos: (tok.shape[0], self.t))
         engine.pick = draw.wrap(real_pick)
-        total = 0.0
+        runs = []                                     # (rollout s, decode s incl. the draw, draw s) per repeat
         for r in range(repeats + 1):                  # the first call warms up
             dec.s, draw.s, dec.calls = 0.0, 0.0, []
             t0 = time.perf_counter()
             g = sample(policy, rep, cfg, [], tokenizer.pad_token_id, torch.Generator().manual_seed(r))
             if r:
-                total += time.perf_counter() - t0
-                res.setdefault("decode_s", 0.0)
-                res["decode_s"] += dec.s + draw.s
-                res.setdefault("draw_s", 0.0)
-                res["draw_s"] += draw.s
+                runs.append((time.perf_counter() - t0, dec.s + draw.s, draw.s))
+        # every phase keeps its fastest repeat, as the peaks beside them keep their best (a busy machine only
+        # ever slows a repeat down)
+        total, res["decode_s"], res["draw_s"] = min(runs)
         steps = list(dec.calls)
     finally:
         llama_decode.LlamaDecoder.step, engine.pick = real_step, real_pick
@@ -166,18 +178,17 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
     pos = (att.cumsum(-1) - 1).clamp(min=0)
     kw = cache_kwarg(policy)
     with torch.no_grad():
-        policy(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{kw: DynamicCache()})
-        t0 = time.perf_counter()
-        for _ in range(repeats):
+        def prefill():
             policy(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, **{kw: DynamicCache()})
-        pre_s = (time.perf_counter() - t0) / repeats
+        prefill()
+        pre_s = fastest(prefill, repeats)
     U, P = ids.shape
     batch = g.tensors(tokenizer.pad_token_id)
     B, T = batch.input_ids.shape
     phases = {}
     phases["prefill"] = (pre_s, forward_flops(policy, U, P, head=False) + head_flops(policy, U), U * P)
     dflops = sum(forward_flops(policy, rows, 1, ctx=ctx) for rows, ctx in steps)
-    phases["decode"] = (res["decode_s"] / repeats, dflops, steps[0][0])
+    phases["decode"] = (res["decode_s"], dflops, steps[0][0])
 
     pad = tokenizer.pad_token_id
     share_prefix = share_prefix and critic is None
@@ -188,9 +199,7 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
             with torch.no_grad():
                 critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
     ref_pass()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        ref_pass()
+    ref_s = fastest(ref_pass, repeats)
     # the log-prob passes run the LM head from the first completion column on (logprobs.forward_logprobs's keep)
     head_rows = B * min(completion_span(batch.loss_mask) + 1, T)
     C = int(batch.loss_mask.sum(-1).max())                           # the shared pass's completion columns
@@ -198,7 +207,7 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
         forward_flops(ref, B, T, head=False) + head_flops(ref, head_rows)
     lp_rows = B * C if share_prefix else B * T                       # the rows of the pass's larger matmuls
     ref_flops = lp_flops + (forward_flops(critic, B, T, head=False) if critic is not None else 0.0)
-    phases["reference"] = ((time.perf_counter() - t0) / repeats, ref_flops, lp_rows)
+    phases["reference"] = (ref_s, ref_flops, lp_rows)
 
     policy.train()
 
@@ -213,14 +222,12 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
         if critic is not None:
             critic.zero_grad(set_to_none=True)
     update()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        update()
+    upd_s = fastest(update, repeats)
     upd_flops = 3 * lp_flops + (3 * forward_flops(critic, B, T, head=False) if critic else 0.0)
-    phases["update"] = ((time.perf_counter() - t0) / repeats, upd_flops, lp_rows)
+    phases["update"] = (upd_s, upd_flops, lp_rows)
     policy.eval()
 
-    out = {"rollout_s": total / repeats, "draw_s": res["draw_s"] / repeats, "rows": B, "seq": T,
+    out = {"rollout_s": total, "draw_s": res["draw_s"], "rows": B, "seq": T,
            "prefill_rows": U, "machine_peak_gflops": round(big_matmul_peak(dtype=dtype or torch.float32), 1),
            "dtype": str(dtype or torch.float32).replace("torch.", ""), "threads": torch.get_num_threads(),
            "phases": {}}
