@@ -757,9 +757,9 @@ def benchmarks_block() -> str:
     lines[-1] += (f" With every phase at 100% of that peak, a step of {rows_per_step} completions would take "
                   f"{1000 * t_min:.0f} ms: at most {ceiling:.0f} completions/s, "
                   f"{ceiling / g['trl_fp32']['rate_completions']:.2f}× TRL's measured fp32 rate. The ≥ 3× target is "
-                  "not met: the tiny preset's 128-wide matmuls are short enough that per-operation overhead, not "
-                  "arithmetic, takes most of each phase (in bf16 its phases reach " + shares(g["ours_bf16"])
-                  + " of the bf16 peak).")
+                  "not met: the tiny preset's 128-wide matmuls are so short that per-operation overhead holds its "
+                  f"phases at {shares(g['ours'])} of the fp32 peak for their shapes and {shares(g['ours_bf16'])} "
+                  "of the bf16 one.")
     try:
         gs = get("benchmarks/grpo_small.json:")
         lines[-1] += (f" On the small preset our fp32 GRPO phases run at {shares(gs['ours'])} of the fp32 matmul peak "
