@@ -190,6 +190,26 @@ def test_fsdp_sampling_keeps_ranks_in_step(nano, tmp_path):
 
 
 @pytest.mark.slow
+def test_fsdp_grpo_with_shared_prefixes_matches_data_parallel(nano, tmp_path):
+    """GRPO sharded (FSDP2, shared-prefix passes: two collective forwards per pass, the same on every rank) ends
+    where the same run does unsharded under data parallelism with plain passes: the same logged reward, loss and
+    KL at every step. Micro-batches of 3 rows cut through the groups of 4."""
+    common = ["grpo", f"model.path={nano['path']}", "steps=3", "prompts_per_step=4", "num_generations=4",
+              "max_new_tokens=8", "beta=0.04", "optim.lr=1e-2", "optim.micro_batch_size=3", "log.progress=false",
+              "log.every=1", "reward=import:test_rl_smoke:length_reward"]
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "rl"), os.environ.get("PYTHONPATH", "")])}
+    for run, extra in (("ddp", "share_prefix=false"), ("fsdp", "dist.fsdp=true")):
+        r = torchrun(["-m", "alignstack.cli", *common, f"out={tmp_path}/{run}", extra, "dist.cpu=true"], 2, env, 300)
+        if r.returncode != 0:
+            pytest.fail(failure(r), pytrace=False)
+    rows = [[m for m in _metrics(tmp_path / run) if "reward" in m] for run in ("ddp", "fsdp")]
+    assert len(rows[0]) == len(rows[1]) == 3
+    for a, b in zip(*rows):
+        for k in ("reward", "loss", "kl", "length"):
+            assert b[k] == pytest.approx(a[k], rel=1e-3, abs=1e-5), (k, a, b)
+
+
+@pytest.mark.slow
 def test_fsdp_config_on_cpu_fails_clearly(nano, tmp_path):
     cfg = yaml.safe_load((ROOT / "configs" / "accelerate" / "fsdp.yaml").read_text())
     cfg.update(num_processes=2, use_cpu=True, mixed_precision="no")
