@@ -34,6 +34,17 @@ def pad_left(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, att
 
 
+def unique_rows(rows: Sequence[Sequence[int]]) -> tuple[list[list[int]], torch.Tensor | None]:
+    """Distinct rows (first-seen order) and, when some repeat, the index of each row among them (None when all are
+    distinct: nothing to share). A group's K samples repeat one prompt: sampling prefills it once, and the RL
+    log-prob passes run it once (models.logprobs.shared_prefix_logprobs)."""
+    seen: dict[tuple, int] = {}
+    inv = [seen.setdefault(tuple(r), len(seen)) for r in rows]
+    if len(seen) == len(inv):
+        return [list(r) for r in rows], None
+    return [list(r) for r in seen], torch.tensor(inv, dtype=torch.long)
+
+
 def pack(items: Sequence[Rendered], max_length: int) -> list[Rendered]:
     """Greedy packing of consecutive rows into sequences of ≤ ``max_length`` tokens.
 

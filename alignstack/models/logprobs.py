@@ -135,12 +135,9 @@ def prefix_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_ma
     if bool((p < 1).any()) or not torch.equal(loss_mask.bool(), (cols >= p[:, None]) & (cols < n[:, None])) \
             or not torch.equal(attention_mask.bool(), cols < n[:, None]):
         return None
-    seen: dict[tuple, int] = {}
-    ids, lens = input_ids.tolist(), p.tolist()
-    inv = [seen.setdefault(tuple(row[:k]), len(seen)) for row, k in zip(ids, lens)]
-    if len(seen) == len(inv):
-        return None
-    return p, torch.tensor(inv, dtype=torch.long, device=input_ids.device), [list(k) for k in seen]
+    from alignstack.data.collate import unique_rows
+    prompts, inv = unique_rows([row[:k] for row, k in zip(input_ids.tolist(), p.tolist())])
+    return None if inv is None else (p, inv.to(input_ids.device), prompts)
 
 
 def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from alignstack.data.collate import pad_left
+from alignstack.data.collate import pad_left, unique_rows
 from alignstack.models.logprobs import cache_kwarg, forward_params
 from alignstack.rollout.batch import RolloutBatch
 from alignstack.rollout.sampling import pick
@@ -129,7 +129,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
         rows = order[s: s + cfg.batch_size]
         idle = not rows                                   # synced only: a dummy chunk, outputs ignored
         chunk = [prompts[i] for i in rows] if rows else [[pad_id]]
-        uniq, expand = _unique_rows(chunk) if cfg.share_prefix else (chunk, None)
+        uniq, expand = unique_rows(chunk) if cfg.share_prefix else (chunk, None)
         ids, att = pad_left(uniq, pad_id)
         ids, att = ids.to(dev), att.to(dev)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
@@ -177,16 +177,6 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     if was_training:
         model.train()
     return Generation([list(p) for p in prompts], comps, lps, fin)
-
-
-def _unique_rows(chunk: list[list[int]]) -> tuple[list[list[int]], torch.Tensor | None]:
-    """Distinct prompts of a chunk (first-seen order) and, when some repeat, the index of each row's prompt
-    among them (None when all are distinct: nothing to expand)."""
-    seen: dict[tuple, int] = {}
-    inv = [seen.setdefault(tuple(p), len(seen)) for p in chunk]
-    if len(seen) == len(chunk):
-        return chunk, None
-    return [list(p) for p in seen], torch.tensor(inv, dtype=torch.long)
 
 
 class Backend:

@@ -9,26 +9,12 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_completion_logits import V, tiny  # the same random models of three families (tests/rl)
 
 from alignstack.models import logprobs
 from alignstack.models.logprobs import forward_logprobs, prefix_groups, shared_prefix_logprobs
 from alignstack.rollout.engine import Generation
 from alignstack.rollout.experience import frozen_logprobs, policy_logprobs
-
-V = 61
-
-
-def tiny(arch: str):
-    """A random 2-layer model of each family from its config (grouped-query attention for Llama and Qwen2)."""
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
-
-    torch.manual_seed(0)
-    common = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    cfg = {"llama": lambda: LlamaConfig(**common), "qwen2": lambda: Qwen2Config(**common),
-           "gpt2": lambda: GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=64, resid_pdrop=0.0,
-                                      embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2)}[arch]()
-    return AutoModelForCausalLM.from_config(cfg)
 
 
 def grouped_batch(order=(0, 0, 1, 0, 2, 1, 2, 1)):
