@@ -59,6 +59,29 @@ def spy_keep(model) -> list:
     return seen
 
 
+def assert_same_grads(m, lp_a: torch.Tensor, lp_b: torch.Tensor, mask: torch.Tensor, rtol: float, atol: float):
+    """The gradients of the masked sums (the shape every loss takes) of two log-prob tensors of ``m``, per
+    parameter, to tolerance."""
+    grads = []
+    for lp in (lp_a, lp_b):
+        m.zero_grad()
+        (lp * mask).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, rtol=rtol, atol=atol, msg=n)
+
+
+def assert_same_run(rows_a: list[dict], w_a: dict, rows_b: list[dict], w_b: dict) -> None:
+    """Two seeded runs' logged metrics (every float but the time) and final weights, to float tolerance."""
+    assert len(rows_a) == len(rows_b)
+    for a, b in zip(rows_a, rows_b):
+        for k, v in a.items():
+            if k != "time" and isinstance(v, float):
+                assert v == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
+    for k, v in w_b.items():
+        torch.testing.assert_close(w_a[k], v, rtol=0, atol=1e-4, msg=k)
+
+
 def test_completion_span_and_logits_to_keep_by_hand():
     b = rollout_batch()
     assert b.input_ids.shape == (6, 17) and completion_span(b.loss_mask) == 13
@@ -92,13 +115,7 @@ def test_policy_and_reference_logprobs_equal_the_full_pass(arch):
         ref = frozen_logprobs(m, b, 0.7, chunk=4)                         # chunks of rows, each its own span
     same(ref[mask], full.detach()[mask])
     # the update's gradient (a masked sum, as every loss takes) to float tolerance
-    grads = []
-    for lp in (full, kept):
-        m.zero_grad()
-        (lp * b.mask).sum().backward()
-        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
-    for n, g in grads[0].items():
-        torch.testing.assert_close(grads[1][n], g, rtol=1e-5, atol=1e-6, msg=n)
+    assert_same_grads(m, full, kept, b.mask, rtol=1e-5, atol=1e-6)
 
 
 class NoKeep(torch.nn.Module):
@@ -234,10 +251,4 @@ def test_fixed_seed_runs_equal_the_full_logits_runs(nano, tmp_path, monkeypatch,
     assert spans and any(s < t for s, t in spans)            # the prompts were skipped somewhere
     assert any(training and "logits_to_keep" in kw for training, kw in kws)      # in the update itself
     rows_f, w_f = train(tmp_path / "full", lambda m: m.shape[1] - 1)
-    assert len(rows_k) == len(rows_f)
-    for a, b in zip(rows_k, rows_f):
-        for k, v in a.items():
-            if k != "time" and isinstance(v, float):
-                assert v == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
-    for k, v in w_f.items():
-        torch.testing.assert_close(w_k[k], v, rtol=0, atol=1e-4, msg=k)
+    assert_same_run(rows_k, w_k, rows_f, w_f)

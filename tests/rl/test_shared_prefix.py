@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_completion_logits import V, tiny  # the same random models of three families (tests/rl)
+from test_completion_logits import V, assert_same_grads, assert_same_run, tiny  # tests/rl
 
 from alignstack.models import logprobs
 from alignstack.models.logprobs import forward_logprobs, prefix_groups, shared_prefix_logprobs
@@ -58,13 +58,7 @@ def test_shared_prefix_logprobs_and_gradients_equal_the_plain_pass(arch):
     assert seen == [8, 3, 8]                      # one plain pass; the 3 distinct prompts, then 8 completions
     torch.testing.assert_close(shared[mask], plain[mask], rtol=1e-5, atol=1e-5)
     assert torch.equal(shared[~mask], torch.zeros(int((~mask).sum())))
-    grads = []
-    for lp in (plain, shared):
-        m.zero_grad()
-        (lp * b.mask).sum().backward()
-        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
-    for n, g in grads[0].items():
-        torch.testing.assert_close(grads[1][n], g, rtol=1e-4, atol=1e-5, msg=n)
+    assert_same_grads(m, plain, shared, b.mask, rtol=1e-4, atol=1e-5)
     # the reference pass in chunks that cut through the groups (rows 0–2, 3–5, 6–7): the same values
     with torch.no_grad():
         ref = frozen_logprobs(m, b, 0.7, chunk=3, share_prefix=True)
@@ -122,13 +116,7 @@ def test_fixed_seed_run_with_shared_prefixes_equals_the_plain_run(nano, tmp_path
     n = len(calls)
     rows_p, w_p = train(tmp_path / "plain", "false")
     assert len(calls) == n                                           # switched off: never called
-    assert len(rows_s) == len(rows_p)
-    for a, b in zip(rows_s, rows_p):
-        for k, v in a.items():
-            if k != "time" and isinstance(v, float):
-                assert v == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
-    for k, v in w_p.items():
-        torch.testing.assert_close(w_s[k], v, rtol=0, atol=1e-4, msg=k)
+    assert_same_run(rows_s, w_s, rows_p, w_p)
 
 
 def test_bf16_on_cpu_runs_attention_eagerly(tmp_path):
