@@ -176,9 +176,12 @@ def attention_for_precision(model, mixed_precision: str, device) -> None:
     AVX-512-BF16 CPU, SDPA's bf16 flash-attention backward is ~6x its fp32 one (195 ms against 34 ms for the 8
     layers of the small preset's GRPO update, 32 rows of 39 tokens) while eager attention is plain matmuls at
     the CPU's bf16 rate: a forward and backward of that batch takes 575 ms eager against 835 ms with SDPA
-    (8 × 256 tokens: 1,084 against 1,306 ms). fp32, GPUs and other attention settings are left alone."""
+    (8 × 256 tokens: 1,084 against 1,306 ms). fp32, GPUs and other attention settings are left alone. Eager
+    attention holds each layer's (T × T) scores for the backward, which SDPA's flash kernel does not: for long
+    sequences ``ALIGNSTACK_CPU_BF16_ATTENTION=sdpa`` keeps SDPA."""
     import torch
-    if mixed_precision != "bf16" or torch.device(device).type != "cpu":
+    if mixed_precision != "bf16" or torch.device(device).type != "cpu" or \
+            os.environ.get("ALIGNSTACK_CPU_BF16_ATTENTION", "eager") == "sdpa":
         return
     for m in model.modules():        # a peft wrapper, PPO's policy-and-critic module: every HF model inside
         if getattr(getattr(m, "config", None), "_attn_implementation", None) == "sdpa" and \

@@ -119,7 +119,7 @@ def test_fixed_seed_run_with_shared_prefixes_equals_the_plain_run(nano, tmp_path
     assert_same_run(rows_s, w_s, rows_p, w_p)
 
 
-def test_bf16_on_cpu_runs_attention_eagerly(tmp_path):
+def test_bf16_on_cpu_runs_attention_eagerly(tmp_path, monkeypatch):
     from alignstack.config import DistConfig, OptimConfig
     from alignstack.models.load import attention_for_precision
     from alignstack.train.loop import Trainer
@@ -129,6 +129,10 @@ def test_bf16_on_cpu_runs_attention_eagerly(tmp_path):
     attention_for_precision(m, "no", "cpu")
     attention_for_precision(m, "bf16", "cuda")
     assert m.config._attn_implementation == "sdpa"                   # fp32, or a GPU: left alone
+    monkeypatch.setenv("ALIGNSTACK_CPU_BF16_ATTENTION", "sdpa")
+    attention_for_precision(m, "bf16", "cpu")
+    assert m.config._attn_implementation == "sdpa"                   # asked to keep SDPA (long sequences)
+    monkeypatch.delenv("ALIGNSTACK_CPU_BF16_ATTENTION")
     Trainer(m, None, OptimConfig(), 1, tmp_path, dist=DistConfig(mixed_precision="bf16"))
     assert m.config._attn_implementation == "eager"
     m.save_pretrained(tmp_path / "saved")                            # a run-time choice, not saved
