@@ -36,12 +36,17 @@ def linear_shapes(model, head: bool = True) -> list[tuple[int, int]]:
     return shapes
 
 
+def attention_dims(model) -> tuple[int, int]:
+    """(query width d = heads × head_dim, layers) for the attention FLOP terms."""
+    c = model.config
+    return (c.num_attention_heads * c.head_dim if getattr(c, "head_dim", None) else c.hidden_size,
+            c.num_hidden_layers)
+
+
 def forward_flops(model, rows: int, seq: int, head: bool = True, ctx: int | None = None) -> float:
     """FLOPs of a forward over ``rows`` × ``seq`` new tokens; ``ctx`` (decode): cache length attended to."""
     lin = 2.0 * rows * seq * sum(i * o for i, o in linear_shapes(model, head))
-    d = model.config.num_attention_heads * getattr(model.config, "head_dim", None) \
-        if getattr(model.config, "head_dim", None) else model.config.hidden_size
-    L = model.config.num_hidden_layers
+    d, L = attention_dims(model)
     att = 4.0 * rows * ctx * d * L if ctx is not None else 2.0 * rows * seq * seq * d * L
     return lin + att
 
@@ -121,9 +126,7 @@ def shared_prefix_flops(model, U: int, P: int, B: int, C: int) -> float:
     (the LM head on their last position only), then B completions of C tokens over their prompt's cache (the LM
     head on every completion position; attention over P + the causal part of C: 4·C·P·d + 2·C²·d per row per
     layer, the completion's share of the full sequence's 2·(P+C)²·d)."""
-    d = model.config.num_attention_heads * getattr(model.config, "head_dim", None) \
-        if getattr(model.config, "head_dim", None) else model.config.hidden_size
-    L = model.config.num_hidden_layers
+    d, L = attention_dims(model)
     return forward_flops(model, U, P, head=False) + head_flops(model, U) + \
         forward_flops(model, B, C, head=False, ctx=0) + head_flops(model, B * C) + (4.0 * C * P + 2.0 * C * C) * d * L * B
 
@@ -190,11 +193,10 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
     dflops = sum(forward_flops(policy, rows, 1, ctx=ctx) for rows, ctx in steps)
     phases["decode"] = (res["decode_s"], dflops, steps[0][0])
 
-    pad = tokenizer.pad_token_id
     share_prefix = share_prefix and critic is None
 
     def ref_pass():
-        frozen_logprobs(ref, batch, 1.0, share_prefix=share_prefix, pad_id=pad)
+        frozen_logprobs(ref, batch, 1.0, share_prefix=share_prefix)
         if critic is not None:
             with torch.no_grad():
                 critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
@@ -212,7 +214,7 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
     policy.train()
 
     def update():
-        lp = policy_logprobs(policy, batch, 1.0, share_prefix, pad)
+        lp = policy_logprobs(policy, batch, 1.0, share_prefix)
         loss = -(lp * batch.loss_mask[:, 1:]).sum() / batch.loss_mask.sum()
         if critic is not None:
             h = critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state

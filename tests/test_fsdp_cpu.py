@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_multiprocess import _port, failure, torchrun
+from test_multiprocess import _launch, _port, failure, torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -137,7 +137,6 @@ def test_fsdp_checkpoint_resume(nano, tmp_path):
     assert max((wa[k] - wc[k]).abs().max().item() for k in wa) < 1e-5
 
 
-
 @pytest.mark.slow
 def test_data_parallel_resume_keeps_each_ranks_noise(nano, tmp_path):
     """Two data-parallel processes with NEFTune noise: each rank draws its own noise, and a resumed run must
@@ -152,6 +151,7 @@ def test_data_parallel_resume_keeps_each_ranks_noise(nano, tmp_path):
     assert "(step 2)" in r.stdout
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
 
 SAMPLE_SCRIPT = '''
 import torch
@@ -197,9 +197,8 @@ def test_fsdp_grpo_with_shared_prefixes_matches_data_parallel(nano, tmp_path):
     common = ["grpo", f"model.path={nano['path']}", "steps=3", "prompts_per_step=4", "num_generations=4",
               "max_new_tokens=8", "beta=0.04", "optim.lr=1e-2", "optim.micro_batch_size=3", "log.progress=false",
               "log.every=1", "reward=import:test_rl_smoke:length_reward"]
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "rl"), os.environ.get("PYTHONPATH", "")])}
     for run, extra in (("ddp", "share_prefix=false"), ("fsdp", "dist.fsdp=true")):
-        r = torchrun(["-m", "alignstack.cli", *common, f"out={tmp_path}/{run}", extra, "dist.cpu=true"], 2, env, 300)
+        r = _launch([*common, f"out={tmp_path}/{run}", extra], tmp_path)      # tests/rl on PYTHONPATH: the reward
         if r.returncode != 0:
             pytest.fail(failure(r), pytrace=False)
     rows = [[m for m in _metrics(tmp_path / run) if "reward" in m] for run in ("ddp", "fsdp")]

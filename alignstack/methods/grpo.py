@@ -97,16 +97,15 @@ def train(cfg: GRPOConfig) -> dict:
         attention_for_precision(ref, cfg.dist.mixed_precision, tr.acc.device)     # as the Trainer did the policy's
     rank, world = tr.acc.process_index, tr.acc.num_processes
     G = cfg.num_generations
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     history = []
     from alignstack.train.alarms import HackingAlarms
     alarms = HackingAlarms.from_log(cfg.log)  # length collapse, KL, reward up while the check falls: warn once
 
     def ref_lp(batch):
         if ref is not None:
-            return frozen_logprobs(ref, batch, cfg.temperature, share_prefix=cfg.share_prefix, pad_id=pad)
+            return frozen_logprobs(ref, batch, cfg.temperature, share_prefix=cfg.share_prefix)
         with tr.unwrapped.disable_adapter():
-            return frozen_logprobs(tr.unwrapped, batch, cfg.temperature, share_prefix=cfg.share_prefix, pad_id=pad)
+            return frozen_logprobs(tr.unwrapped, batch, cfg.temperature, share_prefix=cfg.share_prefix)
 
     with tr:
         while not tr.done:
@@ -140,7 +139,7 @@ def train(cfg: GRPOConfig) -> dict:
             def loss_fn(idx):
                 mb = ro.batch.select(idx)                    # trimmed to the micro-batch's longest row
                 Tm = mb.old_logprobs.shape[1]
-                lp = policy_logprobs(tr.model, mb, cfg.temperature, cfg.share_prefix, pad)
+                lp = policy_logprobs(tr.model, mb, cfg.temperature, cfg.share_prefix)
                 d = lp.device                               # the rollout's arrays sit on the CPU
                 m, a = mask[idx, :Tm].to(d), adv[idx].to(d)
                 if cfg.algorithm == "grpo":

@@ -141,14 +141,15 @@ def prefix_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_ma
 
 
 def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor,
-                           temperature: float = 1.0, pad_id: int = 0) -> torch.Tensor | None:
+                           temperature: float = 1.0) -> torch.Tensor | None:
     """Per-token log-probs (B, T-1) as :func:`forward_logprobs` with ``keep`` at the completions, with each
     distinct prompt run once (module docstring). Zero outside ``loss_mask[:, 1:]``. None when nothing is shared
     (:func:`prefix_groups`): the caller runs the plain pass.
 
     Two forwards: the distinct prompts, left-padded, with a KV cache (and the logits of their last position,
     which predict each completion's first token); then every row's completion, right-padded, at positions
-    continuing its prompt's, over the cache rows of its prompt."""
+    continuing its prompt's, over the cache rows of its prompt. Padding positions hold token 0: under a zero
+    attention mask no other position sees them, and their outputs are dropped."""
     groups = prefix_groups(input_ids, attention_mask, loss_mask)
     if groups is None:
         return None
@@ -156,7 +157,7 @@ def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     p, inv, prompts = groups
     dev, (B, T) = input_ids.device, input_ids.shape
     P = max(len(q) for q in prompts)
-    pids = torch.full((len(prompts), P), pad_id, dtype=torch.long, device=dev)
+    pids = torch.zeros((len(prompts), P), dtype=torch.long, device=dev)
     patt = torch.zeros((len(prompts), P), dtype=torch.long, device=dev)
     for u, q in enumerate(prompts):                                       # left-padded: every prompt ends at P
         pids[u, P - len(q):] = torch.tensor(q, dtype=torch.long)
@@ -172,13 +173,12 @@ def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     C = int(L.max())
     ar = torch.arange(C, device=dev)[None]
     valid = ar < L[:, None]
-    cids = torch.where(valid, input_ids.gather(1, (p[:, None] + ar).clamp(max=T - 1)), pad_id)
+    cids = torch.where(valid, input_ids.gather(1, (p[:, None] + ar).clamp(max=T - 1)), 0)
     out = model(input_ids=cids, attention_mask=torch.cat([patt[inv], valid.long()], -1),
                 position_ids=p[:, None] + ar, use_cache=True, **{kw: cache})
-    logits = torch.cat([first[:, None], out.logits[:, :-1]], 1).float()   # (B, C, V): predicts completion token j
-    if temperature != 1.0:
-        logits = logits / temperature
-    lp = logits.gather(-1, cids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    # the logits of "position -1" (the prompt's last) and of the completion's positions, against the completion
+    # tokens: token_logprobs's convention with a placeholder first column (never a target)
+    lp = token_logprobs(torch.cat([first[:, None], out.logits], 1), torch.cat([cids[:, :1], cids], 1), temperature)
     # token j of row b is column p_b + j, predicted at position p_b + j - 1 of the (B, T-1) convention
     res = torch.zeros((B, T - 1), dtype=lp.dtype, device=dev)
     rows, js = valid.nonzero(as_tuple=True)

@@ -71,8 +71,7 @@ def complete(model, tokenizer, prompts: list[list[dict]], sampling: SamplingConf
     return g.texts(tokenizer)
 
 
-def policy_logprobs(model, batch: RolloutBatch, temperature: float, share_prefix: bool = False,
-                    pad_id: int = 0) -> torch.Tensor:
+def policy_logprobs(model, batch: RolloutBatch, temperature: float, share_prefix: bool = False) -> torch.Tensor:
     """Per-token log-probs (B, T-1) of the batch's tokens under ``model`` at ``temperature``, computed from the
     first completion column on (the LM head skips the prompts; earlier positions are 0, outside every mask).
     ``share_prefix``: rows with the same prompt (a group's K completions) run it once
@@ -81,19 +80,19 @@ def policy_logprobs(model, batch: RolloutBatch, temperature: float, share_prefix
     dev = next(model.parameters()).device
     ids, att, lm = batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.loss_mask.to(dev)
     if share_prefix:
-        lp = shared_prefix_logprobs(model, ids, att, lm, temperature, pad_id)
+        lp = shared_prefix_logprobs(model, ids, att, lm, temperature)
         if lp is not None:
             return lp
     return forward_logprobs(model, ids, att, temperature, keep=completion_span(lm))
 
 
 @torch.no_grad()
-def frozen_logprobs(model, batch: RolloutBatch, temperature: float, chunk: int = 128, share_prefix: bool = False,
-                    pad_id: int = 0) -> torch.Tensor:
+def frozen_logprobs(model, batch: RolloutBatch, temperature: float, chunk: int = 128,
+                    share_prefix: bool = False) -> torch.Tensor:
     out = []
     for s in range(0, len(batch), chunk):
-        out.append(policy_logprobs(model, batch.rows(slice(s, s + chunk)), temperature, share_prefix,
-                                   pad_id).cpu())                                     # beside the rollout
+        out.append(policy_logprobs(model, batch.rows(slice(s, s + chunk)), temperature,
+                                   share_prefix).cpu())                               # beside the rollout
     return torch.cat(out)
 
 
