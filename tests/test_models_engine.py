@@ -230,7 +230,7 @@ def test_shared_prefix_groups_give_the_same_samples_as_expanded_prompts(monkeypa
     stop = list(range(60, 68))
     calls = []
     real = engine.pad_left
-    monkeypatch.setattr(engine, "pad_left", lambda rows, pad: calls.append(len(rows)) or real(rows, pad))
+    monkeypatch.setattr(engine, "pad_left", lambda rows, pad, m=1: calls.append(len(rows)) or real(rows, pad, m))
     runs = {}
     for share in (False, True):
         calls.clear()
@@ -243,6 +243,76 @@ def test_shared_prefix_groups_give_the_same_samples_as_expanded_prompts(monkeypa
     assert all(len({tuple(c) for c in b.completion_ids[g * 4:(g + 1) * 4]}) > 1 for g in range(5))  # rows differ
     for x, y in zip(a.logprobs, b.logprobs):
         assert x == pytest.approx(y, abs=1e-5)
+
+
+def _small_llama(kv_heads=2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=128, pad_token_id=0)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("fast", ["0", "1"])
+def test_finished_rows_leave_the_batch_in_bulk_without_changing_the_samples(monkeypatch, fast):
+    """Finished rows leave the batch once they are DROP_FINISHED of it; until then they ride along and draw no
+    random numbers. So the samples and log-probs are the same whether rows leave one by one (0), in bulk (the
+    default) or never (> 1), on the lean and the generic decode path; and bulk drops make fewer batch sizes."""
+    from alignstack.rollout import engine, llama_decode
+    model = _small_llama()
+    monkeypatch.setenv("ALIGNSTACK_FAST_DECODE", fast)
+    prompts = [[5 + (i * 7 + j) % 90 for j in range(3 + i % 5)] for i in range(12)]
+    stop = list(range(60, 68))                          # frequent enough that rows finish at different steps
+    sizes: dict[float, set] = {}
+    real_pick = engine.pick
+    runs = {}
+    for share in (0.0, engine.DROP_FINISHED, 1.01):
+        monkeypatch.setattr(engine, "DROP_FINISHED", share)
+        seen = sizes.setdefault(share, set())
+        monkeypatch.setattr(engine, "pick", lambda lg, *a, _s=seen: _s.add(len(lg)) or real_pick(lg, *a))
+        runs[share] = sample(model, prompts, SamplingConfig(16, 1.0), stop, 0, torch.Generator().manual_seed(3))
+    a = runs[0.0]
+    assert 3 < sum(a.finished) < len(prompts)
+    for b in runs.values():
+        assert b.completion_ids == a.completion_ids and b.finished == a.finished
+        for x, y in zip(a.logprobs, b.logprobs):
+            assert x == pytest.approx(y, abs=1e-5)
+    assert llama_decode.supports(model) == (fast == "1")
+    # pick sees the live rows only, so its sizes are the same; the decoder's batch shrinks in fewer steps
+    assert sizes[0.0] == sizes[1.01] == sizes[engine.DROP_FINISHED]
+
+
+def test_decode_attends_over_spans_rounded_to_the_shape_multiple(monkeypatch):
+    """The lean decoder attends over the cache slots up to its step's, rounded up to SHAPE_MULTIPLE (the extra,
+    unwritten slots masked), so a 20-token rollout gives a handful of attention shapes, not one per step; the
+    samples match the generic forward's (the test above)."""
+    from alignstack.data.collate import SHAPE_MULTIPLE
+    from alignstack.rollout import engine, llama_decode
+    model = _small_llama()
+    spans, rows = [], []
+    real = llama_decode.attend
+    monkeypatch.setattr(llama_decode, "attend", lambda q, k, *a: spans.append(k.shape[2]) or real(q, k, *a))
+    real_select = llama_decode.LlamaDecoder.select
+    monkeypatch.setattr(llama_decode.LlamaDecoder, "select", lambda self, keep: rows.append(len(keep)) or
+                        real_select(self, keep))
+    prompts = [[5 + (i * 7 + j) % 90 for j in range(3 + i % 5)] for i in range(12)]
+    g = sample(model, prompts, SamplingConfig(20, 1.0), list(range(60, 68)), 0, torch.Generator().manual_seed(3))
+    P = 8                                                   # the longest prompt (7) padded to the multiple
+    assert SHAPE_MULTIPLE == 8 and set(spans) == {16, 24, P + 20}           # slots 9…28: spans 16, 24, cap 28
+    steps = max(len(c) for c in g.completion_ids) - 1
+    assert len(spans) == 2 * steps                          # two layers a step
+    # rows left in bulk: each drop removed at least a quarter of the batch
+    sizes = [12, *rows]
+    assert engine.DROP_FINISHED == 0.25 and rows and all(b - a >= b / 4 for b, a in zip(sizes, sizes[1:]))
+
+
+def test_pad_left_rounds_the_width_up_to_a_multiple():
+    from alignstack.data.collate import pad_left
+    ids, att = pad_left([[7, 8, 9], [4]], pad_id=0, multiple=4)
+    assert ids.tolist() == [[0, 7, 8, 9], [0, 0, 0, 4]] and att.tolist() == [[0, 1, 1, 1], [0, 0, 0, 1]]
+    ids, att = pad_left([[7, 8, 9, 1, 2], [4]], pad_id=0, multiple=4)
+    assert ids.shape == (2, 8) and ids[0].tolist() == [0, 0, 0, 7, 8, 9, 1, 2] and att[1].sum() == 1
+    assert pad_left([[7, 8, 9]], 0)[0].tolist() == [[7, 8, 9]]      # multiple 1: as wide as the longest
 
 
 def test_world_v3_presets_differ_only_where_named():

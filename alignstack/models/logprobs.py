@@ -146,22 +146,20 @@ def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     distinct prompt run once (module docstring). Zero outside ``loss_mask[:, 1:]``. None when nothing is shared
     (:func:`prefix_groups`): the caller runs the plain pass.
 
-    Two forwards: the distinct prompts, left-padded, with a KV cache (and the logits of their last position,
-    which predict each completion's first token); then every row's completion, right-padded, at positions
-    continuing its prompt's, over the cache rows of its prompt. Padding positions hold token 0: under a zero
-    attention mask no other position sees them, and their outputs are dropped."""
+    Two forwards: the distinct prompts, left-padded (to a multiple of ``data.collate.SHAPE_MULTIPLE``), with a
+    KV cache (and the logits of their last position, which predict each completion's first token); then every
+    row's completion, right-padded, at positions continuing its prompt's, over the cache rows of its prompt.
+    Padding positions hold token 0: under a zero attention mask no other position sees them, and their outputs
+    are dropped."""
     groups = prefix_groups(input_ids, attention_mask, loss_mask)
     if groups is None:
         return None
     from transformers import DynamicCache
     p, inv, prompts = groups
     dev, (B, T) = input_ids.device, input_ids.shape
-    P = max(len(q) for q in prompts)
-    pids = torch.zeros((len(prompts), P), dtype=torch.long, device=dev)
-    patt = torch.zeros((len(prompts), P), dtype=torch.long, device=dev)
-    for u, q in enumerate(prompts):                                       # left-padded: every prompt ends at P
-        pids[u, P - len(q):] = torch.tensor(q, dtype=torch.long)
-        patt[u, P - len(q):] = 1
+    from alignstack.data.collate import SHAPE_MULTIPLE, pad_left
+    pids, patt = pad_left(prompts, 0, SHAPE_MULTIPLE)                    # left-padded: every prompt ends together
+    pids, patt = pids.to(dev), patt.to(dev)
     kw = cache_kwarg(model)
     last = {"logits_to_keep": 1} if "logits_to_keep" in forward_params(model) else {}
     cache = DynamicCache()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from alignstack.data.collate import pad_left, unique_rows
+from alignstack.data.collate import SHAPE_MULTIPLE, pad_left, unique_rows
 from alignstack.models.logprobs import cache_kwarg, forward_params
 from alignstack.rollout.batch import RolloutBatch
 from alignstack.rollout.sampling import pick
@@ -94,6 +94,24 @@ def _reduce(flag: int, op, device) -> int:
     return int(t)
 
 
+# Finished rows leave the batch (and its KV cache) once they are this share of it, not one at a time: every batch
+# size is another set of matmul shapes for oneDNN to compile and cache in bf16 on a CPU (data.collate), and each
+# drop copies the whole cache. Until then a finished row rides along (its outputs are ignored), costing at most
+# this share of a decode step's rows.
+DROP_FINISHED = 0.25
+
+
+def _pick_live(logits: torch.Tensor, live: torch.Tensor, cfg: SamplingConfig, generator, filler: int):
+    """``pick`` for the live rows of a batch (``live`` (B,) bool, on the CPU); finished rows get ``filler`` and
+    log-prob 0. Only live rows draw random numbers, so the samples do not depend on when finished rows leave."""
+    if bool(live.all()):
+        return pick(logits, cfg, generator)
+    li = live.nonzero().squeeze(-1).to(logits.device)
+    t, lp = pick(logits[li], cfg, generator)
+    tok = torch.full((len(live),), filler, dtype=t.dtype, device=t.device).index_copy_(0, li, t)
+    return tok, torch.zeros(len(live), dtype=lp.dtype, device=lp.device).index_copy_(0, li, lp)
+
+
 @torch.no_grad()
 def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[int], pad_id: int,
            generator: torch.Generator | None = None) -> Generation:
@@ -130,7 +148,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
         idle = not rows                                   # synced only: a dummy chunk, outputs ignored
         chunk = [prompts[i] for i in rows] if rows else [[pad_id]]
         uniq, expand = unique_rows(chunk) if cfg.share_prefix else (chunk, None)
-        ids, att = pad_left(uniq, pad_id)
+        ids, att = pad_left(uniq, pad_id, SHAPE_MULTIPLE)        # few distinct shapes (data.collate)
         ids, att = ids.to(dev), att.to(dev)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
@@ -142,25 +160,28 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
             if not fast:
                 cache.batch_select_indices(expand)
         dec = llama_decode.LlamaDecoder(model, cache, att, cfg.max_new_tokens, rows=expand) if fast else None
-        active = torch.tensor(rows, dtype=torch.long)
+        active = torch.tensor(rows, dtype=torch.long)   # each batch row's prompt index; -1: finished, still here
         for step in range(cfg.max_new_tokens):
-            tok, lp = pick(logits, cfg, generator)
-            done = torch.ones_like(tok, dtype=torch.bool)
+            tok, lp = pick(logits, cfg, generator) if idle else _pick_live(logits, active >= 0, cfg, generator, pad_id)
+            done = torch.ones_like(active, dtype=torch.bool)
             if not idle:
                 for r, t, l in zip(active.tolist(), tok.tolist(), lp.tolist()):
-                    comps[r].append(t)
-                    lps[r].append(l)
-                done = torch.isin(tok, stop)
-                for r in active[done.cpu()].tolist():
+                    if r >= 0:
+                        comps[r].append(t)
+                        lps[r].append(l)
+                ended = torch.isin(tok, stop).cpu() & (active >= 0)
+                for r in active[ended].tolist():
                     fin[r] = True
+                active = active.masked_fill(ended, -1)
+                done = active < 0
             all_done = bool(done.all())
             if step == cfg.max_new_tokens - 1 or (_reduce(int(all_done), ReduceOp.MIN, logits.device) if synced
                                                     else all_done):
                 break
             if all_done:      # synced, and other ranks still decode: keep stepping, record nothing
                 idle = True
-            elif bool(done.any()):  # drop finished rows from the batch and the cache
-                keep = (~done).nonzero().squeeze(-1)
+            elif int(done.sum()) >= DROP_FINISHED * len(done):  # drop finished rows from the batch and the cache
+                keep = (~done).nonzero().squeeze(-1).to(dev)
                 if dec is not None:
                     dec.select(keep)
                 else:

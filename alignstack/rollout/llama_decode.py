@@ -3,9 +3,11 @@
 Why: for small models the per-call overhead of the generic ``model(...)`` forward (mask building,
 cache bookkeeping, kwargs plumbing) is ~95% of a decode step on CPU. This path calls the model's own
 modules (embeddings, RMSNorms, projections, rotary embedding, MLP, LM head) — so the weights and the
-numerics are the model's — but keeps the KV cache in preallocated tensors, the padding as one additive
-bias, and computes single-query attention as two matmuls (:func:`attend`). The prompt (prefill) still goes through the model's regular forward; its cache is
-copied in. Used by :func:`alignstack.rollout.engine.sample` when :func:`supports` says so; any other
+numerics are the model's — but keeps the KV cache in preallocated, zeroed tensors, the padding and the slots
+not yet written as one additive bias, and computes single-query attention as two matmuls (:func:`attend`) over
+the slots up to the step's, rounded up to a multiple of ``data.collate.SHAPE_MULTIPLE`` (the extra slots are
+masked: a span that grows by one every step would give oneDNN a new bf16 matmul shape, and a cached kernel,
+every step). The prompt (prefill) still goes through the model's regular forward; its cache is copied in. Used by :func:`alignstack.rollout.engine.sample` when :func:`supports` says so; any other
 architecture (or a PEFT-wrapped model) takes the generic path. ``ALIGNSTACK_FAST_DECODE=0`` turns it off.
 
 ``ALIGNSTACK_COMPILE_DECODE=1`` runs the step through ``torch.compile`` with a **static cache**: every step
@@ -24,6 +26,8 @@ import os
 import warnings
 
 import torch
+
+from alignstack.data.collate import SHAPE_MULTIPLE, round_up
 
 
 def compile_requested() -> bool:
@@ -63,9 +67,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
 def decode_layers(model, tokens: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, K: list, V: list,
                   t: int | None = None, idx: torch.Tensor | None = None) -> torch.Tensor:
     """One decode step through the model's own modules: next-token logits (B, V). The key and value of the new
-    token go to slot ``t`` (a Python int: attention over slots ``0 … t``, ``bias`` (B, 1, 1, t+1)) or, for the
-    static cache, to the slot in the tensor ``idx`` (attention over the whole buffer, ``bias`` (B, 1, 1, cap)
-    masking the slots not yet written), so the compiled graph sees the same shapes at every step."""
+    token go to slot ``t`` (a Python int: attention over the first S slots, ``bias`` (B, 1, 1, S) with S > t
+    masking the slots not yet written) or, for the static cache, to the slot in the tensor ``idx`` (attention
+    over the whole buffer, ``bias`` (B, 1, 1, cap)), so the compiled graph sees the same shapes at every step."""
     inner = model.model
     B = tokens.shape[0]
     h = inner.embed_tokens(tokens[:, None])                             # (B, 1, H)
@@ -83,7 +87,8 @@ def decode_layers(model, tokens: torch.Tensor, positions: torch.Tensor, bias: to
         if idx is None:
             K[i][:, :, t: t + 1] = k
             V[i][:, :, t: t + 1] = v
-            o = attend(q, K[i][:, :, : t + 1], V[i][:, :, : t + 1], bias, a.scaling)
+            S = bias.shape[-1]
+            o = attend(q, K[i][:, :, :S], V[i][:, :, :S], bias, a.scaling)
         else:
             K[i].index_copy_(2, idx, k.to(K[i].dtype))
             V[i].index_copy_(2, idx, v.to(V[i].dtype))
@@ -131,20 +136,19 @@ class LlamaDecoder:
             k, v = cache.layers[i].keys, cache.layers[i].values          # (B, H_kv, P, D), RoPE applied
             if rows is not None:
                 k, v = k[rows], v[rows]
-            # the static cache starts zeroed: its unwritten slots are read (then masked) at every step
-            Kb = (k.new_zeros if self.static else k.new_empty)(B, k.shape[1], cap, k.shape[3])
-            Vb = (v.new_zeros if self.static else v.new_empty)(B, v.shape[1], cap, v.shape[3])
+            # zeroed: slots not yet written are read (then masked) inside a step's attention span
+            Kb = k.new_zeros(B, k.shape[1], cap, k.shape[3])
+            Vb = v.new_zeros(B, v.shape[1], cap, v.shape[3])
             Kb[:, :, :P] = k
             Vb[:, :, :P] = v
             self.K.append(Kb)
             self.V.append(Vb)
-        # additive attention bias over cache slots: 0 where a row attends, -inf on its left padding
+        # additive attention bias over cache slots: 0 where a row attends; -inf on its left padding and on the
+        # slots not yet written (each step opens its own)
         dtype = self.K[0].dtype if self.K else torch.float32
-        self.bias = torch.zeros(B, cap, dtype=dtype, device=attention_mask.device)
-        self.bias[:, :P].masked_fill_(~attention_mask.bool(), float("-inf"))
+        self.bias = torch.full((B, cap), float("-inf"), dtype=dtype, device=attention_mask.device)
+        self.bias[:, :P].masked_fill_(attention_mask.bool(), 0.0)
         self.t = P
-        if self.static:         # row t of this mask hides the slots after t (not yet written)
-            self.future = torch.full((cap, cap), float("-inf"), dtype=dtype, device=attention_mask.device).triu(1)
 
     def select(self, keep: torch.Tensor) -> None:
         self.K = [k.index_select(0, keep) for k in self.K]
@@ -155,9 +159,9 @@ class LlamaDecoder:
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         t = self.t
         self.t = t + 1
+        self.bias[:, t] = 0.0                                             # the slot this step writes
         if self.static:
-            bias = (self.bias + self.future[t])[:, None, None, :]                        # (B, 1, 1, cap)
             idx = torch.tensor([t], device=tokens.device)
-            return _static_step(self.model, tokens, positions, bias, self.K, self.V, idx=idx)
-        bias = self.bias[:, None, None, : t + 1]                          # (B, 1, 1, t+1); slot t is 0
-        return decode_layers(self.model, tokens, positions, bias, self.K, self.V, t=t)
+            return _static_step(self.model, tokens, positions, self.bias[:, None, None, :], self.K, self.V, idx=idx)
+        S = min(round_up(t + 1, SHAPE_MULTIPLE), self.bias.shape[1])
+        return decode_layers(self.model, tokens, positions, self.bias[:, None, None, :S], self.K, self.V, t=t)
