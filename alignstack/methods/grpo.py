@@ -67,7 +67,7 @@ def train(cfg: GRPOConfig) -> dict:
     from alignstack.data.render import ChatRenderer
     from alignstack.losses.policy import grpo_loss, reinforce_loss
     from alignstack.losses.reduce import masked_mean, masked_sum
-    from alignstack.models.load import attention_for_precision, frozen_copy, prepare_model, save_final
+    from alignstack.models.load import frozen_copy, prepare_model, prepare_reference, save_final
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import (
         frozen_logprobs,
@@ -92,9 +92,8 @@ def train(cfg: GRPOConfig) -> dict:
     tr = Trainer(policy, tok, cfg.optim, total, Path(cfg.out), to_yaml(cfg), cfg.log, cfg.checkpoint, cfg.dist,
                  desc=cfg.algorithm)
     tr.resume_if_requested()
-    if ref is not None:
-        ref.to(tr.acc.device)                        # beside the policy (a GPU when there is one)
-        attention_for_precision(ref, cfg.dist.mixed_precision, tr.acc.device)     # as the Trainer did the policy's
+    if ref is not None:                              # beside the policy, in the precision its passes run at
+        prepare_reference(ref, cfg.dist.mixed_precision, tr.acc.device)
     rank, world = tr.acc.process_index, tr.acc.num_processes
     G = cfg.num_generations
     history = []

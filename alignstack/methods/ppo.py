@@ -150,7 +150,7 @@ def train(cfg: PPOConfig) -> dict:
     from alignstack.losses.lm import lm_loss_sum
     from alignstack.losses.policy import ppo_policy_loss, value_loss
     from alignstack.losses.reduce import masked_mean, masked_sum
-    from alignstack.models.load import attention_for_precision, frozen_copy, prepare_model, save_final
+    from alignstack.models.load import frozen_copy, prepare_model, prepare_reference, save_final
     from alignstack.models.logprobs import completion_span, token_entropy, token_logprobs
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.rollout.experience import frozen_logprobs, ground_truth, prompt_source, rollout
@@ -182,8 +182,7 @@ def train(cfg: PPOConfig) -> dict:
            else FixedKLController(cfg.init_kl_coef))
     st = tr.resume_if_requested()
     dev = tr.acc.device                             # rollout arrays stay on the CPU; forwards run here
-    ref.to(dev)
-    attention_for_precision(ref, cfg.dist.mixed_precision, dev)      # as the Trainer did the policy's
+    prepare_reference(ref, cfg.dist.mixed_precision, dev)      # beside the policy, at its passes' precision
     if "kl" in st:
         ctl.load_state_dict(st["kl"])
     rank, world = tr.acc.process_index, tr.acc.num_processes

@@ -189,6 +189,26 @@ def attention_for_precision(model, mixed_precision: str, device) -> None:
             m.set_attn_implementation("eager")
 
 
+def prepare_reference(ref, mixed_precision: str, device) -> None:
+    """Ready a frozen reference model (GRPO's, PPO's) whose passes run under the trainer's autocast, in place:
+    on ``device``, with its attention as :func:`attention_for_precision` sets the policy's, and under bf16 with
+    its ``nn.Linear`` weights (and biases) stored in bf16. Why: autocast rounds every fp32 weight of a linear layer
+    to bf16 at every forward (a frozen model's casts are never cached, as they are only for weights that need
+    gradients); rounding them once gives the same bits, so the same log-probs, with half those weights' memory and
+    no cast per pass. A weight shared with another module (input embeddings tied to the LM head) stays fp32:
+    embedding lookups are not on autocast's bf16 list."""
+    import torch
+    ref.to(device)
+    attention_for_precision(ref, mixed_precision, device)
+    if mixed_precision != "bf16":
+        return
+    linear = [m for m in ref.modules() if isinstance(m, torch.nn.Linear)]
+    others = {id(p) for m in ref.modules() if not isinstance(m, torch.nn.Linear) for p in m.parameters(recurse=False)}
+    for m in linear:
+        if not any(id(p) in others for p in m.parameters(recurse=False)):
+            m.to(torch.bfloat16)
+
+
 # default LoRA targets (the attention projections) by `config.model_type`; others fall back to "all-linear"
 LORA_TARGETS = {
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj"], "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],

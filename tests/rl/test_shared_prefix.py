@@ -141,3 +141,36 @@ def test_bf16_on_cpu_runs_attention_eagerly(tmp_path, monkeypatch):
     lm = get_peft_model(tiny("qwen2"), LoraConfig(r=2, target_modules=["q_proj"]))
     attention_for_precision(lm, "bf16", "cpu")                       # the model inside a peft wrapper
     assert lm.get_base_model().config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("arch", ["llama", "llama-tied", "qwen2", "gpt2"])
+def test_a_bf16_reference_stores_rounded_linear_weights_with_the_same_logprobs(arch):
+    """``prepare_reference`` under bf16 stores the reference's linear weights rounded to bf16, as autocast rounds
+    them at every pass: its log-probs under autocast are the same bits, with fewer bytes. A weight tied to the
+    input embeddings stays fp32 (the LM head of llama-tied; GPT-2's, whose other projections are not nn.Linear),
+    and fp32 training leaves the reference alone."""
+    from alignstack.models.load import attention_for_precision, frozen_copy, prepare_reference
+
+    m = tiny(arch.split("-")[0])
+    if arch == "llama-tied":
+        m.lm_head.weight = m.model.embed_tokens.weight
+    b, _ = grouped_batch()
+    ref = frozen_copy(m)
+    attention_for_precision(ref, "bf16", "cpu")                      # as prepare_reference sets it, before
+    nbytes = lambda: sum(p.numel() * p.element_size() for p in ref.parameters())          # noqa: E731
+    before_bytes = nbytes()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = frozen_logprobs(ref, b, 0.7, share_prefix=True)
+    prepare_reference(ref, "no", "cpu")
+    assert nbytes() == before_bytes and all(p.dtype == torch.float32 for p in ref.parameters())
+    prepare_reference(ref, "bf16", "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        after = frozen_logprobs(ref, b, 0.7, share_prefix=True)
+    assert torch.equal(after, before) and after.abs().sum() > 0
+    head = ref.lm_head.weight
+    assert head.dtype == (torch.bfloat16 if arch in ("llama", "qwen2") else torch.float32)
+    if arch == "gpt2":
+        assert nbytes() == before_bytes
+    else:
+        assert ref.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+        assert ref.model.embed_tokens.weight.dtype == torch.float32 and nbytes() < 0.6 * before_bytes
