@@ -59,6 +59,44 @@ def test_group_rl_in_bf16_mixed_precision_on_cpu(nano, tmp_path):
     assert any(_changed(nano["path"], tmp_path / "model").values())
 
 
+def test_a_bf16_group_rl_update_casts_each_policy_weight_once(nano, tmp_path, monkeypatch):
+    """The shared-prefix update runs two forwards of the policy (the prompts, then the completions) under one
+    autocast, so each linear weight is cast to bf16 once a micro-batch: the backward saves one bf16 copy of each
+    MLP weight, used by both passes (with an autocast per forward it kept two copies of each)."""
+    from alignstack.train import loop
+    m = nano["model"]
+    L, shape = m.config.num_hidden_layers, sorted(m.model.layers[0].mlp.up_proj.weight.shape)
+    assert shape[0] != shape[1]
+    seen, real = [], loop.Trainer.step
+
+    def step(self, loss_fn, mbs, weights):
+        ptrs, saves = set(), [0]
+        mlp = [p.detach().to(torch.bfloat16) for n, p in self.unwrapped.named_parameters() if ".mlp." in n]
+
+        def pack(t):
+            if t.dtype == torch.bfloat16 and sorted(t.shape) == shape and \
+                    any(torch.equal(x, w) for x in (t, t.T) for w in mlp if x.shape == w.shape):
+                ptrs.add(t.data_ptr())                  # a bf16 copy of a gate, up or down projection weight
+                saves[0] += 1
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = real(self, loss_fn, mbs, weights)
+        seen.append((len(ptrs), saves[0]))
+        return out
+    monkeypatch.setattr(loop.Trainer, "step", step)
+    cfg = load(grpo.GRPOConfig, overrides=[f"out={tmp_path}", f"model.path={nano['path']}", "steps=2",
+                                           "prompts_per_step=2", "num_generations=4", "max_new_tokens=8",
+                                           "reward=import:test_rl_smoke:length_reward", "dist.mixed_precision=bf16",
+                                           "log.progress=false"])
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(reset_partial_state=True)     # one precision per process (see above)
+    try:
+        grpo.train(cfg)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert seen == [(3 * L, 6 * L)] * 2          # 3 MLP weights a layer, one copy each, saved by both passes
+
+
 def test_ppo_in_bf16_mixed_precision_on_cpu(nano, tmp_path):
     """PPO under dist.mixed_precision=bf16: sampling, reference, old values and update under one autocast; the
     GAE inputs stay fp32 and the run trains with finite losses."""
