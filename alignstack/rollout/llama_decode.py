@@ -7,8 +7,9 @@ numerics are the model's — but keeps the KV cache in preallocated, zeroed tens
 not yet written as one additive bias, and computes single-query attention as two matmuls (:func:`attend`) over
 the slots up to the step's, rounded up to a multiple of ``data.collate.SHAPE_MULTIPLE`` (the extra slots are
 masked: a span that grows by one every step would give oneDNN a new bf16 matmul shape, and a cached kernel,
-every step). The prompt (prefill) still goes through the model's regular forward; its cache is copied in. Used by :func:`alignstack.rollout.engine.sample` when :func:`supports` says so; any other
-architecture (or a PEFT-wrapped model) takes the generic path. ``ALIGNSTACK_FAST_DECODE=0`` turns it off.
+every step). The prompt (prefill) still goes through the model's regular forward; its cache is copied in.
+Used by :func:`alignstack.rollout.engine.sample` when :func:`supports` says so; any other architecture (or a
+PEFT-wrapped model) takes the generic path. ``ALIGNSTACK_FAST_DECODE=0`` turns it off.
 
 ``ALIGNSTACK_COMPILE_DECODE=1`` runs the step through ``torch.compile`` with a **static cache**: every step
 attends over the whole preallocated buffer (slots not yet written masked by the bias) and writes its key and
