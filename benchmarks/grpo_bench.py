@@ -106,7 +106,13 @@ def roofline_of(work: Path, a, critic: bool = False, bf16: bool = False) -> dict
     import torch
 
     from alignstack.data.render import ChatRenderer
-    from alignstack.models.load import attention_for_precision, frozen_copy, load_model, load_tokenizer
+    from alignstack.models.load import (
+        attention_for_precision,
+        frozen_copy,
+        load_model,
+        load_tokenizer,
+        prepare_reference,
+    )
     tok = load_tokenizer(str(work / "model"))
     policy = load_model(str(work / "model")).eval()
     attention_for_precision(policy, "bf16" if bf16 else "no", "cpu")      # as the Trainer sets it
@@ -117,7 +123,9 @@ def roofline_of(work: Path, a, critic: bool = False, bf16: bool = False) -> dict
     if critic:
         from alignstack.methods.ppo import build_critic
         crit = build_critic(policy, None)
-    return roofline.grpo_phases(policy, frozen_copy(policy), tok, ids, a.k, a.max_new, critic=crit,
+    ref = frozen_copy(policy)
+    prepare_reference(ref, "bf16" if bf16 else "no", "cpu")                # as GRPO and PPO ready theirs
+    return roofline.grpo_phases(policy, ref, tok, ids, a.k, a.max_new, critic=crit,
                                 dtype=torch.bfloat16 if bf16 else None)
 
 

@@ -154,8 +154,8 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
     real_step, real_pick = llama_decode.LlamaDecoder.step, engine.pick
     res = {}
     try:
-        # recorded after the call: the step has advanced self.t to the number of slots it attended over
-        llama_decode.LlamaDecoder.step = dec.wrap(real_step, lambda self, tok, pos: (tok.shape[0], self.t))
+        # recorded after the call: the number of cache slots the step attended over
+        llama_decode.LlamaDecoder.step = dec.wrap(real_step, lambda self, tok, pos: (tok.shape[0], self.span))
         engine.pick = draw.wrap(real_pick)
         runs = []                                     # (rollout s, decode s incl. the draw, draw s) per repeat
         for r in range(repeats + 1):                  # the first call warms up
@@ -175,9 +175,8 @@ def _phases(policy, ref, tokenizer, prompt_ids, k, max_new, repeats, critic, sha
     # prefill: the engine's own prefill call (distinct prompts, left-padded), timed alone
     from transformers import DynamicCache
 
-    from alignstack.data.collate import pad_left
-    uniq = [list(p) for p in dict.fromkeys(tuple(p) for p in prompt_ids)]
-    ids, att = pad_left(uniq, tokenizer.pad_token_id)
+    from alignstack.data.collate import SHAPE_MULTIPLE, pad_left, unique_rows
+    ids, att = pad_left(unique_rows(prompt_ids)[0], tokenizer.pad_token_id, SHAPE_MULTIPLE)
     pos = (att.cumsum(-1) - 1).clamp(min=0)
     kw = cache_kwarg(policy)
     with torch.no_grad():

@@ -26,6 +26,8 @@ import inspect
 
 import torch
 
+from alignstack.data.collate import SHAPE_MULTIPLE, pad_left, unique_rows
+
 
 def forward_params(model) -> set[str]:
     """Named parameters of the (unwrapped) model's forward."""
@@ -135,7 +137,6 @@ def prefix_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_ma
     if bool((p < 1).any()) or not torch.equal(loss_mask.bool(), (cols >= p[:, None]) & (cols < n[:, None])) \
             or not torch.equal(attention_mask.bool(), cols < n[:, None]):
         return None
-    from alignstack.data.collate import unique_rows
     prompts, inv = unique_rows([row[:k] for row, k in zip(input_ids.tolist(), p.tolist())])
     return None if inv is None else (p, inv.to(input_ids.device), prompts)
 
@@ -157,7 +158,6 @@ def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     from transformers import DynamicCache
     p, inv, prompts = groups
     dev, (B, T) = input_ids.device, input_ids.shape
-    from alignstack.data.collate import SHAPE_MULTIPLE, pad_left
     pids, patt = pad_left(prompts, 0, SHAPE_MULTIPLE)                    # left-padded: every prompt ends together
     pids, patt = pids.to(dev), patt.to(dev)
     kw = cache_kwarg(model)

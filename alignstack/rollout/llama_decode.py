@@ -161,8 +161,9 @@ class LlamaDecoder:
         t = self.t
         self.t = t + 1
         self.bias[:, t] = 0.0                                             # the slot this step writes
+        cap = self.bias.shape[1]
+        self.span = cap if self.static else min(round_up(t + 1, SHAPE_MULTIPLE), cap)   # slots attended over
         if self.static:
             idx = torch.tensor([t], device=tokens.device)
             return _static_step(self.model, tokens, positions, self.bias[:, None, None, :], self.K, self.V, idx=idx)
-        S = min(round_up(t + 1, SHAPE_MULTIPLE), self.bias.shape[1])
-        return decode_layers(self.model, tokens, positions, self.bias[:, None, None, :S], self.K, self.V, t=t)
+        return decode_layers(self.model, tokens, positions, self.bias[:, None, None, :self.span], self.K, self.V, t=t)
