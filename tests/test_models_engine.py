@@ -212,6 +212,54 @@ def test_lean_decode_attention_over_a_bf16_cache_matches_fp32():
     assert torch.allclose(got, want, atol=5e-2) and not torch.equal(got, want)
 
 
+def test_lean_decode_under_autocast_keeps_a_low_precision_cache_attended_whole(monkeypatch):
+    """Under bf16 autocast the lean decoder keeps its KV cache in bf16 (autocast's attention matmuls round it to
+    bf16 anyway, so an fp32 cache was re-cast whole at every step) and attends over the whole buffer, which
+    oneDNN's bf16 batched matmul takes without copying (a slice of the first S slots it copies). The logits match
+    the fp32-cache decoder with growing spans, the layout before."""
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    from alignstack.rollout import llama_decode
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                         pad_token_id=0)).eval()
+    ids = torch.randint(3, 90, (5, 6), generator=torch.Generator().manual_seed(1))
+    att = torch.ones(5, 6, dtype=torch.long)
+    att[0, :2] = 0                                                  # a left-padded row
+    seen = []
+    real = llama_decode.attend
+    monkeypatch.setattr(llama_decode, "attend", lambda q, k, v, *a: seen.append((k.dtype, k.shape[2],
+                        k.is_contiguous(), v.is_contiguous())) or real(q, k, v, *a))
+
+    def decode(old_layout: bool):
+        if old_layout:
+            monkeypatch.setattr(llama_decode, "cache_dtype", lambda x: x.dtype)
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            cache = DynamicCache()
+            model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+                  past_key_values=cache)
+            dec = llama_decode.LlamaDecoder(model, cache, att, 10, static=False)
+            if old_layout:
+                dec.full_span = False
+            a, logits = att.clone(), []
+            for s in range(10):
+                a = torch.cat([a, a.new_ones((5, 1))], dim=1)
+                tok = torch.randint(3, 90, (5,), generator=torch.Generator().manual_seed(10 + s))
+                logits.append(dec.step(tok, a.sum(-1, keepdim=True) - 1).float())
+        return logits, list(seen)
+
+    new, seen_new = decode(False)
+    old, seen_old = decode(True)
+    assert {x[0] for x in seen_new} == {torch.bfloat16} and {x[0] for x in seen_old} == {torch.float32}
+    assert {x[1] for x in seen_new} == {16} and all(c and d for _, _, c, d in seen_new)    # cap 6 + 10, packed
+    assert {x[1] for x in seen_old} == {8, 16} and not all(c for _, _, c, _ in seen_old)
+    for x, y in zip(new, old):
+        # bit-equal on the CPUs tried: the masked slots add exact zeros; a kernel may still sum in another order
+        assert torch.allclose(x, y, atol=1e-3, rtol=0), (x - y).abs().max()
+
+
 @pytest.mark.parametrize("fast", ["0", "1"])
 def test_shared_prefix_groups_give_the_same_samples_as_expanded_prompts(monkeypatch, fast):
     """A group's K samples prefill their prompt once and expand the KV cache: same tokens and log-probs

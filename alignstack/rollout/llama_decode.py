@@ -7,7 +7,9 @@ numerics are the model's — but keeps the KV cache in preallocated, zeroed tens
 not yet written as one additive bias, and computes single-query attention as two matmuls (:func:`attend`) over
 the slots up to the step's, rounded up to a multiple of ``data.collate.SHAPE_MULTIPLE`` (the extra slots are
 masked: a span that grows by one every step would give oneDNN a new bf16 matmul shape, and a cached kernel,
-every step). The prompt (prefill) still goes through the model's regular forward; its cache is copied in.
+every step). Under autocast the cache is kept in the autocast dtype and, on the CPU, attended over whole
+(:func:`cache_dtype`, ``LlamaDecoder.full_span``). The prompt (prefill) still goes through the model's regular
+forward; its cache is copied in.
 Used by :func:`alignstack.rollout.engine.sample` when :func:`supports` says so; any other architecture (or a
 PEFT-wrapped model) takes the generic path. ``ALIGNSTACK_FAST_DECODE=0`` turns it off.
 
@@ -118,6 +120,17 @@ def _static_step(*args, **kw) -> torch.Tensor:
     return decode_layers(*args, **kw)
 
 
+def cache_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype to keep a KV cache in: the autocast dtype when autocast is on for ``x``'s device and ``x`` is
+    fp32, else ``x``'s own. Why: under autocast the attention matmuls round their fp32 operands to that dtype anyway,
+    so a cache kept in fp32 is re-cast whole, in every layer, at every step (the small preset in bf16 on a CPU: a
+    third of a rollout's time); rounding each key and value once, when written, gives the same bits."""
+    dev = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return x.dtype
+
+
 class LlamaDecoder:
     """KV-cached decode state for one batch. ``step(tokens, positions)`` feeds one token per row and
     returns next-token logits (B, V); ``select(keep)`` drops finished rows. ``static`` (default:
@@ -138,18 +151,25 @@ class LlamaDecoder:
             if rows is not None:
                 k, v = k[rows], v[rows]
             # zeroed: slots not yet written are read (then masked) inside a step's attention span
-            Kb = k.new_zeros(B, k.shape[1], cap, k.shape[3])
-            Vb = v.new_zeros(B, v.shape[1], cap, v.shape[3])
+            Kb = k.new_zeros(B, k.shape[1], cap, k.shape[3], dtype=cache_dtype(k))
+            Vb = v.new_zeros(B, v.shape[1], cap, v.shape[3], dtype=cache_dtype(v))
             Kb[:, :, :P] = k
             Vb[:, :, :P] = v
             self.K.append(Kb)
             self.V.append(Vb)
         # additive attention bias over cache slots: 0 where a row attends; -inf on its left padding and on the
         # slots not yet written (each step opens its own)
-        dtype = self.K[0].dtype if self.K else torch.float32
+        dtype = cache.layers[0].keys.dtype if self.K else torch.float32
         self.bias = torch.full((B, cap), float("-inf"), dtype=dtype, device=attention_mask.device)
         self.bias[:, :P].masked_fill_(attention_mask.bool(), 0.0)
         self.t = P
+        # on the CPU, oneDNN's bf16/fp16 batched matmul copies any operand whose batches are not packed back to back,
+        # and a slice of the first S slots of the buffer is such an operand: it would copy the layer's whole cache
+        # (slowly: ~1 ns an element) at every step. Attending over the whole buffer costs a few more
+        # multiply-adds on masked slots, ~100× cheaper an element than the copy (small preset, bf16: ~0.2 s a
+        # rollout). fp32 (and GPU) matmuls take the strided slice as it is, so there the span grows with the step.
+        self.full_span = self.static or (self.K[0].device.type == "cpu" and self.K[0].dtype != torch.float32
+                                         if self.K else False)
 
     def select(self, keep: torch.Tensor) -> None:
         self.K = [k.index_select(0, keep) for k in self.K]
@@ -162,7 +182,7 @@ class LlamaDecoder:
         self.t = t + 1
         self.bias[:, t] = 0.0                                             # the slot this step writes
         cap = self.bias.shape[1]
-        self.span = cap if self.static else min(round_up(t + 1, SHAPE_MULTIPLE), cap)   # slots attended over
+        self.span = cap if self.full_span else min(round_up(t + 1, SHAPE_MULTIPLE), cap)   # slots attended over
         if self.static:
             idx = torch.tensor([t], device=tokens.device)
             return _static_step(self.model, tokens, positions, self.bias[:, None, None, :], self.K, self.V, idx=idx)
