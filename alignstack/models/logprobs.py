@@ -91,27 +91,26 @@ LOGPROB_CHUNK_OTHER = 1 << 24
 
 
 class _TokenLogprobs(torch.autograd.Function):
-    """``log softmax(logits[:, t] / T)[labels[:, t]]`` (B, k) from logits (B, k + 1, V) (the last position
-    predicts nothing), in fp32 (float64 for float64 logits) whatever the logits' dtype, a chunk of positions at a
+    """``log softmax(logits[:, t] / T)[labels[:, t]]`` (B, k) from logits (B, n ≥ k, V) (positions k … n-1
+    predict nothing: a sequence's last), in fp32 (float64 for float64 logits) whatever the logits' dtype, a chunk of positions at a
     time.
 
     Why not autograd over ``gather − logsumexp``: that keeps an fp32 copy of the logits (after the temperature)
     from the forward to the backward, and its backward makes three more full (B, k, V) tensors (the
     gather's zeros, the softmax, their sum) before casting to the logits' dtype, plus the zeros and copy of the
     slice dropping the last position. Here the forward keeps the logits (already alive) and the log-normaliser
-    (B, k + 1); the backward writes ∂/∂x_j = g·(1[j = label] − softmax(x / T)_j) / T into one gradient tensor in
-    the logits' dtype, chunk by chunk. The positions are taken flat, (B·(k + 1), V), the last of each row included
-    (its label a placeholder, its gradient weight 0), so a chunk is any run of positions. The forward's values are
+    (B, n); the backward writes ∂/∂x_j = g·(1[j = label] − softmax(x / T)_j) / T into one gradient tensor in the
+    logits' dtype, chunk by chunk. The positions are taken flat, (B·n, V), those predicting nothing included (their
+    label a placeholder, their gradient weight 0), so a chunk is any run of positions. The forward's values are
     the autograd version's bit for bit (the same ops per position); the gradient agrees to float rounding (tested,
     with ``gradcheck`` in float64)."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-        B, k = labels.shape
-        V = logits.shape[-1]
+        (B, k), (n, V) = labels.shape, logits.shape[1:]
         ct = torch.promote_types(logits.dtype, torch.float32)
         flat = logits.reshape(-1, V)                                  # a view of the model's (contiguous) logits
-        lab = torch.nn.functional.pad(labels, (0, 1)).reshape(-1, 1)   # placeholder 0 at the last position
+        lab = torch.nn.functional.pad(labels, (0, n - k)).reshape(-1, 1)   # placeholder 0 where nothing is predicted
         out = torch.empty(flat.shape[0], dtype=ct, device=logits.device)
         lse = torch.empty_like(out)
         for r in _chunks(flat.shape[0], V, logits.device):
@@ -122,17 +121,17 @@ class _TokenLogprobs(torch.autograd.Function):
             out[r] = x.gather(-1, lab[r]).squeeze(-1) - lse[r]
         ctx.save_for_backward(logits, lab, lse)
         ctx.temperature = temperature
-        return out.view(B, k + 1)[:, :k]
+        return out.view(B, n)[:, :k]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):
         logits, lab, lse = ctx.saved_tensors
         T = ctx.temperature
-        V = logits.shape[-1]
+        n, V = logits.shape[1:]
         flat = logits.reshape(-1, V)
-        # per-position weight g / T; 0 at the last position of each row, which predicts nothing
-        gt = torch.nn.functional.pad(g.to(lse.dtype) / T, (0, 1)).reshape(-1, 1)
+        # per-position weight g / T; 0 at the positions predicting nothing
+        gt = torch.nn.functional.pad(g.to(lse.dtype) / T, (0, n - g.shape[1])).reshape(-1, 1)
         grad = torch.empty(flat.shape, dtype=logits.dtype, device=logits.device)
         for r in _chunks(flat.shape[0], V, logits.device):
             x = flat[r].to(lse.dtype)
@@ -241,9 +240,11 @@ def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     cids = torch.where(valid, input_ids.gather(1, (p[:, None] + ar).clamp(max=T - 1)), 0)
     out = model(input_ids=cids, attention_mask=torch.cat([patt[inv], valid.long()], -1),
                 position_ids=p[:, None] + ar, use_cache=True, **{kw: cache})
-    # the logits of "position -1" (the prompt's last) and of the completion's positions, against the completion
-    # tokens: token_logprobs's convention with a placeholder first column (never a target)
-    lp = token_logprobs(torch.cat([first[:, None], out.logits], 1), torch.cat([cids[:, :1], cids], 1), temperature)
+    # lp[:, j] = log π(cids[:, j]): column 0 from the prompt's last position (``first``), column j ≥ 1 from the
+    # completion's position j - 1 (its last predicts nothing). Two calls, not one over their concatenation, which
+    # would copy every logit once more
+    lp = torch.cat([_TokenLogprobs.apply(first[:, None], cids[:, :1], float(temperature)),
+                    _TokenLogprobs.apply(out.logits, cids[:, 1:], float(temperature))], 1)
     # token j of row b is column p_b + j, predicted at position p_b + j - 1 of the (B, T-1) convention
     res = torch.zeros((B, T - 1), dtype=lp.dtype, device=dev)
     rows, js = valid.nonzero(as_tuple=True)

@@ -89,3 +89,19 @@ def test_no_fp32_copy_of_the_logits_is_kept_for_the_backward(temperature):
     assert big and all(t.dtype == torch.bfloat16 and t.data_ptr() == logits.data_ptr() for t in big)
     old = kept(reference)
     assert len({t.data_ptr() for t in old if t.dtype == torch.float32}) == 1     # one copy (saved by two ops)
+
+
+def test_positions_past_the_labels_predict_nothing():
+    """The function takes logits with more positions than labels (a completion's, or a prompt's single last one):
+    the extra positions get no log-prob and a zero gradient; the labelled ones match token_logprobs."""
+    logits, ids = case(torch.float32, B=3, T=6, V=9)
+    labels = ids[:, 1:3]                                        # two labelled positions of six
+    lp = logprobs._TokenLogprobs.apply(logits, labels, 0.8)
+    assert lp.shape == (3, 2)
+    assert torch.equal(lp, token_logprobs(logits[:, :3], ids[:, :3], 0.8))
+    (g,) = torch.autograd.grad(lp.sum(), logits)
+    assert torch.equal(g[:, 2:], torch.zeros_like(g[:, 2:])) and bool((g[:, :2] != 0).all())
+    one = logprobs._TokenLogprobs.apply(logits[:, :1], ids[:, :1], 0.8)       # n = k = 1
+    want = torch.log_softmax(logits[:, 0].detach() / 0.8, -1).gather(-1, ids[:, :1])
+    assert one.shape == (3, 1) and torch.allclose(one, want, atol=1e-6)
+
