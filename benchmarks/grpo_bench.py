@@ -194,8 +194,9 @@ def main() -> None:
     a.steps = a.steps or STEPS[a.preset]
     work = Path(tempfile.mkdtemp(prefix="grpobench-"))
     prepare(work, 512, a.preset)
+    from machine import machine
     row = {"settings": {k: v for k, v in vars(a).items()
-                        if k in ("preset", "steps", "prompts", "k", "max_new", "threads")}}
+                        if k in ("preset", "steps", "prompts", "k", "max_new", "threads")}, "machine": machine()}
     roofline: dict = {}                              # impl -> its roofline (measured in its first run)
 
     def run(impl: str, rep: int) -> dict:

@@ -687,6 +687,47 @@ def results_block() -> str:
 
 # ------------------------------------------------------------------------------------------------ benchmarks
 
+def machines_note(g: dict) -> str:
+    """Which machine measured what: the GRPO JSON names its CPU; the earlier machine's GRPO figures are kept beside."""
+    cpu = g.get("machine", {}).get("cpu", "an unrecorded machine")
+    bf16 = g["ours_bf16"]["roofline"]["machine_peak_gflops"]
+    text = (f"**Machines.** The GRPO rows were measured on an {cpu}, whose bf16 matmul peak on one core measured "
+            f"{bf16:.0f} GFLOP/s; the SFT, reward-model and DPO rows on the machine of earlier runs, an Intel CPU with "
+            "AVX512-BF16, not re-run since.")
+    try:
+        old, olds = get("benchmarks/results/earlier_machine/grpo.json:"), get(
+            "benchmarks/results/earlier_machine/grpo_small.json:")
+        text += (f" That machine's bf16 peak measured {old['ours_bf16']['roofline']['machine_peak_gflops']:.0f} GFLOP/s, "
+                 f"and there the GRPO benchmark (code of commit {old['machine']['code']}) read {old['ratio_bf16']:.2f}× "
+                 f"TRL in bf16 and {old['ratio_fp32']:.2f}× in fp32 on the tiny preset, {olds['ratio_bf16']:.2f}× and "
+                 f"{olds['ratio_fp32']:.2f}× on the small one (`benchmarks/results/earlier_machine/`): the ratios "
+                 "depend on the CPU, and every ratio in the table compares two implementations on the same machine "
+                 "in one run.")
+    except Missing:
+        pass
+    return text
+
+
+def logprob_note() -> str:
+    """The per-token log-prob benchmark (benchmarks/logprob_bench.py) as a sentence per logits dtype."""
+    lp = get("benchmarks/logprob.json:")
+    s = lp["settings"]
+
+    def side(r):
+        return (f"{r['seconds']:.2f} s, {r['peak_mb_over_inputs']:,} MB over the inputs, largest error "
+                f"{r['max_abs_error_vs_fp64']:.0e}")
+    parts = [f"{row['dtype']} logits: ours {side(row['ours'])} ({row['speedup_vs_trl']:.2f}× TRL's speed, "
+             f"{row['speedup_vs_autograd']:.2f}× our previous formula's); TRL's `selective_log_softmax` "
+             f"{side(row['trl'])}; our previous autograd formula {side(row['autograd'])}" for row in lp["results"]]
+    return (f"**Per-token log-probs** (`benchmarks/logprob_bench.py`; the forward and backward at the LM head that "
+            f"every RL and preference method runs; {s['batch']} × {s['length']} positions × {s['vocab']:,} "
+            f"vocabulary, T = {s['temperature']}, {s['threads']} thread, {lp['machine']['cpu']}). " + "; ".join(parts)
+            + ". `models.logprobs.token_logprobs` is one autograd function over cache-sized chunks of positions: it "
+            "keeps no fp32 copy of the logits for the backward and writes one gradient in the logits' dtype. TRL's "
+            "CPU path computes a bf16 log-softmax, hence its error in bf16; on a GPU with Triton it runs a fused "
+            "kernel instead, which this CPU benchmark does not measure.")
+
+
 def benchmarks_block() -> str:
     # one row per benchmark: ours, TRL as shipped (bf16 autocast + gradient checkpointing, its configs' defaults)
     # and TRL at our arithmetic (fp32, no checkpointing), each ratio, and peak RSS of the three
@@ -706,8 +747,9 @@ def benchmarks_block() -> str:
         for name in ("grpo", "grpo_small"):
             g = get(f"benchmarks/{name}.json:")
             s = g["settings"]
+            cpu = g.get("machine", {}).get("cpu", "the earlier machine").split(" (")[0]
             what = (f"GRPO, {s.get('preset', 'tiny')}, {s['prompts']} prompts × {s['k']} completions × "
-                    f"{s['max_new']} tokens (completions/s; {s['threads']} thread each)")
+                    f"{s['max_new']} tokens (completions/s; {s['threads']} thread each; {cpu})")
             rows.append(row(f"{what}, ours fp32", g["ours"], g["ours"]["rate_completions"], g["trl"], g["trl_fp32"],
                             "rate_completions"))
             rows.append(row(f"{what}, ours with `dist.mixed_precision=bf16` (against TRL as shipped, also bf16)",
@@ -742,11 +784,11 @@ def benchmarks_block() -> str:
           f"shipped), {g['ratio']:.2f}× ours fp32 against TRL as shipped")
     lines += ["", "Every rate is the fastest of two interleaved runs per implementation (each run's rate is in the JSON). SFT on the "
               f"small preset: ours and TRL at the same arithmetic run at {100 * min(small):.0f}–{100 * max(small):.0f}% "
-              f"of this machine's measured fp32 matmul peak. GRPO on the tiny preset: {vs}. GRPO's update and reference "
+              f"of their machine's measured fp32 matmul peak. GRPO on the tiny preset: {vs}. GRPO's update and reference "
               "passes run each group's prompt once and share its KV cache across the group's completions "
               "(`share_prefix`, on by default for GRPO and RLOO; the same log-probs and gradients to float rounding, "
               "tested), which takes a third of their arithmetic away at these shapes, and bf16 mixed precision on a CPU "
-              "runs attention eagerly (SDPA's bf16 backward takes ~6× its fp32 time on this CPU). Where our fp32 GRPO "
+              "runs attention eagerly (SDPA's bf16 backward took ~6× its fp32 time on the CPU measured). Where our fp32 GRPO "
               "step's time goes (achieved GFLOP/s over a matmul peak measured for that phase's shapes): " + ", ".join(
                   f"{k} {1000 * v['s']:.1f} ms at {100 * v['share_of_peak']:.0f}%" for k, v in ph.items())
               + f" (the inverse-CDF draw is {1000 * g['ours']['roofline']['draw_s']:.1f} ms of the rollout)."]
@@ -775,6 +817,11 @@ def benchmarks_block() -> str:
                           f"{r['preset']} {r['speedup']:.2f}× per step after {r['compile_s']:.1f} s of compiling ("
                           + (f"pays back after {r['break_even_steps']:,.0f} decode steps)" if r["break_even_steps"]
                              else "never pays back)") for r in dc) + ", so it is off by default.")
+    except Missing:
+        pass
+    lines += ["", machines_note(g)]
+    try:
+        lines += ["", logprob_note()]
     except Missing:
         pass
     return "\n".join(lines)
