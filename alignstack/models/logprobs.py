@@ -162,10 +162,17 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: f
 
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0, seq_len: int | None = None) -> torch.Tensor:
     """Entropy of each next-token distribution, (B, T-1); with ``seq_len`` T, logits covering the last k
-    positions only are zero-filled to T-1 like :func:`token_logprobs`."""
-    logits = logits[:, :-1].float() / temperature
-    logp = torch.log_softmax(logits, dim=-1)
-    ent = -(logp.exp() * logp).sum(-1)
+    positions only are zero-filled to T-1 like :func:`token_logprobs`. Computed a chunk of positions at a time (as
+    :class:`_TokenLogprobs`), so its fp32 temporaries stay small whatever the vocabulary: the positions are taken
+    flat, the last one included and dropped after (flattening the logits without it would copy them)."""
+    B, n, V = logits.shape
+    ct = torch.promote_types(logits.dtype, torch.float32)
+    flat = logits.reshape(-1, V)
+
+    def entropy(x: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(x.to(ct) / temperature, dim=-1)
+        return -(logp.exp() * logp).sum(-1)
+    ent = torch.cat([entropy(flat[r]) for r in _chunks(flat.shape[0], V, logits.device)]).view(B, n)[:, :-1]
     return ent if seq_len is None else _pad_front(ent, seq_len - 1)
 
 

@@ -105,3 +105,20 @@ def test_positions_past_the_labels_predict_nothing():
     want = torch.log_softmax(logits[:, 0].detach() / 0.8, -1).gather(-1, ids[:, :1])
     assert one.shape == (3, 1) and torch.allclose(one, want, atol=1e-6)
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_token_entropy_in_chunks_equals_the_formula(monkeypatch, dtype):
+    """token_entropy runs a chunk of positions at a time (bounded fp32 temporaries); per position the same ops as
+    the whole-tensor formula, so the same values, and the zero-filled front for logits of the last k positions."""
+    from alignstack.models.logprobs import token_entropy
+    monkeypatch.setattr(logprobs, "LOGPROB_CHUNK", {"cpu": 3 * 11})        # 3 positions a chunk
+    logits, _ = case(dtype, B=4, T=6, V=11)
+    logp = torch.log_softmax(logits[:, :-1].float() / 0.7, -1)
+    want = -(logp.exp() * logp).sum(-1)
+    got = token_entropy(logits.detach(), 0.7)
+    assert got.shape == (4, 5) and torch.equal(got, want)
+    padded = token_entropy(logits.detach(), 0.7, seq_len=9)
+    assert padded.shape == (4, 8) and torch.equal(padded[:, 3:], want) and not padded[:, :3].any()
+    uniform = token_entropy(torch.zeros(1, 2, 11), 1.0)                     # log V nats for a uniform distribution
+    assert uniform.item() == pytest.approx(math.log(11))
+
