@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from alignstack.losses.logprob import TokenLogprobs
 
 
 def lm_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -10,8 +11,12 @@ def lm_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.
 
     Returning (sum, count) lets the training step normalise by the *global* batch's token count,
     which makes gradient accumulation and data parallelism exactly equivalent to one big batch.
+
+    The log-probs come from :class:`~alignstack.losses.logprob.TokenLogprobs` (a chunk of positions at a time, no
+    fp32 copy of the logits kept for the backward) rather than ``F.cross_entropy`` over an fp32 copy, which keeps
+    the fp32 log-softmax of every position until the backward. The same loss to float rounding (tested).
     """
-    labels = input_ids[:, 1:].masked_fill(loss_mask[:, 1:] == 0, -100)
-    nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-                          ignore_index=-100, reduction="sum")
-    return nll, (labels != -100).sum()
+    m = loss_mask[:, 1:] != 0
+    labels = input_ids[:, 1:].masked_fill(~m, 0)          # a placeholder where nothing is counted (weight 0)
+    lp = TokenLogprobs.apply(logits, labels, 1.0)
+    return -torch.where(m, lp, lp.new_zeros(())).sum(), m.sum()

@@ -27,6 +27,7 @@ import inspect
 import torch
 
 from alignstack.data.collate import SHAPE_MULTIPLE, pad_left, unique_rows
+from alignstack.losses.logprob import TokenLogprobs, chunks
 
 
 def forward_params(model) -> set[str]:
@@ -81,89 +82,21 @@ def _pad_front(x: torch.Tensor, width: int) -> torch.Tensor:
     return x if x.shape[1] == width else torch.nn.functional.pad(x, (width - x.shape[1], 0))
 
 
-# elements of (positions × vocabulary) normalised at once, so the fp32 temporaries stay small whatever the batch, the
-# length and the vocabulary (a 150k vocabulary over 8k tokens is 4.9 GB in fp32). On a CPU a chunk that stays in the
-# core's cache (1 MB in fp32) makes each pass over it cheap: the forward and backward over 8 × 512 positions of a 32k
-# vocabulary in bf16 took 1.9 s in chunks of a batch row (16M elements) and 0.5 s in these (2^16: 0.58 s, 2^20:
-# 0.51 s; benchmarks/logprob_bench.py). On a GPU each chunk costs a kernel launch per operation: larger chunks.
-LOGPROB_CHUNK = {"cpu": 1 << 18}
-LOGPROB_CHUNK_OTHER = 1 << 24
-
-
-class _TokenLogprobs(torch.autograd.Function):
-    """``log softmax(logits[:, t] / T)[labels[:, t]]`` (B, k) from logits (B, n ≥ k, V) (positions k … n-1
-    predict nothing: a sequence's last), in fp32 (float64 for float64 logits) whatever the logits' dtype, a chunk of positions at a
-    time.
-
-    Why not autograd over ``gather − logsumexp``: that keeps an fp32 copy of the logits (after the temperature)
-    from the forward to the backward, and its backward makes three more full (B, k, V) tensors (the
-    gather's zeros, the softmax, their sum) before casting to the logits' dtype, plus the zeros and copy of the
-    slice dropping the last position. Here the forward keeps the logits (already alive) and the log-normaliser
-    (B, n); the backward writes ∂/∂x_j = g·(1[j = label] − softmax(x / T)_j) / T into one gradient tensor in the
-    logits' dtype, chunk by chunk. The positions are taken flat, (B·n, V), those predicting nothing included (their
-    label a placeholder, their gradient weight 0), so a chunk is any run of positions. The forward's values are
-    the autograd version's bit for bit (the same ops per position); the gradient agrees to float rounding (tested,
-    with ``gradcheck`` in float64)."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-        (B, k), (n, V) = labels.shape, logits.shape[1:]
-        ct = torch.promote_types(logits.dtype, torch.float32)
-        flat = logits.reshape(-1, V)                                  # a view of the model's (contiguous) logits
-        lab = torch.nn.functional.pad(labels, (0, n - k)).reshape(-1, 1)   # placeholder 0 where nothing is predicted
-        out = torch.empty(flat.shape[0], dtype=ct, device=logits.device)
-        lse = torch.empty_like(out)
-        for r in _chunks(flat.shape[0], V, logits.device):
-            x = flat[r].to(ct)
-            if temperature != 1.0:
-                x = x / temperature
-            lse[r] = torch.logsumexp(x, dim=-1)
-            out[r] = x.gather(-1, lab[r]).squeeze(-1) - lse[r]
-        ctx.save_for_backward(logits, lab, lse)
-        ctx.temperature = temperature
-        return out.view(B, n)[:, :k]
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g: torch.Tensor):
-        logits, lab, lse = ctx.saved_tensors
-        T = ctx.temperature
-        n, V = logits.shape[1:]
-        flat = logits.reshape(-1, V)
-        # per-position weight g / T; 0 at the positions predicting nothing
-        gt = torch.nn.functional.pad(g.to(lse.dtype) / T, (0, n - g.shape[1])).reshape(-1, 1)
-        grad = torch.empty(flat.shape, dtype=logits.dtype, device=logits.device)
-        for r in _chunks(flat.shape[0], V, logits.device):
-            x = flat[r].to(lse.dtype)
-            if T != 1.0:
-                x = x / T
-            # −softmax · g / T, then + g / T at the label (x may be the logits themselves: nothing in place on it)
-            p = (x - lse[r, None]).exp_().mul_(-gt[r])
-            grad[r] = p.scatter_add_(-1, lab[r], gt[r])
-        return grad.view(logits.shape), None, None
-
-
-def _chunks(rows: int, per_row: int, device: torch.device) -> list[slice]:
-    """Slices of rows holding at most the device's chunk of elements (at least one row each)."""
-    n = max(1, LOGPROB_CHUNK.get(device.type, LOGPROB_CHUNK_OTHER) // max(1, per_row))
-    return [slice(i, min(i + n, rows)) for i in range(0, rows, n)]
-
-
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log π(x_t | x_<t) for t ≥ 1, shape (B, T-1), in fp32 (float64 for float64 logits). Memory-lean: no fp32 copy of the logits outlives a
-    chunk of rows (:class:`_TokenLogprobs`).
+    chunk of rows (:class:`~alignstack.losses.logprob.TokenLogprobs`).
 
     ``logits`` may cover the last k ≤ T positions only (a forward with ``logits_to_keep=k``): the
     positions without logits are 0."""
     T, k = input_ids.shape[1], logits.shape[1]
     labels = input_ids[:, T - k + 1:]
-    return _pad_front(_TokenLogprobs.apply(logits, labels, float(temperature)), T - 1)
+    return _pad_front(TokenLogprobs.apply(logits, labels, float(temperature)), T - 1)
 
 
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0, seq_len: int | None = None) -> torch.Tensor:
     """Entropy of each next-token distribution, (B, T-1); with ``seq_len`` T, logits covering the last k
     positions only are zero-filled to T-1 like :func:`token_logprobs`. Computed a chunk of positions at a time (as
-    :class:`_TokenLogprobs`), so its fp32 temporaries stay small whatever the vocabulary: the positions are taken
+    :class:`~alignstack.losses.logprob.TokenLogprobs`), so its fp32 temporaries stay small whatever the vocabulary: the positions are taken
     flat, the last one included and dropped after (flattening the logits without it would copy them)."""
     B, n, V = logits.shape
     ct = torch.promote_types(logits.dtype, torch.float32)
@@ -172,7 +105,7 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0, seq_len: int |
     def entropy(x: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(x.to(ct) / temperature, dim=-1)
         return -(logp.exp() * logp).sum(-1)
-    ent = torch.cat([entropy(flat[r]) for r in _chunks(flat.shape[0], V, logits.device)]).view(B, n)[:, :-1]
+    ent = torch.cat([entropy(flat[r]) for r in chunks(flat.shape[0], V, logits.device)]).view(B, n)[:, :-1]
     return ent if seq_len is None else _pad_front(ent, seq_len - 1)
 
 
@@ -250,8 +183,8 @@ def shared_prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     # lp[:, j] = log π(cids[:, j]): column 0 from the prompt's last position (``first``), column j ≥ 1 from the
     # completion's position j - 1 (its last predicts nothing). Two calls, not one over their concatenation, which
     # would copy every logit once more
-    lp = torch.cat([_TokenLogprobs.apply(first[:, None], cids[:, :1], float(temperature)),
-                    _TokenLogprobs.apply(out.logits, cids[:, 1:], float(temperature))], 1)
+    lp = torch.cat([TokenLogprobs.apply(first[:, None], cids[:, :1], float(temperature)),
+                    TokenLogprobs.apply(out.logits, cids[:, 1:], float(temperature))], 1)
     # token j of row b is column p_b + j, predicted at position p_b + j - 1 of the (B, T-1) convention
     res = torch.zeros((B, T - 1), dtype=lp.dtype, device=dev)
     rows, js = valid.nonzero(as_tuple=True)

@@ -1,5 +1,5 @@
 """``models.logprobs.token_logprobs``: the per-token log-probs every method trains on, computed by a hand-written
-autograd function a chunk of rows at a time (``_TokenLogprobs``). Checked against hand values, against the plain
+autograd function a chunk of positions at a time (``losses.logprob.TokenLogprobs``). Checked against hand values, against the plain
 autograd formula it replaces (``gather − logsumexp`` over an fp32 copy), with ``gradcheck``, and for what it keeps
 between the forward and the backward (the point of it: no fp32 copy of the logits)."""
 import math
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from alignstack.models import logprobs
+from alignstack.losses import logprob as logprobs
 from alignstack.models.logprobs import token_logprobs
 
 
@@ -46,7 +46,7 @@ def test_hand_values():
 def test_forward_equals_the_autograd_formula_and_gradient_agrees(monkeypatch, dtype, temperature, chunk):
     if chunk:
         monkeypatch.setattr(logprobs, "LOGPROB_CHUNK", {"cpu": chunk})
-        assert len(logprobs._chunks(5 * 7, 11, torch.device("cpu"))) == 9            # 35 positions, 4 at a time
+        assert len(logprobs.chunks(5 * 7, 11, torch.device("cpu"))) == 9            # 35 positions, 4 at a time
     logits, ids = case(dtype)
     ours = token_logprobs(logits, ids, temperature)
     ref = reference(logits, ids, temperature)
@@ -69,7 +69,7 @@ def test_gradcheck_in_float64(monkeypatch):
     logits = torch.randn(3, 5, 6, dtype=torch.float64, generator=g).requires_grad_()
     labels = torch.randint(0, 6, (3, 4), generator=g)
     assert token_logprobs(logits, torch.cat([labels[:, :1], labels], 1)).dtype == torch.float64   # float64 stays
-    assert torch.autograd.gradcheck(lambda x: logprobs._TokenLogprobs.apply(x, labels, 0.8), (logits,))
+    assert torch.autograd.gradcheck(lambda x: logprobs.TokenLogprobs.apply(x, labels, 0.8), (logits,))
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -96,12 +96,12 @@ def test_positions_past_the_labels_predict_nothing():
     the extra positions get no log-prob and a zero gradient; the labelled ones match token_logprobs."""
     logits, ids = case(torch.float32, B=3, T=6, V=9)
     labels = ids[:, 1:3]                                        # two labelled positions of six
-    lp = logprobs._TokenLogprobs.apply(logits, labels, 0.8)
+    lp = logprobs.TokenLogprobs.apply(logits, labels, 0.8)
     assert lp.shape == (3, 2)
     assert torch.equal(lp, token_logprobs(logits[:, :3], ids[:, :3], 0.8))
     (g,) = torch.autograd.grad(lp.sum(), logits)
     assert torch.equal(g[:, 2:], torch.zeros_like(g[:, 2:])) and bool((g[:, :2] != 0).all())
-    one = logprobs._TokenLogprobs.apply(logits[:, :1], ids[:, :1], 0.8)       # n = k = 1
+    one = logprobs.TokenLogprobs.apply(logits[:, :1], ids[:, :1], 0.8)       # n = k = 1
     want = torch.log_softmax(logits[:, 0].detach() / 0.8, -1).gather(-1, ids[:, :1])
     assert one.shape == (3, 1) and torch.allclose(one, want, atol=1e-6)
 
@@ -122,3 +122,26 @@ def test_token_entropy_in_chunks_equals_the_formula(monkeypatch, dtype):
     uniform = token_entropy(torch.zeros(1, 2, 11), 1.0)                     # log V nats for a uniform distribution
     assert uniform.item() == pytest.approx(math.log(11))
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lm_loss_equals_cross_entropy_with_ignored_positions(dtype):
+    """losses.lm.lm_loss_sum over the chunked log-probs: F.cross_entropy's summed NLL with ignore_index at the
+    unmasked targets, its count, and its gradient (zero on positions that count nothing)."""
+    import torch.nn.functional as F
+
+    from alignstack.losses.lm import lm_loss_sum
+    logits, ids = case(dtype, B=3, T=7, V=13)
+    mask = torch.zeros(3, 7, dtype=torch.long)
+    mask[0, 2:] = 1
+    mask[1, 4:6] = 1                                           # row 2 counts nothing
+    s, n = lm_loss_sum(logits, ids, mask)
+    labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    want = F.cross_entropy(logits[:, :-1].reshape(-1, 13).float(), labels.reshape(-1), ignore_index=-100,
+                           reduction="sum")
+    assert int(n) == 7 and s.dtype == torch.float32
+    torch.testing.assert_close(s, want, rtol=1e-5, atol=1e-5)
+    (g,) = torch.autograd.grad(s, logits)
+    (gw,) = torch.autograd.grad(want, logits)
+    torch.testing.assert_close(g.float(), gw.float(), rtol=1e-2 if dtype == torch.bfloat16 else 1e-5, atol=1e-5)
+    assert not g[2].any() and not g[:, -1].any() and not g[0, :1].any()
