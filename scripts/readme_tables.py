@@ -725,7 +725,19 @@ def logprob_note() -> str:
             + ". `models.logprobs.token_logprobs` is one autograd function over cache-sized chunks of positions: it "
             "keeps no fp32 copy of the logits for the backward and writes one gradient in the logits' dtype. TRL's "
             "CPU path computes a bf16 log-softmax, hence its error in bf16; on a GPU with Triton it runs a fused "
-            "kernel instead, which this CPU benchmark does not measure.")
+            "kernel instead, which this CPU benchmark does not measure." + lm_loss_note(lp))
+
+
+def lm_loss_note(lp: dict) -> str:
+    rows = lp.get("lm_loss") or []
+    if not rows:
+        return ""
+    return (" The language-modelling loss of pretraining and SFT (`losses.lm.lm_loss_sum`) runs on the same function, "
+            "against Hugging Face's `ForCausalLMLoss` (an fp32 copy of the logits into `cross_entropy`: the loss "
+            "TRL's `SFTTrainer` trains on, and ours before), every position a target: " + "; ".join(
+                f"{r['dtype']} logits {r['lm_ours']['seconds']:.2f} s and {r['lm_ours']['peak_mb_over_inputs']:,} MB "
+                f"against {r['lm_hf']['seconds']:.2f} s and {r['lm_hf']['peak_mb_over_inputs']:,} MB "
+                f"({r['speedup_vs_lm_hf']:.2f}×)" for r in rows) + ".")
 
 
 def benchmarks_block() -> str:
