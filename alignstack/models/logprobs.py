@@ -83,8 +83,8 @@ def _pad_front(x: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log π(x_t | x_<t) for t ≥ 1, shape (B, T-1), in fp32 (float64 for float64 logits). Memory-lean: no fp32 copy of the logits outlives a
-    chunk of rows (:class:`~alignstack.losses.logprob.TokenLogprobs`).
+    """log π(x_t | x_<t) for t ≥ 1, shape (B, T-1), in fp32 (float64 for float64 logits). Memory-lean: no fp32
+    copy of the logits outlives a chunk of positions (:class:`~alignstack.losses.logprob.TokenLogprobs`).
 
     ``logits`` may cover the last k ≤ T positions only (a forward with ``logits_to_keep=k``): the
     positions without logits are 0."""
@@ -96,8 +96,9 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: f
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0, seq_len: int | None = None) -> torch.Tensor:
     """Entropy of each next-token distribution, (B, T-1); with ``seq_len`` T, logits covering the last k
     positions only are zero-filled to T-1 like :func:`token_logprobs`. Computed a chunk of positions at a time (as
-    :class:`~alignstack.losses.logprob.TokenLogprobs`), so its fp32 temporaries stay small whatever the vocabulary: the positions are taken
-    flat, the last one included and dropped after (flattening the logits without it would copy them)."""
+    :class:`~alignstack.losses.logprob.TokenLogprobs`), so its fp32 temporaries stay small whatever the vocabulary:
+    the positions are taken flat, the last one included and dropped after (flattening the logits without it would
+    copy them)."""
     B, n, V = logits.shape
     ct = torch.promote_types(logits.dtype, torch.float32)
     flat = logits.reshape(-1, V)
