@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from alignstack.losses.logprob import TokenLogprobs
+from alignstack.losses.reduce import masked_sum
 
 
 def lm_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,4 +20,4 @@ def lm_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.
     m = loss_mask[:, 1:] != 0
     labels = input_ids[:, 1:].masked_fill(~m, 0)          # a placeholder where nothing is counted (weight 0)
     lp = TokenLogprobs.apply(logits, labels, 1.0)
-    return -torch.where(m, lp, lp.new_zeros(())).sum(), m.sum()
+    return -masked_sum(lp, m), m.sum()

@@ -75,3 +75,17 @@ def chunks(rows: int, per_row: int, device: torch.device) -> list[slice]:
     """Slices of rows holding at most the device's chunk of elements (at least one row each)."""
     n = max(1, LOGPROB_CHUNK.get(device.type, LOGPROB_CHUNK_OTHER) // max(1, per_row))
     return [slice(i, min(i + n, rows)) for i in range(0, rows, n)]
+
+
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of softmax(logits / T) at every position, (B, n), in fp32 (float64 for float64 logits), a chunk of
+    positions at a time as :class:`TokenLogprobs` (bounded fp32 temporaries whatever the vocabulary)."""
+    B, n, V = logits.shape
+    ct = torch.promote_types(logits.dtype, torch.float32)
+    flat = logits.reshape(-1, V)
+
+    def entropy(x: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(x.to(ct) / temperature, dim=-1)
+        return -(logp.exp() * logp).sum(-1)
+    return torch.cat([entropy(flat[r]) for r in chunks(flat.shape[0], V, logits.device)]).view(B, n)
+

@@ -27,7 +27,8 @@ import inspect
 import torch
 
 from alignstack.data.collate import SHAPE_MULTIPLE, pad_left, unique_rows
-from alignstack.losses.logprob import TokenLogprobs, chunks
+from alignstack.losses.logprob import TokenLogprobs
+from alignstack.losses.logprob import token_entropy as chunked_entropy
 
 
 def forward_params(model) -> set[str]:
@@ -95,18 +96,10 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: f
 
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0, seq_len: int | None = None) -> torch.Tensor:
     """Entropy of each next-token distribution, (B, T-1); with ``seq_len`` T, logits covering the last k
-    positions only are zero-filled to T-1 like :func:`token_logprobs`. Computed a chunk of positions at a time (as
-    :class:`~alignstack.losses.logprob.TokenLogprobs`), so its fp32 temporaries stay small whatever the vocabulary:
-    the positions are taken flat, the last one included and dropped after (flattening the logits without it would
-    copy them)."""
-    B, n, V = logits.shape
-    ct = torch.promote_types(logits.dtype, torch.float32)
-    flat = logits.reshape(-1, V)
-
-    def entropy(x: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(x.to(ct) / temperature, dim=-1)
-        return -(logp.exp() * logp).sum(-1)
-    ent = torch.cat([entropy(flat[r]) for r in chunks(flat.shape[0], V, logits.device)]).view(B, n)[:, :-1]
+    positions only are zero-filled to T-1 like :func:`token_logprobs`. The maths, in chunks of positions, is
+    :func:`alignstack.losses.logprob.token_entropy` (over every position: flattening the logits without the last
+    one would copy them, so it is dropped after)."""
+    ent = chunked_entropy(logits, temperature)[:, :-1]
     return ent if seq_len is None else _pad_front(ent, seq_len - 1)
 
 

@@ -169,8 +169,8 @@ class LlamaDecoder:
         # (slowly: ~1 ns an element) at every step. Attending over the whole buffer costs a few more
         # multiply-adds on masked slots, ~100× cheaper an element than the copy. fp32 matmuls on the CPU take the
         # strided slice as it is (as a GPU's batched matmul takes strided batches), so there the span grows.
-        self.full_span = self.static or (self.K[0].device.type == "cpu" and self.K[0].dtype != torch.float32
-                                         if self.K else False)
+        low_cpu = bool(self.K) and self.K[0].device.type == "cpu" and self.K[0].dtype != torch.float32
+        self.full_span = self.static or low_cpu
 
     def select(self, keep: torch.Tensor) -> None:
         self.K = [k.index_select(0, keep) for k in self.K]
