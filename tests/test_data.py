@@ -34,6 +34,29 @@ def test_renderer_works_with_a_template_without_generation_markers(nano):
         tok.chat_template = saved
 
 
+def test_renderer_renders_a_repeated_prompt_once_with_the_same_tokens(nano, monkeypatch):
+    """K completions of one prompt (online RL, rejection sampling, reward scoring): the prompt is rendered once and
+    each conversation once (not prompt, conversation and conversation again), with the tokens and masks of a
+    renderer that remembers nothing."""
+    tok = nano["tokenizer"]
+    prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Sort: c a b"}]
+    completions = [f"a b c, take {i}." for i in range(8)]
+    fresh = []
+    for c in completions:
+        r0 = ChatRenderer(tok, max_length=128)
+        fresh.append((r0.prompt_ids(prompt), r0.prompt_completion(prompt, c)))
+    calls = []
+    real = type(tok).apply_chat_template
+    monkeypatch.setattr(type(tok), "apply_chat_template", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    r = ChatRenderer(tok, max_length=128)
+    got = [(r.prompt_ids(prompt), r.prompt_completion(prompt, c)) for c in completions]
+    assert got == fresh
+    assert len(calls) == 1 + len(completions)
+    ids = r.prompt_ids(prompt)
+    ids.append(-1)                              # a caller's change must not reach the next caller
+    assert r.prompt_ids(prompt) == fresh[0][0]
+
+
 def test_overlong_policy_is_counted(nano):
     tok = nano["tokenizer"]
     msgs = [{"role": "user", "content": "a " * 100}, {"role": "assistant", "content": "b " * 100}]
