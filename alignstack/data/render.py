@@ -94,7 +94,7 @@ class ChatRenderer:
             text = self._text(messages, True)
             hit = (text, self.tokenizer(text, add_special_tokens=False)["input_ids"])
             if key is not None:
-                if len(self._prompts) >= 4096:       # bounded: a long run's prompts come and go
+                if len(self._prompts) >= 256:        # bounded: repeats come K in a row, and long prompts are large
                     self._prompts.clear()
                 self._prompts[key] = hit
         return hit
