@@ -44,9 +44,15 @@ def eval_tasks(cfg: EvalConfig) -> list[T.Task]:
     return C.prompt_set(cfg.seed, cfg.split, cfg.n_prompts)
 
 
-def generate_for_tasks(model, tokenizer, tasks: list[T.Task], sampling: SamplingConfig, seed: int = 0) -> list[str]:
+def prompt_ids_of(tokenizer, tasks: list[T.Task]) -> list[list[int]]:
     r = ChatRenderer(tokenizer)
-    prompts = [r.prompt_ids(t.to_row()["prompt"]) for t in tasks]
+    return [r.prompt_ids(t.to_row()["prompt"]) for t in tasks]
+
+
+def generate_for_tasks(model, tokenizer, tasks: list[T.Task], sampling: SamplingConfig, seed: int = 0,
+                       prompts: list[list[int]] | None = None) -> list[str]:
+    """One completion per task; ``prompts``: the tasks' prompt ids, when already rendered (``prompt_ids_of``)."""
+    prompts = prompts if prompts is not None else prompt_ids_of(tokenizer, tasks)
     g = sample(model, prompts, sampling, stop_token_ids(tokenizer), tokenizer.pad_token_id,
                torch.Generator().manual_seed(seed))
     return g.texts(tokenizer)
@@ -85,10 +91,11 @@ def evaluate(model, tokenizer, cfg: EvalConfig | None = None, tasks: list[T.Task
     modes = [("sampled", SamplingConfig(cfg.max_new_tokens, cfg.temperature, batch_size=cfg.batch_size))]
     if cfg.greedy:
         modes.append(("greedy", SamplingConfig(cfg.max_new_tokens, greedy=True, batch_size=cfg.batch_size)))
+    prompts = prompt_ids_of(tokenizer, tasks)        # rendered once for every sampling and both modes
     for name, sc in modes:
         runs = []
         for i in range(cfg.samples if name == "sampled" else 1):
-            resp = generate_for_tasks(model, tokenizer, tasks, sc, cfg.seed + 7919 * i)
+            resp = generate_for_tasks(model, tokenizer, tasks, sc, cfg.seed + 7919 * i, prompts)
             runs.append(score(tasks, resp))
             if i == 0:
                 runs[0]["samples"] = [{"prompt": t.prompt, "response": r} for t, r in zip(tasks[:8], resp[:8])]
