@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from interleave import fastest_of  # benchmarks/ is on sys.path: the benchmarks run as scripts
+from machine import machine
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WARM = 3
@@ -179,7 +180,7 @@ def main() -> None:
               f"{f['rate_pairs']:>10.1f}{r['ratio_pairs_fp32']:>7.2f}{o['peak_rss_mb']:>9}{t['peak_rss_mb']:>8}"
               f"{f['peak_rss_mb']:>9}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"results": results}, indent=2))
+    Path(args.out).write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

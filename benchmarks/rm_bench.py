@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 
 from interleave import fastest_of  # benchmarks/ is on sys.path: the benchmarks run as scripts
+from machine import machine
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WARM = 3
@@ -166,7 +167,7 @@ def main() -> None:
           f"{f['rate_pairs']:.1f} (ratio {row['ratio_pairs_fp32']:.2f}); tokens/s ours {o['rate_tokens']:.0f} TRL "
           f"{t['rate_tokens']:.0f}; peak RSS ours {o['peak_rss_mb']} MB, TRL {t['peak_rss_mb']} / {f['peak_rss_mb']} MB")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"results": results}, indent=2))
+    Path(args.out).write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 from interleave import fastest_of  # benchmarks/ is on sys.path: the benchmarks run as scripts
+from machine import machine
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WARM = 3
@@ -178,7 +179,7 @@ def main() -> None:
               f"{t['rate_tokens']:>11.0f}{r['ratio']:>7.2f}{f['rate_tokens']:>10.0f}{r['ratio_fp32']:>7.2f}"
               f"{o['peak_rss_mb']:>9}{t['peak_rss_mb']:>8}{f['peak_rss_mb']:>9}{o['mfu']:>10.2%}{f['mfu']:>14.2%}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"matmul_peak_flops": peak, "results": results}, indent=2))
+    Path(args.out).write_text(json.dumps({"machine": machine(), "matmul_peak_flops": peak, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -688,24 +688,54 @@ def results_block() -> str:
 # ------------------------------------------------------------------------------------------------ benchmarks
 
 def machines_note(g: dict) -> str:
-    """Which machine measured what: the GRPO JSON names its CPU; the earlier machine's GRPO figures are kept beside."""
-    cpu = g.get("machine", {}).get("cpu", "an unrecorded machine")
+    """Which machine measured what: every benchmark JSON names its CPU; the earlier machine's JSONs are kept beside."""
+    where: dict[str, list[str]] = {}
+    for name, what in (("sft", "SFT"), ("rm", "reward-model"), ("dpo", "DPO"), ("grpo", "GRPO tiny"),
+                       ("grpo_small", "GRPO small")):
+        try:
+            cpu = get(f"benchmarks/{name}.json:").get("machine", {}).get("cpu", "an unrecorded machine")
+        except Missing:
+            continue
+        where.setdefault(cpu, []).append(what)
     bf16 = g["ours_bf16"]["roofline"]["machine_peak_gflops"]
-    text = (f"**Machines.** The GRPO rows were measured on an {cpu}, whose bf16 matmul peak on one core measured "
-            f"{bf16:.0f} GFLOP/s; the SFT, reward-model and DPO rows on the machine of earlier runs, an Intel CPU with "
-            "AVX512-BF16, not re-run since.")
+    if len(where) == 1:
+        text = (f"**Machines.** Every row was measured on an {next(iter(where))}, whose bf16 matmul peak on one core "
+                f"measured {bf16:.0f} GFLOP/s.")
+    else:
+        text = "**Machines.** " + "; ".join(f"the {', '.join(rows)} rows on {cpu}" for cpu, rows in where.items()) + "."
     try:
         old, olds = get("benchmarks/results/earlier_machine/grpo.json:"), get(
             "benchmarks/results/earlier_machine/grpo_small.json:")
-        text += (f" That machine's bf16 peak measured {old['ours_bf16']['roofline']['machine_peak_gflops']:.0f} GFLOP/s, "
-                 f"and there the GRPO benchmark (code of commit {old['machine']['code']}) read {old['ratio_bf16']:.2f}× "
-                 f"TRL in bf16 and {old['ratio_fp32']:.2f}× in fp32 on the tiny preset, {olds['ratio_bf16']:.2f}× and "
-                 f"{olds['ratio_fp32']:.2f}× on the small one (`benchmarks/results/earlier_machine/`): the ratios "
-                 "depend on the CPU, and every ratio in the table compares two implementations on the same machine "
-                 "in one run.")
+        text += (" Earlier runs used an Intel CPU with AVX512-BF16, whose bf16 peak measured "
+                 f"{old['ours_bf16']['roofline']['machine_peak_gflops']:.0f} GFLOP/s; there the GRPO benchmark (code of "
+                 f"commit {old['machine']['code']}) read {old['ratio_bf16']:.2f}× TRL in bf16 and "
+                 f"{old['ratio_fp32']:.2f}× in fp32 on the tiny preset, {olds['ratio_bf16']:.2f}× and "
+                 f"{olds['ratio_fp32']:.2f}× on the small one, and its SFT, reward-model and DPO results are kept "
+                 "beside (`benchmarks/results/earlier_machine/`): the ratios depend on the CPU, and every ratio in the "
+                 "table compares two implementations on the same machine in one run.")
     except Missing:
         pass
     return text
+
+
+def sft_rerun_note() -> str:
+    """A second run of the SFT benchmark's tiny rows (``sft_tiny_rerun.json``) beside the table's, so the reader sees
+    how far one machine's rates move between runs."""
+    try:
+        first = {r["grouped"]: r for r in get("benchmarks/sft.json:results") if r["preset"] == "tiny"}
+        again = {r["grouped"]: r for r in get("benchmarks/results/sft_tiny_rerun.json:results")}
+    except Missing:
+        return ""
+    parts = []
+    for grouped, label in ((False, "batch 8"), (True, "length-grouped")):
+        if grouped in first and grouped in again:
+            a, b = first[grouped], again[grouped]
+            parts.append(f"{label} {a['ratio']:.2f}× and {b['ratio']:.2f}× TRL as shipped, {a['ratio_fp32']:.2f}× "
+                         f"and {b['ratio_fp32']:.2f}× TRL in fp32")
+    threads = {r[k].get("threads") for r in first.values() for k in ("ours", "trl", "trl_fp32")}
+    each = f"{threads.pop()} threads each" if len(threads) == 1 and None not in threads else "threads as recorded"
+    return (f" The SFT tiny rows move between runs on this machine ({each}): the table's run and a "
+            "second one (`benchmarks/results/sft_tiny_rerun.json`) read " + "; ".join(parts) + ".") if parts else ""
 
 
 def logprob_note() -> str:
@@ -796,7 +826,7 @@ def benchmarks_block() -> str:
           f"shipped), {g['ratio']:.2f}× ours fp32 against TRL as shipped")
     lines += ["", "Every rate is the fastest of two interleaved runs per implementation (each run's rate is in the JSON). SFT on the "
               f"small preset: ours and TRL at the same arithmetic run at {100 * min(small):.0f}–{100 * max(small):.0f}% "
-              f"of their machine's measured fp32 matmul peak. GRPO on the tiny preset: {vs}. GRPO's update and reference "
+              f"of their machine's measured fp32 matmul peak.{sft_rerun_note()} GRPO on the tiny preset: {vs}. GRPO's update and reference "
               "passes run each group's prompt once and share its KV cache across the group's completions "
               "(`share_prefix`, on by default for GRPO and RLOO; the same log-probs and gradients to float rounding, "
               "tested), which takes a third of their arithmetic away at these shapes, and bf16 mixed precision on a CPU "
