@@ -86,7 +86,7 @@ class ChatRenderer:
     def _prompt(self, messages: list[dict]) -> tuple[str, list[int]]:
         """A prompt's text with the generation marker and its token ids, memoised (see ``_prompts``)."""
         try:
-            key = json.dumps(messages, ensure_ascii=False, sort_keys=True)
+            key = json.dumps(messages, ensure_ascii=False)      # key order kept: a template may iterate a dict
         except (TypeError, ValueError):
             key = None
         hit = self._prompts.get(key) if key is not None else None
