@@ -724,6 +724,8 @@ def sft_rerun_note() -> str:
     try:
         first = {r["grouped"]: r for r in get("benchmarks/sft.json:results") if r["preset"] == "tiny"}
         again = {r["grouped"]: r for r in get("benchmarks/results/sft_tiny_rerun.json:results")}
+        if get("benchmarks/sft.json:machine") != get("benchmarks/results/sft_tiny_rerun.json:machine"):
+            return ""                                  # another machine's run says nothing about this one's noise
     except Missing:
         return ""
     parts = []
