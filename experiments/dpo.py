@@ -85,13 +85,13 @@ def t1_ppo(w, reward_fn, target_kl: float, iters: int = 300, batch: int = 1024, 
 
 def gt_eval(model, tok, tasks, seed=0) -> dict:
     """Per-prompt ground truth at T = 1 and greedily (the eval module's decoding settings)."""
-    from alignstack.eval.ground_truth import generate_for_tasks
+    from alignstack.eval.ground_truth import generate_for_tasks, prompt_ids_of
     from alignstack.rollout.engine import SamplingConfig
     from alignstack.world import tasks as T
 
-    out = {}
+    out, prompts = {}, prompt_ids_of(tok, tasks)      # rendered once for both modes
     for mode, sc in (("sampled", SamplingConfig(32, 1.0)), ("greedy", SamplingConfig(32, greedy=True))):
-        resp = generate_for_tasks(model, tok, tasks, sc, seed)
+        resp = generate_for_tasks(model, tok, tasks, sc, seed, prompts)
         per = [T.score(t, r) for t, r in zip(tasks, resp)]
         out[mode] = {"score": [p["helpfulness"] for p in per],
                      "help": [p["helpfulness"] for p, t in zip(per, tasks) if not t.is_safety],

@@ -88,4 +88,3 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
         logp = torch.log_softmax(x.to(ct) / temperature, dim=-1)
         return -(logp.exp() * logp).sum(-1)
     return torch.cat([entropy(flat[r]) for r in chunks(flat.shape[0], V, logits.device)]).view(B, n)
-
