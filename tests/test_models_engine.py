@@ -87,20 +87,25 @@ print("OK")
     assert "alignstack" not in code.split("print")[0]
 
 
-@pytest.mark.parametrize("kv_heads", [4, 2])   # plain multi-head and grouped-query attention
-def test_lean_llama_decode_matches_generic_forward(monkeypatch, kv_heads):
+@pytest.mark.parametrize("kv_heads,rope", [(4, "default"), (2, "default"), (4, "dynamic")])
+def test_lean_llama_decode_matches_generic_forward(monkeypatch, kv_heads, rope):
     """The lean Llama decode path gives the same tokens and log-probs as the model's own forward,
-    with left-padded prompts of different lengths and rows finishing (and being dropped) early."""
+    with left-padded prompts of different lengths and rows finishing (and being dropped) early: with plain
+    multi-head and grouped-query attention, and with dynamic-NTK RoPE, whose frequencies change once positions pass
+    ``max_position_embeddings`` (8 here), so its rotary module runs at every step instead of a table."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from alignstack.rollout import llama_decode
     from alignstack.rollout.engine import SamplingConfig, sample
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=128,
-                      pad_token_id=0)
+                      num_attention_heads=4, num_key_value_heads=kv_heads,
+                      max_position_embeddings=128 if rope == "default" else 8, pad_token_id=0,
+                      **({} if rope == "default" else
+                         {"rope_parameters": {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}}))
     model = LlamaForCausalLM(cfg).eval()
     assert llama_decode.supports(model)
+    assert (llama_decode.rope_tables(model, 8) is None) == (rope == "dynamic")
     prompts = [[5 + (i * 7 + j) % 90 for j in range(3 + i % 5)] for i in range(12)]
     stop = list(range(60, 68))                  # frequent enough that rows finish at different steps
     runs = {}
@@ -112,6 +117,27 @@ def test_lean_llama_decode_matches_generic_forward(monkeypatch, kv_heads):
     assert 0 < sum(a.finished) < len(prompts)
     for x, y in zip(a.logprobs, b.logprobs):
         assert x == pytest.approx(y, abs=1e-5)
+
+
+def test_rope_with_a_signed_sin_table_is_hugging_faces_rotation_bit_for_bit():
+    """The lean step's RoPE (halves swapped, times a sin whose first half is negated, the cos and sin looked up in a
+    table of every position) gives the bits of Hugging Face's ``apply_rotary_pos_emb`` on the rotary module's output
+    for the step's positions, in fp32 and bf16."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    from alignstack.rollout import llama_decode
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                         num_attention_heads=4, max_position_embeddings=128, pad_token_id=0))
+    pos = torch.tensor([[3], [17], [0], [40]])
+    for dtype in (torch.float32, torch.bfloat16):
+        model.to(dtype)
+        q, k = (torch.randn(4, 4, 1, 16, generator=torch.Generator().manual_seed(s)).to(dtype) for s in (1, 2))
+        cos, sin = model.model.rotary_emb(q, pos)                                  # (B, 1, D)
+        want_q, want_k = apply_rotary_pos_emb(q, k, cos, sin)                      # unsqueezes dim 1: heads
+        tab_cos, tab_sin = llama_decode.rope_tables(model, 64)
+        c, s = tab_cos[pos.view(-1)].view(4, 1, 1, -1), tab_sin[pos.view(-1)].view(4, 1, 1, -1)
+        assert torch.equal(llama_decode.rope(q, c, s), want_q) and torch.equal(llama_decode.rope(k, c, s), want_k)
 
 
 def _decode_both(model):

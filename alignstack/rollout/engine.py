@@ -101,15 +101,15 @@ def _reduce(flag: int, op, device) -> int:
 DROP_FINISHED = 0.25
 
 
-def _pick_live(logits: torch.Tensor, live: torch.Tensor, cfg: SamplingConfig, generator, filler: int):
-    """``pick`` for the live rows of a batch (``live`` (B,) bool, on the CPU); finished rows get ``filler`` and
+def _pick_live(logits: torch.Tensor, live: list[int], cfg: SamplingConfig, generator, filler: int):
+    """``pick`` for the live rows of a batch (``live``: their indices, ascending); finished rows get ``filler`` and
     log-prob 0. Only live rows draw random numbers, so the samples do not depend on when finished rows leave."""
-    if bool(live.all()):
+    if len(live) == logits.shape[0]:
         return pick(logits, cfg, generator)
-    li = live.nonzero().squeeze(-1).to(logits.device)
+    li = torch.tensor(live, dtype=torch.long, device=logits.device)
     t, lp = pick(logits[li], cfg, generator)
-    tok = torch.full((len(live),), filler, dtype=t.dtype, device=t.device).index_copy_(0, li, t)
-    return tok, torch.zeros(len(live), dtype=lp.dtype, device=lp.device).index_copy_(0, li, lp)
+    tok = torch.full((logits.shape[0],), filler, dtype=t.dtype, device=t.device).index_copy_(0, li, t)
+    return tok, torch.zeros(logits.shape[0], dtype=lp.dtype, device=lp.device).index_copy_(0, li, lp)
 
 
 @torch.no_grad()
@@ -134,7 +134,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device       # the batch lives on the model's device; bookkeeping on the CPU
-    stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=dev)
+    stop = set(stop_ids)
     comps: list[list[int]] = [[] for _ in prompts]
     lps: list[list[float]] = [[] for _ in prompts]
     fin = [False] * len(prompts)
@@ -160,38 +160,41 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
             if not fast:
                 cache.batch_select_indices(expand)
         dec = llama_decode.LlamaDecoder(model, cache, att, cfg.max_new_tokens, rows=expand) if fast else None
-        active = torch.tensor(rows, dtype=torch.long)   # each batch row's prompt index; -1: finished, still here
+        pos = att.sum(-1, keepdim=True) - 1             # each row's last position; a step writes the next
+        # the loop's bookkeeping is plain Python: per step, tensor ops on a few dozen flags cost more than the lists
+        active = list(rows)                             # each batch row's prompt index; -1: finished, still here
         for step in range(cfg.max_new_tokens):
-            tok, lp = pick(logits, cfg, generator) if idle else _pick_live(logits, active >= 0, cfg, generator, pad_id)
-            done = torch.ones_like(active, dtype=torch.bool)
+            live = [j for j, r in enumerate(active) if r >= 0]
+            tok, lp = pick(logits, cfg, generator) if idle else _pick_live(logits, live, cfg, generator, pad_id)
             if not idle:
-                for r, t, l in zip(active.tolist(), tok.tolist(), lp.tolist()):
-                    if r >= 0:
-                        comps[r].append(t)
-                        lps[r].append(l)
-                ended = torch.isin(tok, stop).cpu() & (active >= 0)
-                for r in active[ended].tolist():
-                    fin[r] = True
-                active = active.masked_fill(ended, -1)
-                done = active < 0
-            all_done = bool(done.all())
+                toks, lpl = tok.tolist(), lp.tolist()
+                for j in live:
+                    r, t = active[j], toks[j]
+                    comps[r].append(t)
+                    lps[r].append(lpl[j])
+                    if t in stop:
+                        fin[r] = True
+                        active[j] = -1
+            n_done = len(active) if idle else sum(r < 0 for r in active)
+            all_done = n_done == len(active)
             if step == cfg.max_new_tokens - 1 or (_reduce(int(all_done), ReduceOp.MIN, logits.device) if synced
                                                     else all_done):
                 break
             if all_done:      # synced, and other ranks still decode: keep stepping, record nothing
                 idle = True
-            elif int(done.sum()) >= DROP_FINISHED * len(done):  # drop finished rows from the batch and the cache
-                keep = (~done).nonzero().squeeze(-1).to(dev)
+            elif n_done >= DROP_FINISHED * len(active):  # drop finished rows from the batch and the cache
+                kept = [j for j, r in enumerate(active) if r >= 0]
+                keep = torch.tensor(kept, dtype=torch.long, device=dev)
                 if dec is not None:
                     dec.select(keep)
                 else:
                     cache.batch_select_indices(keep)
-                att, tok, active = att[keep], tok[keep], active[keep.cpu()]
-            att = torch.cat([att, att.new_ones((att.shape[0], 1))], dim=1)
-            pos = (att.sum(-1, keepdim=True) - 1)
+                att, tok, pos, active = att[keep], tok[keep], pos[keep], [active[j] for j in kept]
+            pos = pos + 1
             if dec is not None:
                 logits = dec.step(tok, pos)
             else:
+                att = torch.cat([att, att.new_ones((att.shape[0], 1))], dim=1)
                 out = model(input_ids=tok[:, None], attention_mask=att, position_ids=pos, use_cache=True,
                             **{cache_kw: cache})
                 logits = out.logits[:, -1]

@@ -51,7 +51,7 @@ def pick(logits: torch.Tensor, cfg, generator: torch.Generator | None = None) ->
     if cfg.greedy:
         tok = logits.argmax(-1)
         return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
-    scaled = logits / cfg.temperature
+    scaled = logits / cfg.temperature if cfg.temperature != 1.0 else logits   # x / 1 is x: skip the copy
     logp = torch.log_softmax(scaled, -1)
     if (cfg.top_k and cfg.top_k < scaled.shape[-1]) or cfg.top_p < 1.0:
         probs = torch.softmax(truncate(scaled, cfg.top_k, cfg.top_p), -1)
