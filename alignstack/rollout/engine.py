@@ -163,6 +163,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
         pos = att.sum(-1, keepdim=True) - 1             # each row's last position; a step writes the next
         # the loop's bookkeeping is plain Python: per step, tensor ops on a few dozen flags cost more than the lists
         active = list(rows)                             # each batch row's prompt index; -1: finished, still here
+        n_done = 0                                      # rows of ``active`` that are -1
         for step in range(cfg.max_new_tokens):
             live = [j for j, r in enumerate(active) if r >= 0]
             tok, lp = pick(logits, cfg, generator) if idle else _pick_live(logits, live, cfg, generator, pad_id)
@@ -175,8 +176,8 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
                     if t in stop:
                         fin[r] = True
                         active[j] = -1
-            n_done = len(active) if idle else sum(r < 0 for r in active)
-            all_done = n_done == len(active)
+                        n_done += 1
+            all_done = idle or n_done == len(active)
             if step == cfg.max_new_tokens - 1 or (_reduce(int(all_done), ReduceOp.MIN, logits.device) if synced
                                                     else all_done):
                 break
@@ -189,7 +190,7 @@ def sample(model, prompts: list[list[int]], cfg: SamplingConfig, stop_ids: list[
                     dec.select(keep)
                 else:
                     cache.batch_select_indices(keep)
-                att, tok, pos, active = att[keep], tok[keep], pos[keep], [active[j] for j in kept]
+                att, tok, pos, active, n_done = att[keep], tok[keep], pos[keep], [active[j] for j in kept], 0
             pos = pos + 1
             if dec is not None:
                 logits = dec.step(tok, pos)
