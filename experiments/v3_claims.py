@@ -90,6 +90,11 @@ RUNS = {
                                   "lr_decay=0.7", "optim.lr=2e-4", "optim.epochs=1.0"]),
     "hir": ("hir", "verifier (hindsight relabel)", [*HIR, "mode=hir"]),
     "farl": ("hir", "verifier (filter)", [*HIR, "mode=farl"]),
+    # HIR's ablation of its contrastive term (Zhang et al. 2023) with the paper's weighting, every relabelled row
+    # counting once (``balance_goals=false``; the recipes above weight rows relabelled `correct` 90/10)
+    "hir_eq": ("hir", "verifier (hindsight relabel)", [*HIR, "mode=hir", "balance_goals=false"]),
+    "hir_eq_nocontrast": ("hir", "verifier (hindsight relabel, no contrastive term)",
+                          [*HIR, "mode=hir", "balance_goals=false", "contrastive_coef=0.0"]),
     # Llama 2 §3.2.3 rounds: round 2 samples from round 1's model, keeps the best of both rounds' samples per prompt
     # (``pool``) and fine-tunes from SFT (Appendix A.4); "{@rs}" is that seed's round-1 folder
     "rs2": ("rejection_sampling", "learned", ["prompts=world3:train", "reward=rm:{rm}", "n_prompts=2000", "k=8",
@@ -234,6 +239,10 @@ CLAIMS = [
      "benign_helpfulness", "sampled", "greater", 0.0),
     ("hir_vs_farl", "HIR", "HIR beats filtered fine-tuning (FARL) on benign helpfulness", "hir-farl",
      "benign_helpfulness", "sampled", "greater", 0.0),
+    ("hir_contrastive", "HIR", "HIR's contrastive term raises benign helpfulness (the paper's equal row weights: "
+     "HIR − HIR without it)", "hir_eq-hir_eq_nocontrast", "benign_helpfulness", "sampled", "greater", 0.0),
+    ("hir_contrastive_greedy", "HIR", "... and under greedy decoding", "hir_eq-hir_eq_nocontrast",
+     "benign_helpfulness", "greedy", "greater", 0.0),
     ("dpo_vs_ppo", "DPO", "DPO reaches PPO's benign helpfulness (learned RM from the same annotators; within 0.02)",
      "dpo-ppo_rm", "benign_helpfulness", "sampled", "greater", -0.02),
     ("rs_rounds", "Llama 2 (rejection sampling)", "a second rejection-sampling round beats the first on benign "
@@ -271,7 +280,7 @@ CLAIMS = [
 DECODINGS = ("sampled", "greedy")
 # recipe − recipe comparisons ("A-B" in a claim's recipe field): per training seed, A's and B's paired differences to
 # SFT on the same test prompts subtract to A − B on those prompts; the seed is the unit as for recipe − SFT.
-COMPARISONS = {k: tuple(k.split("-")) for k in ("ppo_llama2-ppo_fulfil", "hir-farl", "dpo-ppo_rm", "rs2-rs",
+COMPARISONS = {k: tuple(k.split("-")) for k in ("ppo_llama2-ppo_fulfil", "hir-farl", "hir_eq-hir_eq_nocontrast", "dpo-ppo_rm", "rs2-rs",
                                                   "rest_g1-rest_g1i0", "rest-rest_g1", "rlaif-rloo_rm",
                                                   "ppo_ptx-ppo_rm", "ppo_rm_long-ppo_rm", "rl_cai-sl_cai",
                                                   "iter_v2-iter_v1", "iterative-iter_v1", "iterative-iter_v2")}

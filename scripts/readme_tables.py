@@ -119,19 +119,21 @@ def _rest_improve_steps() -> list[dict]:
 
 
 def _v3_claim(paper: str, claim: str, run: str, col: str, what: str, direction: str, reward: str,
-              threshold: float = 0.0, dec: str = "sampled", tuned: str = "v3_claims.json:tuned_on") -> dict:
+              threshold: float = 0.0, dec: str = "sampled", tuned: str | None = None,
+              src: str = "v3_claims.json") -> dict:
     """A world v3 claims row: ``run`` − SFT (``runs/RUN``), or recipe − recipe for ``A-B`` (``comparisons/A-B``);
     ``dec``: sampled (T = 1, with the greedy CI beside it) or lm (held-out corpus NLL, comparisons only);
     ``tuned``: where the JSON says what the recipe's settings were tuned on (the run's default unless a recipe
-    names its own)."""
+    names its own); ``src``: the runner's JSON (another folder's for a run on its own SFT base)."""
+    tuned = tuned or f"{src}:tuned_on"
     node, vs = (f"comparisons/{run}", run.replace("-", " − ")) if "-" in run else (f"runs/{run}", f"{run} − SFT")
     per_seed = f"{node}/per_seed/*/{dec}/{col}" if "-" in run else f"{node}/per_seed/*/vs_sft/{dec}/{col}"
     greedy = f"{node}/greedy/{col}" if "-" in run else f"{node}/vs_sft/greedy/{col}"
     return dict(paper=paper, claim=claim, measure=f"{vs} on world v3's sealed test split ({what}), per training seed",
-                est={"seeds": [f"v3_claims.json:{per_seed}"]},
-                greedy=f"v3_claims.json:{greedy}" if dec == "sampled" else None,
-                direction=direction, threshold=threshold, reward=reward, world="v3_claims.json:world_version",
-                split="v3_claims.json:split", tuned=tuned)
+                est={"seeds": [f"{src}:{per_seed}"]},
+                greedy=f"{src}:{greedy}" if dec == "sampled" else None,
+                direction=direction, threshold=threshold, reward=reward, world=f"{src}:world_version",
+                split=f"{src}:split", tuned=tuned)
 
 
 CLAIMS: list[dict] = [
@@ -235,6 +237,10 @@ CLAIMS: list[dict] = [
          "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`)"),
         ("HIR", "HIR beats filtered fine-tuning (world v3)", "hir-farl", "benign_helpfulness",
          "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`, hindsight relabel vs filter)"),
+        ("HIR", "HIR's contrastive term helps, with the paper's equal row weights (world v3, on an SFT base of its "
+         "own: `experiments/results/v3_hir_ablation/`)", "hir_eq-hir_eq_nocontrast", "benign_helpfulness",
+         "benign helpfulness, T = 1", "greater", "verifier (`world3:correct`, hindsight relabel with vs without the "
+         "contrastive term)", 0.0, "sampled", None, "experiments/results/v3_hir_ablation/v3_claims.json"),
         ("DPO", "DPO is at or above PPO (world v3; KLs in v3_claims.md)", "dpo-ppo_rm", "benign_helpfulness",
          "benign helpfulness, T = 1", "greater", "learned (DPO: implicit; PPO: RM; the same annotator pool)", -MARGIN),
         ("Llama 2", "rejection-sampling rounds improve (world v3)", "rs2-rs", "benign_helpfulness",
@@ -456,7 +462,8 @@ def claims_block() -> str:
               "these results existed; the world v3 rows' thresholds (0; +0.05 for over-refusal, issue 21's bound; "
               f"±{MARGIN} for their non-inferiority and equivalence rows) were fixed in `experiments/v3_claims.py` "
               "before their run, except DPO vs PPO's (−0.02, set when both arms had run). Details of the v3 rows: "
-              "`experiments/results/v3_claims.md`."]
+              "`experiments/results/v3_claims.md` (HIR's contrastive-term ablation, trained on an SFT base of its own "
+              "with the same recipe: `experiments/results/v3_hir_ablation/v3_claims.md`)."]
     return "\n".join(lines)
 
 
