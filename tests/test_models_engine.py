@@ -140,6 +140,26 @@ def test_rope_with_a_signed_sin_table_is_hugging_faces_rotation_bit_for_bit():
         assert torch.equal(llama_decode.rope(q, c, s), want_q) and torch.equal(llama_decode.rope(k, c, s), want_k)
 
 
+def test_lean_step_modules_give_the_model_modules_bits():
+    """The lean step's shortcuts (``F.linear`` for plain Linears, the fused ``F.rms_norm`` in fp32, the gated MLP
+    through them) give the bits of the model's own modules; a bf16 RMSNorm keeps the module."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from alignstack.rollout import llama_decode
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                         num_attention_heads=4, max_position_embeddings=128, pad_token_id=0)).eval()
+    layer = model.model.layers[0]
+    layer.input_layernorm.weight.data.normal_()                 # not all ones: the weight multiply counts
+    x = torch.randn(5, 1, 64)
+    with torch.no_grad():
+        assert torch.equal(llama_decode._norm(layer.input_layernorm, x), layer.input_layernorm(x))
+        assert torch.equal(llama_decode._linear(layer.self_attn.q_proj, x), layer.self_attn.q_proj(x))
+        assert torch.equal(llama_decode._mlp(layer.mlp, x), layer.mlp(x))
+        norm16 = layer.input_layernorm.to(torch.bfloat16)
+        assert torch.equal(llama_decode._norm(norm16, x.bfloat16()), norm16(x.bfloat16()))
+
+
 def _decode_both(model):
     """The lean step and the static-cache step fed the same tokens from the same prefill (rows dropped midway):
     their logits per step."""

@@ -9,8 +9,9 @@ the slots up to the step's, rounded up to a multiple of ``data.collate.SHAPE_MUL
 masked: a span that grows by one every step would give oneDNN a new bf16 matmul shape, and a cached kernel,
 every step). The step also skips work that gives the same bits (tests/test_models_engine.py): RoPE's cos and sin
 come from a table of every position made once per batch, plain ``nn.Linear`` layers run through ``F.linear``, and
-fp32 RMSNorms through the fused ``F.rms_norm`` (the tiny preset's step: ~8% faster, bit-identical logits). Under autocast the cache is kept in the autocast dtype and, on the CPU, attended over whole
-(:func:`cache_dtype`, ``LlamaDecoder.full_span``). The prompt (prefill) still goes through the model's regular
+fp32 RMSNorms through the fused ``F.rms_norm`` (the tiny preset's step: ~8% faster, bit-identical logits). Under
+autocast the cache is kept in the autocast dtype and, on the CPU, attended over whole (:func:`cache_dtype`,
+``LlamaDecoder.full_span``). The prompt (prefill) still goes through the model's regular
 forward; its cache is copied in.
 Used by :func:`alignstack.rollout.engine.sample` when :func:`supports` says so; any other architecture (or a
 PEFT-wrapped model) takes the generic path. ``ALIGNSTACK_FAST_DECODE=0`` turns it off.
@@ -84,8 +85,8 @@ def _linear(mod, x: torch.Tensor) -> torch.Tensor:
 
 
 def _norm(mod, x: torch.Tensor) -> torch.Tensor:
-    """Llama's RMSNorm through the fused ``F.rms_norm`` in fp32, where the two give the same bits (the module's
-    half-precision path rounds before its weight multiply, which ``F.rms_norm`` does not)."""
+    """Llama's RMSNorm through the fused ``F.rms_norm`` in fp32, where the two give the same bits. Other dtypes keep
+    the module: its half-precision path rounds to the input dtype before the weight multiply."""
     w = getattr(mod, "weight", None)
     if type(mod).__name__ == "LlamaRMSNorm" and x.dtype == torch.float32 and w is not None and w.dtype == x.dtype:
         return F.rms_norm(x, w.shape, w, mod.variance_epsilon)
