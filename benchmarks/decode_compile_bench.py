@@ -69,7 +69,8 @@ def main() -> None:
         print(f"{preset:<6} eager {row['eager_ms_per_step']:.2f} ms/step, compiled {row['compiled_ms_per_step']:.2f} "
               f"ms/step ({row['speedup']:.2f}×), compile {compile_s:.1f} s: pays back after {be}")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"threads": 1, "results": results}, indent=2))
+    from machine import machine
+    Path(a.out).write_text(json.dumps({"threads": 1, "machine": machine(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ PEFT-wrapped model) takes the generic path. ``ALIGNSTACK_FAST_DECODE=0`` turns i
 attends over the whole preallocated buffer (slots not yet written masked by the bias) and writes its key and
 value at a tensor index, so one graph serves every step of every batch of the same size (a batch that shrinks as
 rows finish recompiles once, then with a symbolic batch size). If compiling fails (no C++ compiler, an
-unsupported op), it warns once and runs the same static step eagerly. Off by default because on the CPU
-measured it does not pay (``benchmarks/decode_compile_bench.py``, ``benchmarks/results/decode_compile.json``):
+unsupported op), it warns once and runs the same static step eagerly. Off by default because on the CPUs
+measured it pays only on long runs (``benchmarks/decode_compile_bench.py``, ``benchmarks/results/decode_compile.json``):
 the tiny preset's step is faster compiled but its compile time takes tens of thousands of decode steps to win
-back (a 120-step GRPO run of 24-token completions makes 2,880), and the small preset's step is no faster, its
-matmuls already near the BLAS rate. Where per-op launch overhead dominates (a GPU) it is the switch to try.
+back (a 120-step GRPO run of 24-token completions makes 2,880), and the small preset's step was no faster on one
+CPU and 1.14× on another, which wins its compile time back after about one such run. Where per-op launch overhead
+dominates (a GPU) it is the switch to try.
 """
 from __future__ import annotations
 
