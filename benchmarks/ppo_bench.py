@@ -48,8 +48,8 @@ def main() -> None:
     peak = round(grpo_bench.peak_mb())                  # the run's own, before the roofline adds to this process
     rf = grpo_bench.roofline_of(work, argparse.Namespace(prompts=a.batch, k=1, max_new=a.max_new), critic=True)
     from machine import machine
-    row = {"settings": vars(a), "machine": machine(), "completions_per_s": res["completions_per_s"], "time_split_s": res["time_split_s"],
-           "threads": torch.get_num_threads(), "peak_rss_mb": peak, "roofline": rf}
+    row = {"settings": vars(a), "machine": machine(), "completions_per_s": res["completions_per_s"],
+           "time_split_s": res["time_split_s"], "threads": torch.get_num_threads(), "peak_rss_mb": peak, "roofline": rf}
     print(f"PPO (ours): {res['completions_per_s']:.1f} completions/s; split {res['time_split_s']}; "
           f"peak RSS {row['peak_rss_mb']} MB")
     roofline.print_table(rf, "ours, PPO iteration, separate critic")

@@ -48,6 +48,7 @@ REWARD_MODELS = {
 }
 HIR = [L32, "prompts=world3:train", "relabel=world3", "n_prompts=400", "n_samples=4", "rounds=3",
        "optim.lr=2e-4", "optim.epochs=2.0"]
+HIR_EQ = [*HIR, "mode=hir", "balance_goals=false"]     # the HIR paper's weighting: every relabelled row counts once
 
 
 def verifier_rl(algorithm: str, steps: int, lr: str, beta: str) -> list[str]:
@@ -92,9 +93,8 @@ RUNS = {
     "farl": ("hir", "verifier (filter)", [*HIR, "mode=farl"]),
     # HIR's ablation of its contrastive term (Zhang et al. 2023) with the paper's weighting, every relabelled row
     # counting once (``balance_goals=false``; the recipes above weight rows relabelled `correct` 90/10)
-    "hir_eq": ("hir", "verifier (hindsight relabel)", [*HIR, "mode=hir", "balance_goals=false"]),
-    "hir_eq_nocontrast": ("hir", "verifier (hindsight relabel, no contrastive term)",
-                          [*HIR, "mode=hir", "balance_goals=false", "contrastive_coef=0.0"]),
+    "hir_eq": ("hir", "verifier (hindsight relabel)", HIR_EQ),
+    "hir_eq_nocontrast": ("hir", "verifier (hindsight relabel, no contrastive term)", [*HIR_EQ, "contrastive_coef=0.0"]),
     # Llama 2 §3.2.3 rounds: round 2 samples from round 1's model, keeps the best of both rounds' samples per prompt
     # (``pool``) and fine-tunes from SFT (Appendix A.4); "{@rs}" is that seed's round-1 folder
     "rs2": ("rejection_sampling", "learned", ["prompts=world3:train", "reward=rm:{rm}", "n_prompts=2000", "k=8",
@@ -280,8 +280,8 @@ CLAIMS = [
 DECODINGS = ("sampled", "greedy")
 # recipe − recipe comparisons ("A-B" in a claim's recipe field): per training seed, A's and B's paired differences to
 # SFT on the same test prompts subtract to A − B on those prompts; the seed is the unit as for recipe − SFT.
-COMPARISONS = {k: tuple(k.split("-")) for k in ("ppo_llama2-ppo_fulfil", "hir-farl", "hir_eq-hir_eq_nocontrast", "dpo-ppo_rm", "rs2-rs",
-                                                  "rest_g1-rest_g1i0", "rest-rest_g1", "rlaif-rloo_rm",
+COMPARISONS = {k: tuple(k.split("-")) for k in ("ppo_llama2-ppo_fulfil", "hir-farl", "hir_eq-hir_eq_nocontrast",
+                                                  "dpo-ppo_rm", "rs2-rs", "rest_g1-rest_g1i0", "rest-rest_g1", "rlaif-rloo_rm",
                                                   "ppo_ptx-ppo_rm", "ppo_rm_long-ppo_rm", "rl_cai-sl_cai",
                                                   "iter_v2-iter_v1", "iterative-iter_v1", "iterative-iter_v2")}
 HELD_OUT_DOCS = (7919 * 3, 1000)   # (seed, n) of v3 corpus documents no pretraining or PPO-ptx draw used
